@@ -1,0 +1,90 @@
+"""The input domain: an axis-aligned box."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from leo.errors import LeoInputError
+
+
+@dataclass(frozen=True)
+class Box:
+    lower: np.ndarray
+    upper: np.ndarray
+
+    def __post_init__(self) -> None:
+        lo = np.array(self.lower, dtype=np.float64).ravel()
+        hi = np.array(self.upper, dtype=np.float64).ravel()
+        if lo.shape != hi.shape:
+            raise LeoInputError(f"lower bound has {lo.size} entries but upper bound has {hi.size}")
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+            raise LeoInputError("the input box must have finite bounds")
+        bad = np.flatnonzero(lo > hi)
+        if bad.size:
+            i = int(bad[0])
+            raise LeoInputError(f"lower > upper at input {i}: {lo[i]} > {hi[i]}")
+        lo.setflags(write=False)
+        hi.setflags(write=False)
+        object.__setattr__(self, "lower", lo)
+        object.__setattr__(self, "upper", hi)
+
+    @property
+    def dim(self) -> int:
+        return int(self.lower.size)
+
+    def contains(self, x: np.ndarray, tol: float = 0.0) -> np.ndarray:
+        x = np.atleast_2d(x)
+        return np.all((x >= self.lower - tol) & (x <= self.upper + tol), axis=1)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return self.lower + rng.random((n, self.dim)) * (self.upper - self.lower)
+
+    def corners(self, limit: int) -> np.ndarray | None:
+        """All 2^d corners when there are at most ``limit`` of them, else None."""
+        free = np.flatnonzero(self.upper > self.lower)
+        if 2 ** min(free.size, 62) > limit:
+            return None
+        bits = (np.arange(2**free.size)[:, None] >> np.arange(free.size)) & 1
+        pts = np.repeat(self.lower[None, :], bits.shape[0], axis=0)
+        pts[:, free] = np.where(bits == 1, self.upper[free], self.lower[free])
+        return pts
+
+    def to_json(self) -> dict[str, object]:
+        if np.all(self.lower == self.lower[0]) and np.all(self.upper == self.upper[0]):
+            return {"dim": self.dim, "lower": float(self.lower[0]), "upper": float(self.upper[0])}
+        return {"dim": self.dim, "lower": self.lower.tolist(), "upper": self.upper.tolist()}
+
+
+def _bound(spec: str | float | np.ndarray, dim: int, name: str) -> np.ndarray:
+    if isinstance(spec, np.ndarray):
+        values = spec.astype(np.float64).ravel()
+    elif isinstance(spec, (int, float)):
+        values = np.array([float(spec)])
+    else:
+        text = str(spec)
+        if text.endswith(".npy"):
+            path = Path(text)
+            if not path.is_file():
+                raise LeoInputError(f"--{name}: no such file {text}")
+            try:
+                values = np.load(path, allow_pickle=False).astype(np.float64).ravel()
+            except (ValueError, OSError) as exc:
+                raise LeoInputError(f"--{name}: cannot read {text} as a .npy array ({exc})") from None
+        else:
+            try:
+                values = np.array([float(text)])
+            except ValueError:
+                raise LeoInputError(f"--{name} must be a number or a .npy file, got {text!r}") from None
+    if values.size == 1:
+        return np.full(dim, values[0])
+    if values.size != dim:
+        raise LeoInputError(f"--{name} has {values.size} entries but the network has {dim} inputs")
+    return values
+
+
+def make_box(lower: str | float | np.ndarray, upper: str | float | np.ndarray, dim: int) -> Box:
+    """A box from scalars (broadcast to ``dim``), arrays, or paths to ``.npy`` vectors."""
+    return Box(_bound(lower, dim, "lower"), _bound(upper, dim, "upper"))

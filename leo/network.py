@@ -1,0 +1,140 @@
+"""The one network type every stage reads.
+
+A network is a list of dense layers. Layer ``k`` (1-based) computes
+
+    z_k = b_k + sum_{s in sources(k)} W_{k,s} h_s,      h_k = relu(z_k) or z_k
+
+where ``h_0`` is the input. A plain MLP has one source per layer (the layer
+before); skip connections (from the approximate layer-fusion method) are extra
+sources. Arrays are float64 and read-only: stages build new networks, they never
+mutate one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+from leo.errors import LeoInputError
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    out = np.array(array, dtype=np.float64, copy=True)
+    out.setflags(write=False)
+    return out
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A dense layer: ``weights[s]`` maps the output of layer ``s`` (0 = input)."""
+
+    weights: Mapping[int, np.ndarray]
+    bias: np.ndarray
+    relu: bool
+
+    def __post_init__(self) -> None:
+        frozen = {int(s): _frozen(w) for s, w in sorted(self.weights.items())}
+        object.__setattr__(self, "weights", MappingProxyType(frozen))
+        object.__setattr__(self, "bias", _frozen(self.bias))
+        if not frozen:
+            raise LeoInputError("a layer needs at least one input")
+        for s, w in frozen.items():
+            if w.ndim != 2 or w.shape[0] != self.bias.shape[0]:
+                raise LeoInputError(
+                    f"weight from source {s} has shape {w.shape}, expected ({self.bias.shape[0]}, n)"
+                )
+
+    def __reduce__(self):  # mapping proxies do not pickle; rebuild from plain values
+        return (Layer, (dict(self.weights), self.bias, self.relu))
+
+    @property
+    def width(self) -> int:
+        return int(self.bias.shape[0])
+
+    @property
+    def sources(self) -> tuple[int, ...]:
+        return tuple(self.weights)
+
+
+@dataclass(frozen=True)
+class Network:
+    """Input size plus layers; the last layer is the output."""
+
+    input_dim: int
+    layers: tuple[Layer, ...]
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+        if not self.layers:
+            raise LeoInputError("the network has no layers")
+        widths = [self.input_dim] + [layer.width for layer in self.layers]
+        for k, layer in enumerate(self.layers, start=1):
+            for s, w in layer.weights.items():
+                if not 0 <= s < k:
+                    raise LeoInputError(f"layer {k} reads from layer {s}, which does not come before it")
+                if w.shape[1] != widths[s]:
+                    raise LeoInputError(
+                        f"layer {k}: weight from layer {s} has {w.shape[1]} columns, "
+                        f"but layer {s} has {widths[s]} units"
+                    )
+            arrays = [layer.bias, *layer.weights.values()]
+            if not all(np.isfinite(a).all() for a in arrays):
+                raise LeoInputError(f"layer {k} has NaN or infinite weights")
+
+    def __reduce__(self):
+        return (Network, (self.input_dim, self.layers, dict(self.metadata)))
+
+    # -- shape -------------------------------------------------------------
+    @property
+    def output_dim(self) -> int:
+        return self.layers[-1].width
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        """Widths of the ReLU layers whose units can be removed (all but the output)."""
+        return tuple(layer.width for layer in self.layers[:-1])
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Widths indexed by source: ``widths[0]`` is the input."""
+        return (self.input_dim, *(layer.width for layer in self.layers))
+
+    @property
+    def num_parameters(self) -> int:
+        return int(sum(layer.bias.size + sum(w.size for w in layer.weights.values()) for layer in self.layers))
+
+    @property
+    def is_mlp(self) -> bool:
+        """True when every layer reads only from the layer before it."""
+        return all(layer.sources == (k - 1,) for k, layer in enumerate(self.layers, start=1))
+
+    # -- evaluation --------------------------------------------------------
+    def pre_activations(self, x: np.ndarray) -> list[np.ndarray]:
+        """Pre-activations ``z_k`` for a batch ``x`` of shape (n, input_dim)."""
+        outputs = [np.atleast_2d(np.asarray(x, dtype=np.float64))]
+        zs: list[np.ndarray] = []
+        for layer in self.layers:
+            z = layer.bias + sum(outputs[s] @ w.T for s, w in layer.weights.items())
+            zs.append(z)
+            outputs.append(np.maximum(z, 0.0) if layer.relu else z)
+        return zs
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        z = self.pre_activations(x)[-1]
+        return np.maximum(z, 0.0) if self.layers[-1].relu else z
+
+
+def mlp(weights: list[np.ndarray], biases: list[np.ndarray], final_relu: bool = False) -> Network:
+    """Build a plain MLP from per-layer ``(out, in)`` weights and biases."""
+    if len(weights) != len(biases) or not weights:
+        raise LeoInputError("need as many bias vectors as weight matrices, and at least one")
+    layers = tuple(
+        Layer({k: np.asarray(w)}, np.asarray(b), relu=(k < len(weights) - 1) or final_relu)
+        for k, (w, b) in enumerate(zip(weights, biases))
+    )
+    return Network(input_dim=int(np.asarray(weights[0]).shape[1]), layers=layers)

@@ -1,0 +1,39 @@
+"""Where the MILP phase runs: in this process, in a local process pool
+(``workers``), or on a Dask distributed cluster (``scheduler``). Units of one layer
+are independent tasks; chunks keep one persistent model per worker."""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+
+from leo.network import Network
+from solvers.formulation import Formulation
+
+
+def _chunks(tasks: list, parts: int) -> list[list]:
+    parts = max(1, min(parts, len(tasks)))
+    return [tasks[i::parts] for i in range(parts)]
+
+
+def run_chunks(network: Network, formulation: Formulation, layer: int, tasks: list, options) -> list:  # noqa: ANN001
+    from leo.stability import prove
+
+    if not tasks:
+        return []
+    if options.scheduler:
+        from distributed import Client  # optional extra: leo[distributed]
+
+        with Client(options.scheduler, set_as_default=False) as client:
+            parts = max(options.workers, sum(client.nthreads().values()))
+            chunks = _chunks(tasks, parts * 2)
+            net_f, form_f = client.scatter([network, formulation], broadcast=True)
+            futures = [client.submit(prove, net_f, form_f, layer, c, options, pure=False) for c in chunks]
+            results = [r for f in futures for r in f.result()]
+    elif options.workers > 1 and len(tasks) > 1:
+        chunks = _chunks(tasks, options.workers * 2)
+        with ProcessPoolExecutor(max_workers=options.workers) as pool:
+            futures = [pool.submit(prove, network, formulation, layer, c, options) for c in chunks]
+            results = [r for f in futures for r in f.result()]
+    else:
+        results = prove(network, formulation, layer, tasks, options)
+    return sorted(results, key=lambda r: r.unit)

@@ -1,0 +1,157 @@
+"""Turn a stability report into a smaller network that computes the same function
+on the box (LEO, Serra et al. 2020).
+
+Per ReLU layer, in order: delete stably inactive units; among stably active units
+keep a subset with linearly independent weight rows and fold every other active unit
+into the layers that read it; when all remaining units are active, the layer is
+linear: multiply it into the layers that read it. The output layer keeps its units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+
+from leo.network import Layer, Network
+from leo.report import ACTIVE, INACTIVE, StabilityReport
+
+#: Relative tolerance for rank decisions and for accepting a linear combination.
+RANK_TOL = 1e-10
+
+
+@dataclass
+class _Layer:
+    weights: dict[int, np.ndarray]
+    bias: np.ndarray
+    relu: bool
+    status: list[str]
+    origin: list[int]  # unit index in the input network
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """The reduced network and what happened to every unit."""
+
+    network: Network
+    removed_inactive: tuple[tuple[int, ...], ...]  # per original layer
+    folded_active: tuple[tuple[int, ...], ...]
+    merged_layers: tuple[int, ...]  # original 1-based layer indices multiplied into the next
+    max_fold_residual: float = 0.0
+    kept: tuple[tuple[int, ...], ...] = field(default=())
+
+
+def _readers(layers: list[_Layer], source: int) -> list[_Layer]:
+    return [ly for ly in layers if source in ly.weights]
+
+
+def _delete_units(layers: list[_Layer], k: int, drop: np.ndarray) -> None:
+    ly = layers[k]
+    keep = np.setdiff1d(np.arange(ly.bias.size), drop)
+    ly.weights = {s: w[keep] for s, w in ly.weights.items()}
+    ly.bias = ly.bias[keep]
+    ly.status = [ly.status[i] for i in keep]
+    ly.origin = [ly.origin[i] for i in keep]
+    for reader in _readers(layers, k + 1):
+        reader.weights[k + 1] = reader.weights[k + 1][:, keep]
+
+
+def _fold_dependent(layers: list[_Layer], k: int) -> tuple[list[int], float]:
+    """Fold active units whose weight rows are combinations of other active rows."""
+    ly = layers[k]
+    active = np.array([i for i, s in enumerate(ly.status) if s == ACTIVE], dtype=int)
+    if active.size < 2:
+        return [], 0.0
+    rows = np.hstack([ly.weights[s][active] for s in sorted(ly.weights)])  # (|A|, n_in)
+    scale = max(float(np.abs(rows).max()), 1e-300)
+    _, r, piv = scipy.linalg.qr(rows.T, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(r))
+    rank = int((diag > RANK_TOL * scale * max(rows.shape)).sum())
+    if rank == active.size:
+        return [], 0.0
+    basis = np.sort(active[piv[:rank]])
+    dependent = np.setdiff1d(active, basis)
+    b_rows = np.hstack([ly.weights[s][basis] for s in sorted(ly.weights)])
+    d_rows = np.hstack([ly.weights[s][dependent] for s in sorted(ly.weights)])
+    alpha, *_ = np.linalg.lstsq(b_rows.T, d_rows.T, rcond=None)  # (|S|, |D|)
+    residual = float(np.abs(b_rows.T @ alpha - d_rows.T).max())
+    if residual > RANK_TOL * scale * max(rows.shape) * 10:
+        return [], 0.0  # not an exact combination after all: keep the units
+    offset = ly.bias[dependent] - alpha.T @ ly.bias[basis]  # (|D|,)
+    for reader in _readers(layers, k + 1):
+        w = reader.weights[k + 1].copy()
+        wd = w[:, dependent]
+        w[:, basis] += wd @ alpha.T
+        reader.bias = reader.bias + wd @ offset
+        reader.weights[k + 1] = w
+    folded = [ly.origin[i] for i in dependent]
+    _delete_units(layers, k, dependent)
+    return folded, residual
+
+
+def _merge_linear(layers: list[_Layer], k: int) -> None:
+    """Multiply linear layer ``k`` into every layer that reads it, then drop it."""
+    ly = layers[k]
+    for reader in _readers(layers, k + 1):
+        w = reader.weights.pop(k + 1)
+        reader.bias = reader.bias + w @ ly.bias
+        for s, ws in ly.weights.items():
+            contrib = w @ ws
+            reader.weights[s] = reader.weights[s] + contrib if s in reader.weights else contrib
+    del layers[k]
+    for later in layers[k:]:
+        later.weights = {(s - 1 if s > k + 1 else s): w for s, w in later.weights.items()}
+
+
+def reduce(network: Network, report: StabilityReport) -> Reduction:
+    """The smaller network; ``report`` must come from analysing ``network``."""
+    layers: list[_Layer] = []
+    for i, layer in enumerate(network.layers, start=1):
+        lr = report.layer(i) if layer.relu else None
+        status = [p.verdict for p in lr.proofs] if lr else [ACTIVE if not layer.relu else "unstable"] * layer.width
+        if lr is None and layer.relu:
+            raise ValueError(f"the report has no entry for ReLU layer {i}")
+        layers.append(_Layer({s: w.copy() for s, w in layer.weights.items()}, layer.bias.copy(),
+                             layer.relu, status, list(range(layer.width))))
+    n_orig = len(layers)
+    ids = list(range(1, n_orig + 1))  # original 1-based index of each live layer
+    removed = {i: [] for i in ids}
+    folded = {i: [] for i in ids}
+    merged: list[int] = []
+    worst = 0.0
+    k = 0
+    while k < len(layers) - 1:
+        ly = layers[k]
+        if ly.relu:
+            inactive = np.array([i for i, s in enumerate(ly.status) if s == INACTIVE], dtype=int)
+            removed[ids[k]] += [ly.origin[i] for i in inactive]
+            _delete_units(layers, k, inactive)
+            f, res = _fold_dependent(layers, k)
+            folded[ids[k]] += f
+            worst = max(worst, res)
+        if all(s == ACTIVE for s in ly.status) or not ly.relu:
+            merged.append(ids[k])
+            _merge_linear(layers, k)
+            del ids[k]
+            continue
+        k += 1
+    out = layers[-1]
+    if out.relu:  # a final ReLU: inactive outputs are constant zero, all-active drops the ReLU
+        for i, s in enumerate(out.status):
+            if s == INACTIVE:
+                for w in out.weights.values():
+                    w[i] = 0.0
+                out.bias[i] = 0.0
+        if all(s == ACTIVE for s in out.status):
+            out.relu = False
+    net = Network(network.input_dim, tuple(Layer(ly.weights, ly.bias, ly.relu) for ly in layers),
+                  dict(network.metadata))
+    return Reduction(
+        network=net,
+        removed_inactive=tuple(tuple(sorted(removed[i])) for i in range(1, n_orig + 1)),
+        folded_active=tuple(tuple(sorted(folded[i])) for i in range(1, n_orig + 1)),
+        merged_layers=tuple(merged),
+        max_fold_residual=worst,
+        kept=tuple(tuple(ly.origin) for ly in layers),
+    )

@@ -1,0 +1,236 @@
+"""The big-M MILP of a network prefix, in matrix form.
+
+Columns are the input ``x``, the pre-activations ``z`` of every encoded layer, the
+post-activations ``h`` of unstable units and one binary ``d`` per unstable unit.
+Stable units get no binary: an active unit's output *is* its ``z`` column, an
+inactive unit's output is the constant 0. For an unstable unit with bounds l < 0 < u:
+
+    h >= z,  h >= 0,  h <= z - l (1 - d),  h <= u d,  d in {0, 1}.
+
+Every back-end (highspy, Pyomo, the LP/MPS writers) reads this one object, so they
+all solve the same model.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from leo.bounds import LayerBounds
+from leo.domain import Box
+from leo.network import Network
+
+
+class UnitState(enum.Enum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    UNSTABLE = "unstable"
+
+
+@dataclass(frozen=True)
+class Formulation:
+    """min c^T v  s.t.  row_lower <= A v <= row_upper,  col_lower <= v <= col_upper."""
+
+    matrix: sp.csr_matrix
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    col_lower: np.ndarray
+    col_upper: np.ndarray
+    integer: np.ndarray  # bool per column
+    names: tuple[str, ...]
+    x_cols: np.ndarray
+    z_cols: tuple[np.ndarray, ...]  # one array per encoded layer
+    out_cols: np.ndarray | None = None  # the network's outputs, when encoded
+
+    @property
+    def num_cols(self) -> int:
+        return int(self.col_lower.size)
+
+    @property
+    def num_binaries(self) -> int:
+        return int(self.integer.sum())
+
+    def objective(self, layer: int, unit: int, sign: float) -> np.ndarray:
+        """Cost vector for minimising ``sign * z[layer][unit]``."""
+        c = np.zeros(self.num_cols)
+        c[self.z_cols[layer][unit]] = sign
+        return c
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.lo: list[float] = []
+        self.hi: list[float] = []
+        self.integer: list[bool] = []
+        self.names: list[str] = []
+        self.rows: list[int] = []
+        self.cols: list[int] = []
+        self.vals: list[float] = []
+        self.row_lo: list[float] = []
+        self.row_hi: list[float] = []
+
+    def add_cols(self, lo: np.ndarray, hi: np.ndarray, prefix: str, integer: bool = False) -> np.ndarray:
+        start = len(self.lo)
+        self.lo.extend(np.asarray(lo, dtype=float).tolist())
+        self.hi.extend(np.asarray(hi, dtype=float).tolist())
+        self.integer.extend([integer] * len(lo))
+        self.names.extend(f"{prefix}_{i}" for i in range(len(lo)))
+        return np.arange(start, start + len(lo))
+
+    def add_col(self, lo: float, hi: float, name: str, integer: bool = False) -> int:
+        self.lo.append(float(lo))
+        self.hi.append(float(hi))
+        self.integer.append(integer)
+        self.names.append(name)
+        return len(self.lo) - 1
+
+    def add_row(self, cols: Sequence[int], vals: Sequence[float], lo: float, hi: float) -> None:
+        r = len(self.row_lo)
+        self.rows.extend([r] * len(cols))
+        self.cols.extend(cols)
+        self.vals.extend(vals)
+        self.row_lo.append(lo)
+        self.row_hi.append(hi)
+
+    def add_rows(self, matrix: sp.coo_matrix, lo: np.ndarray, hi: np.ndarray) -> None:
+        r = len(self.row_lo)
+        self.rows.extend((matrix.row + r).tolist())
+        self.cols.extend(matrix.col.tolist())
+        self.vals.extend(matrix.data.tolist())
+        self.row_lo.extend(np.asarray(lo, dtype=float).tolist())
+        self.row_hi.extend(np.asarray(hi, dtype=float).tolist())
+
+    def build(self, x_cols: np.ndarray, z_cols: list[np.ndarray], out_cols: np.ndarray | None = None) -> Formulation:
+        n = len(self.lo)
+        a = sp.csr_matrix((self.vals, (self.rows, self.cols)), shape=(len(self.row_lo), n))
+        return Formulation(
+            matrix=a, row_lower=np.array(self.row_lo), row_upper=np.array(self.row_hi),
+            col_lower=np.array(self.lo), col_upper=np.array(self.hi),
+            integer=np.array(self.integer, dtype=bool), names=tuple(self.names),
+            x_cols=x_cols, z_cols=tuple(z_cols), out_cols=out_cols,
+        )
+
+
+def build_prefix(
+    network: Network,
+    box: Box,
+    bounds: Sequence[LayerBounds],
+    states: Sequence[Sequence[UnitState]],
+    upto: int,
+    with_output: bool = False,
+) -> Formulation:
+    """Encode layers ``0..upto`` (0-based). Layers before ``upto`` use ``states``
+    (one per unit); layer ``upto`` contributes its ``z`` columns, the targets, and
+    with ``with_output`` also its activation (``out_cols``; a constant-zero output
+    gets a column fixed at 0)."""
+    b = _Builder()
+    x_cols = b.add_cols(box.lower, box.upper, "x")
+    # outputs[s] = (col index or -1 for constant zero) per unit of source s
+    outputs: list[np.ndarray] = [x_cols]
+    z_cols: list[np.ndarray] = []
+    for k in range(upto + 1):
+        layer = network.layers[k]
+        lb = bounds[k]
+        zc = b.add_cols(lb.lower, lb.upper, f"z{k + 1}")
+        z_cols.append(zc)
+        # z - sum_s W_s h_s = bias
+        rows, cols, vals = [np.arange(layer.width)], [zc], [np.ones(layer.width)]
+        for s, w in layer.weights.items():
+            src = outputs[s]
+            keep = src >= 0
+            wk = sp.coo_matrix(w[:, keep])
+            rows.append(wk.row)
+            cols.append(src[keep][wk.col])
+            vals.append(-wk.data)
+        coo = sp.coo_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(layer.width, len(b.lo))
+        )
+        b.add_rows(coo, layer.bias, layer.bias)
+        if k == upto:
+            break
+        if not layer.relu:
+            outputs.append(zc)
+            continue
+        outputs.append(_encode_relu(b, k, zc, lb, states[k]))
+    out_cols = None
+    if with_output:
+        last = network.layers[upto]
+        if last.relu:
+            st = states[upto] if len(states) > upto and states[upto] else [UnitState.UNSTABLE] * last.width
+            out = _encode_relu(b, upto, z_cols[-1], bounds[upto], st)
+            zero = out < 0
+            out[zero] = b.add_cols(np.zeros(int(zero.sum())), np.zeros(int(zero.sum())), f"zero{upto + 1}")
+            out_cols = out
+        else:
+            out_cols = z_cols[-1]
+    return b.build(x_cols, z_cols, out_cols)
+
+
+def _encode_relu(b: _Builder, k: int, zc: np.ndarray, lb: LayerBounds, states: Sequence[UnitState]) -> np.ndarray:
+    """Columns holding relu(z) per unit (-1 for the constant zero); binaries only where unstable."""
+    out = np.full(zc.size, -1)
+    for j, state in enumerate(states):
+        l, u = float(lb.lower[j]), float(lb.upper[j])
+        if state is UnitState.INACTIVE or u <= 0:
+            continue
+        if state is UnitState.ACTIVE or l >= 0:
+            out[j] = zc[j]
+            continue
+        h = b.add_col(0.0, u, f"h{k + 1}_{j}")
+        d = b.add_col(0.0, 1.0, f"d{k + 1}_{j}", integer=True)
+        z = int(zc[j])
+        b.add_row([z, h], [1.0, -1.0], -np.inf, 0.0)  # h >= z
+        b.add_row([h, z, d], [1.0, -1.0, -l], -np.inf, -l)  # h <= z - l (1 - d)
+        b.add_row([h, d], [1.0, -u], -np.inf, 0.0)  # h <= u d
+        out[j] = h
+    return out
+
+
+def assignment(network: Network, formulation: Formulation, x: np.ndarray) -> np.ndarray:
+    """A full column vector for input ``x`` (used for warm starts and tests)."""
+    v = np.zeros(formulation.num_cols)
+    v[formulation.x_cols] = x
+    zs = network.pre_activations(x[None, :])
+    for k, cols in enumerate(formulation.z_cols):
+        v[cols] = zs[k][0]
+    for i, name in enumerate(formulation.names):
+        if name[0] in "hd" and "_" in name:
+            layer, unit = name[1:].split("_")
+            z = zs[int(layer) - 1][0][int(unit)]
+            v[i] = max(z, 0.0) if name[0] == "h" else float(z > 0)
+    return v
+
+
+def join_on_inputs(first: Formulation, second: Formulation) -> tuple[Formulation, np.ndarray, np.ndarray]:
+    """One model holding both formulations over the same input columns.
+
+    Returns the joint formulation and the output columns of each part in it.
+    """
+    if first.out_cols is None or second.out_cols is None:
+        raise ValueError("both formulations need encoded outputs")
+    n1 = first.num_cols
+    rest = np.setdiff1d(np.arange(second.num_cols), second.x_cols)
+    remap = np.empty(second.num_cols, dtype=int)
+    remap[second.x_cols] = first.x_cols
+    remap[rest] = n1 + np.arange(rest.size)
+    a2 = second.matrix.tocoo()
+    a2 = sp.coo_matrix((a2.data, (a2.row, remap[a2.col])), shape=(a2.shape[0], n1 + rest.size))
+    c1 = first.matrix.tocoo()
+    a1 = sp.coo_matrix((c1.data, (c1.row, c1.col)), shape=(c1.shape[0], n1 + rest.size))
+    joint = Formulation(
+        matrix=sp.vstack([a1, a2]).tocsr(),
+        row_lower=np.concatenate([first.row_lower, second.row_lower]),
+        row_upper=np.concatenate([first.row_upper, second.row_upper]),
+        col_lower=np.concatenate([first.col_lower, second.col_lower[rest]]),
+        col_upper=np.concatenate([first.col_upper, second.col_upper[rest]]),
+        integer=np.concatenate([first.integer, second.integer[rest]]),
+        names=first.names + tuple(f"g_{second.names[i]}" for i in rest),
+        x_cols=first.x_cols,
+        z_cols=first.z_cols,
+        out_cols=first.out_cols,
+    )
+    return joint, first.out_cols, remap[second.out_cols]

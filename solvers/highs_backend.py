@@ -1,0 +1,127 @@
+"""A persistent HiGHS model of one formulation; only the objective changes between
+solves. A solve stops as soon as its question is answered: the proven bound reaches
+the threshold (the answer is yes) or an incumbent falls below it (the answer can no
+longer be yes)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+
+from solvers.formulation import Formulation
+from solvers.result import SolveResult, SolveStatus
+
+_INF = highspy.kHighsInf
+
+
+def _to_highs(f: Formulation, relax: bool) -> highspy.HighsLp:
+    lp = highspy.HighsLp()
+    lp.num_col_ = f.num_cols
+    lp.num_row_ = int(f.row_lower.size)
+    lp.col_cost_ = np.zeros(f.num_cols)
+    lp.col_lower_ = np.where(np.isfinite(f.col_lower), f.col_lower, -_INF)
+    lp.col_upper_ = np.where(np.isfinite(f.col_upper), f.col_upper, _INF)
+    lp.row_lower_ = np.where(np.isfinite(f.row_lower), f.row_lower, -_INF)
+    lp.row_upper_ = np.where(np.isfinite(f.row_upper), f.row_upper, _INF)
+    csc = sp.csc_matrix(f.matrix)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = csc.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = csc.indices.astype(np.int32)
+    lp.a_matrix_.value_ = csc.data.astype(np.float64)
+    lp.a_matrix_.num_col_ = f.num_cols
+    lp.a_matrix_.num_row_ = lp.num_row_
+    if not relax and f.num_binaries:
+        lp.integrality_ = [
+            highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous for i in f.integer
+        ]
+    return lp
+
+
+class HighsModel:
+    """One HiGHS instance holding a formulation (as MILP, or as its LP relaxation)."""
+
+    def __init__(self, formulation: Formulation, relax: bool = False, threads: int = 1) -> None:
+        self.formulation = formulation
+        self.is_mip = (not relax) and formulation.num_binaries > 0
+        self.highs = highspy.Highs()
+        self.highs.setOptionValue("output_flag", False)
+        self.highs.setOptionValue("threads", threads)
+        self.highs.setOptionValue("mip_rel_gap", 0.0)
+        self.highs.passModel(_to_highs(formulation, relax))
+        self._threshold: float | None = None
+        self._on_point: Callable[[np.ndarray], None] | None = None
+        if self.is_mip:
+            self.highs.setCallback(self._callback, None)
+            self.highs.startCallback(highspy.cb.HighsCallbackType.kCallbackMipInterrupt)
+            self.highs.startCallback(highspy.cb.HighsCallbackType.kCallbackMipImprovingSolution)
+
+    def _callback(self, kind, message, data_out, data_in, user_data) -> None:  # noqa: ANN001
+        if kind == highspy.cb.HighsCallbackType.kCallbackMipImprovingSolution:
+            if self._on_point is not None:
+                sol = np.asarray(data_out.mip_solution)
+                self._on_point(sol[self.formulation.x_cols].copy())
+            return
+        t = self._threshold
+        # set the flag either way: HiGHS keeps it between solves of the same model
+        data_in.user_interrupt = t is not None and (
+            data_out.mip_dual_bound >= t or data_out.objective_function_value < t
+        )
+
+    def minimise(
+        self,
+        cost: np.ndarray,
+        threshold: float | None,
+        time_limit: float,
+        start: np.ndarray | None = None,
+        on_point: Callable[[np.ndarray], None] | None = None,
+    ) -> SolveResult:
+        """Minimise ``cost @ v``, stopping once bound >= threshold or incumbent < threshold
+        (the question "is the minimum >= threshold?" is then answered); ``None``
+        solves to optimality."""
+        h = self.highs
+        h.changeColsCost(self.formulation.num_cols, np.arange(self.formulation.num_cols, dtype=np.int32), cost)
+        h.setOptionValue("time_limit", float(max(time_limit, 1e-3)))
+        self._threshold = threshold
+        self._on_point = on_point
+        if self.is_mip:
+            h.clearSolver()
+        if start is not None and self.is_mip:
+            sol = highspy.HighsSolution()
+            sol.col_value = start
+            sol.value_valid = True
+            h.setSolution(sol)
+        t0 = time.perf_counter()
+        h.run()
+        seconds = time.perf_counter() - t0
+        status = h.getModelStatus()
+        info = h.getInfo()
+        point = None
+        if self.is_mip:
+            bound = float(info.mip_dual_bound)
+            incumbent = float(info.objective_function_value) if info.primal_solution_status == 2 else math.inf
+            nodes = int(info.mip_node_count)
+        else:
+            # An LP optimum is a proven bound only when HiGHS says optimal.
+            optimal = status == highspy.HighsModelStatus.kOptimal
+            incumbent = float(info.objective_function_value) if optimal else math.inf
+            bound = incumbent if optimal else -math.inf
+            nodes = 0
+        if math.isfinite(incumbent):
+            point = np.asarray(h.getSolution().col_value)[self.formulation.x_cols].copy()
+        if status == highspy.HighsModelStatus.kOptimal:
+            kind = SolveStatus.OPTIMAL
+        elif status == highspy.HighsModelStatus.kInterrupt:
+            kind = SolveStatus.INTERRUPTED
+        elif status == highspy.HighsModelStatus.kTimeLimit:
+            kind = SolveStatus.TIME_LIMIT
+        else:
+            kind = SolveStatus.ERROR
+            bound = -math.inf
+        if not math.isfinite(bound) or math.isnan(bound):
+            bound = -math.inf
+        return SolveResult(kind, bound, incumbent, point, seconds, nodes)

@@ -1,0 +1,63 @@
+"""Shared helpers: small random networks with known structure, brute-force truth."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy.optimize import linprog
+
+from leo.network import Network, mlp
+
+
+def random_mlp(rng: np.random.Generator, sizes: list[int], bias_shift: float = 0.0) -> Network:
+    ws = [rng.normal(size=(o, i)) / np.sqrt(i) for i, o in zip(sizes[:-1], sizes[1:])]
+    bs = [rng.normal(size=o) * 0.5 + (bias_shift if k < len(sizes) - 2 else 0.0) for k, o in enumerate(sizes[1:])]
+    return mlp(ws, bs)
+
+
+def exact_ranges(net: Network, lower: np.ndarray, upper: np.ndarray, layer: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact min and max of every pre-activation of ``layer`` (0-based) over the box, by
+    enumerating the activation patterns of the layers before it and solving an LP each.
+
+    Independent of leo's MILP: within one pattern the network is affine, so the
+    region is a polyhedron and z is linear on it.
+    """
+    d = net.input_dim
+    widths = [net.layers[k].width for k in range(layer)]
+    lo = np.full(net.layers[layer].width, np.inf)
+    hi = np.full(net.layers[layer].width, -np.inf)
+    for pattern in itertools.product([0, 1], repeat=sum(widths)):
+        # affine maps: h = A x + c through the pattern
+        a, c = np.eye(d), np.zeros(d)
+        rows, rhs = [], []
+        pos = 0
+        for k in range(layer):
+            ly = net.layers[k]
+            za, zc = ly.weights[k] @ a, ly.weights[k] @ c + ly.bias
+            bits = np.array(pattern[pos:pos + ly.width])
+            pos += ly.width
+            for j in range(ly.width):
+                if bits[j]:  # z >= 0  ->  -z <= 0
+                    rows.append(-za[j]); rhs.append(zc[j])
+                else:  # z <= 0
+                    rows.append(za[j]); rhs.append(-zc[j])
+            a, c = za * bits[:, None], zc * bits
+        ly = net.layers[layer]
+        za, zc = ly.weights[layer] @ a, ly.weights[layer] @ c + ly.bias
+        a_ub = np.array(rows) if rows else None
+        b_ub = np.array(rhs) if rows else None
+        for j in range(ly.width):
+            for sign in (1.0, -1.0):
+                res = linprog(sign * za[j], A_ub=a_ub, b_ub=b_ub, bounds=list(zip(lower, upper)), method="highs")
+                if res.status == 0:
+                    val = sign * res.fun + zc[j]
+                    lo[j] = min(lo[j], val) if sign > 0 else lo[j]
+                    hi[j] = max(hi[j], val) if sign < 0 else hi[j]
+    return lo, hi
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)

@@ -1,0 +1,84 @@
+"""The MILP's forward pass equals the network, and every back-end solves the same model."""
+
+import numpy as np
+import pytest
+
+from leo.domain import Box, make_box
+from leo.stability import StabilityOptions, analyse, prefix_formulation
+from solvers.formulation import UnitState, assignment, build_prefix
+from solvers.highs_backend import HighsModel
+from tests.conftest import random_mlp
+
+
+def _all_unstable(net, box):
+    from leo.bounds import cheap_bounds
+
+    bounds = cheap_bounds(net, box, symbolic=False)
+    states = [[UnitState.UNSTABLE] * ly.width if ly.relu else [] for ly in net.layers]
+    return bounds, states
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_milp_forward_pass_equals_network(seed):
+    rng = np.random.default_rng(seed)
+    net = random_mlp(rng, [3, 6, 5, 2])
+    box = make_box(-1, 1, 3)
+    bounds, states = _all_unstable(net, box)
+    last = len(net.layers) - 1
+    for x in box.sample(5, rng):
+        fixed = Box(x, x)
+        f = build_prefix(net, fixed, bounds, states, last, with_output=True)
+        model = HighsModel(f)
+        y = net(x[None])[0]
+        for i in range(net.output_dim):
+            for sign in (1.0, -1.0):
+                cost = np.zeros(f.num_cols)
+                cost[f.out_cols[i]] = sign
+                res = model.minimise(cost, threshold=None, time_limit=30)
+                assert res.status.value == "optimal"
+                assert sign * res.incumbent == pytest.approx(y[i], abs=1e-6)
+
+
+def test_assignment_is_feasible(rng):
+    net = random_mlp(rng, [3, 6, 5, 2])
+    box = make_box(-1, 1, 3)
+    bounds, states = _all_unstable(net, box)
+    f = build_prefix(net, box, bounds, states, 2, with_output=True)
+    for x in box.sample(20, rng):
+        v = assignment(net, f, x)
+        av = f.matrix @ v
+        assert np.all(av >= f.row_lower - 1e-9) and np.all(av <= f.row_upper + 1e-9)
+        assert np.all(v >= f.col_lower - 1e-9) and np.all(v <= f.col_upper + 1e-9)
+
+
+def test_stable_units_get_no_binary(rng):
+    net = random_mlp(rng, [4, 10, 10, 2], bias_shift=-1.0)
+    box = make_box(0, 1, 4)
+    report = analyse(net, box)
+    f = prefix_formulation(net, box, 1)
+    assert f.num_binaries == len(report.layers[0].unstable)
+
+
+def test_pyomo_model_gives_the_same_optimum(rng, tmp_path):
+    pyo = pytest.importorskip("pyomo.environ")
+    from solvers.pyomo_model import to_pyomo, write_model
+
+    net = random_mlp(rng, [3, 6, 4, 2])
+    box = make_box(-1, 1, 3)
+    f = prefix_formulation(net, box, 1)
+    cost = f.objective(1, 0, -1.0)
+    ours = HighsModel(f).minimise(cost, threshold=None, time_limit=60)
+    model = to_pyomo(f, cost)
+    solver = pyo.SolverFactory("appsi_highs")
+    solver.solve(model)
+    assert pyo.value(model.obj) == pytest.approx(ours.incumbent, abs=1e-6)
+    for suffix in (".lp", ".mps"):
+        write_model(f, cost, tmp_path / f"m{suffix}")
+        assert (tmp_path / f"m{suffix}").stat().st_size > 0
+    import highspy
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.readModel(str(tmp_path / "m.mps"))
+    h.run()
+    assert h.getInfo().objective_function_value == pytest.approx(ours.incumbent, abs=1e-6)
