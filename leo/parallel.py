@@ -16,7 +16,7 @@ def _chunks(tasks: list, parts: int) -> list[list]:
 
 
 def run_chunks(network: Network, formulation: Formulation, layer: int, tasks: list, options) -> list:  # noqa: ANN001
-    from leo.stability import prove
+    from leo.engine_unit import prove
 
     if not tasks:
         return []

@@ -20,9 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from leo.bounds import LayerBounds
-from leo.domain import Box
-from leo.network import Network
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the MILP layer reads leo's types but must not import leo at load time
+    from leo.bounds import LayerBounds
+    from leo.domain import Box
+    from leo.network import Network
 
 
 class UnitState(enum.Enum):
@@ -234,3 +237,35 @@ def join_on_inputs(first: Formulation, second: Formulation) -> tuple[Formulation
         out_cols=first.out_cols,
     )
     return joint, first.out_cols, remap[second.out_cols]
+
+
+def with_columns(
+    formulation: Formulation,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    integer: np.ndarray,
+    names: Sequence[str],
+    rows: sp.coo_matrix,
+    row_lower: np.ndarray,
+    row_upper: np.ndarray,
+) -> tuple[Formulation, np.ndarray]:
+    """A copy with extra columns and rows appended; ``rows`` spans old and new columns."""
+    f = formulation
+    n_new = len(lower)
+    total = f.num_cols + n_new
+    old = f.matrix.tocoo()
+    a = sp.vstack([
+        sp.coo_matrix((old.data, (old.row, old.col)), shape=(old.shape[0], total)),
+        sp.coo_matrix((rows.data, (rows.row, rows.col)), shape=(rows.shape[0], total)),
+    ]).tocsr()
+    joint = Formulation(
+        matrix=a,
+        row_lower=np.concatenate([f.row_lower, row_lower]),
+        row_upper=np.concatenate([f.row_upper, row_upper]),
+        col_lower=np.concatenate([f.col_lower, lower]),
+        col_upper=np.concatenate([f.col_upper, upper]),
+        integer=np.concatenate([f.integer, np.asarray(integer, dtype=bool)]),
+        names=f.names + tuple(names),
+        x_cols=f.x_cols, z_cols=f.z_cols, out_cols=f.out_cols,
+    )
+    return joint, np.arange(f.num_cols, total)

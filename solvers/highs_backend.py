@@ -63,14 +63,23 @@ class HighsModel:
     def _callback(self, kind, message, data_out, data_in, user_data) -> None:  # noqa: ANN001
         if kind == highspy.cb.HighsCallbackType.kCallbackMipImprovingSolution:
             if self._on_point is not None:
-                sol = np.asarray(data_out.mip_solution)
-                self._on_point(sol[self.formulation.x_cols].copy())
+                self._on_point(np.array(data_out.mip_solution, dtype=np.float64))
             return
         t = self._threshold
         # set the flag either way: HiGHS keeps it between solves of the same model
         data_in.user_interrupt = t is not None and (
             data_out.mip_dual_bound >= t or data_out.objective_function_value < t
         )
+
+    def set_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+        """Change column bounds in place (e.g. fix resolved indicators to 0)."""
+        cols = np.asarray(cols, dtype=np.int32)
+        if cols.size:
+            self.highs.changeColsBounds(cols.size, cols, np.asarray(lower, float), np.asarray(upper, float))
+
+    def solution(self) -> np.ndarray:
+        """The full column vector of the last incumbent."""
+        return np.asarray(self.highs.getSolution().col_value)
 
     def minimise(
         self,
@@ -80,6 +89,7 @@ class HighsModel:
         start: np.ndarray | None = None,
         on_point: Callable[[np.ndarray], None] | None = None,
     ) -> SolveResult:
+        # on_point receives the full column vector of every improving incumbent
         """Minimise ``cost @ v``, stopping once bound >= threshold or incumbent < threshold
         (the question "is the minimum >= threshold?" is then answered); ``None``
         solves to optimality."""

@@ -12,7 +12,7 @@ from leo.domain import Box, make_box
 from leo.errors import LeoInputError
 from leo.io.onnx_export import save_onnx
 from leo.io.onnx_import import load_onnx
-from leo.network import Network, mlp
+from leo.network import Layer, Network, mlp
 from leo.property import Inequality, OutputProperty, check_property
 from leo.reduce import reduce
 from leo.stability import StabilityOptions, analyse
@@ -103,8 +103,8 @@ def test_final_relu_is_encoded() -> None:
     box = make_box(-1, 1, 2)
     lo, hi = _range(plain, box)
     assert lo[0] < -GAP and hi[0] > GAP  # z takes both signs, so the ReLU matters
-    relu_net = Network(plain.input_dim, (plain.layers[0], type(plain.layers[1])(
-        dict(plain.layers[1].weights), plain.layers[1].bias, relu=True)))
+    out = plain.layers[1]
+    relu_net = Network(plain.input_dim, (plain.layers[0], Layer(dict(out.weights), out.bias, relu=True)))
     below = OutputProperty(1, (_at_most(1, 0, -GAP),))
     assert check_property(plain, box, below, 30.0, samples=0).sat is True
     assert check_property(relu_net, box, below, 30.0, samples=0).sat is False
@@ -178,7 +178,7 @@ def test_onnx_and_vnnlib_end_to_end(tmp_path: Path) -> None:
             _assert_checked(loaded, qbox, prop, result)
 
 
-def test_stability_options_reach_analysis() -> None:
+def test_a_report_of_another_network_is_refused() -> None:
     """The report passed in is used as is: a wrong one is refused, not trusted silently."""
     net = random_mlp(np.random.default_rng(1), [2, 3, 1])
     other = random_mlp(np.random.default_rng(2), [2, 3, 3, 1])
@@ -194,8 +194,6 @@ def test_linear_hidden_layer_gets_bounds_without_a_report_entry() -> None:
     w0, b0 = rng.normal(size=(3, 2)), rng.normal(size=3) * 0.5
     w1, b1 = rng.normal(size=(5, 3)) / np.sqrt(3), rng.normal(size=5) * 0.5
     w2, b2 = rng.normal(size=(1, 5)) / np.sqrt(5), rng.normal(size=1) * 0.5
-    from leo.network import Layer
-
     net = Network(2, (Layer({0: w0}, b0, relu=False), Layer({1: w1}, b1, relu=True), Layer({2: w2}, b2, relu=False)))
     folded = mlp([w1 @ w0, w2], [w1 @ b0 + b1, b2])  # the same function, for the exact range
     box = make_box(-1, 1, 2)

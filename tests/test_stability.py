@@ -19,13 +19,13 @@ def _truth(net, box, k):
             for l, h in zip(lo, hi)]
 
 
-@pytest.mark.parametrize("seed", range(8))
-@pytest.mark.parametrize("local_search", [True, False])
-def test_verdicts_match_brute_force(seed, local_search):
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("engine,local_search", [("unit", True), ("unit", False), ("network", False)])
+def test_verdicts_match_brute_force(seed, engine, local_search):
     rng = np.random.default_rng(seed)
-    net = random_mlp(rng, [3, 5, 4, 4, 2], bias_shift=float(rng.choice([-0.8, 0.0, 0.8])))
+    net = random_mlp(rng, [3, 4, 4, 4, 2], bias_shift=float(rng.choice([-0.8, 0.0, 0.8])))
     box = make_box(-1, 1, 3)
-    report = analyse(net, box, StabilityOptions(margin=MARGIN, local_search=local_search, samples=8))
+    report = analyse(net, box, StabilityOptions(margin=MARGIN, local_search=local_search, samples=8, engine=engine))
     assert [lr.layer for lr in report.layers] == [1, 2, 3]
     for k, lr in enumerate(report.layers):
         truth = _truth(net, box, k)
@@ -98,3 +98,16 @@ def test_domain_dimension_mismatch(rng):
     net = random_mlp(rng, [3, 4, 2])
     with pytest.raises(LeoInputError, match="inputs"):
         analyse(net, make_box(0, 1, 4))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_engines_and_back_ends_agree(seed):
+    rng = np.random.default_rng(100 + seed)
+    net = random_mlp(rng, [5, 12, 10, 8, 2], bias_shift=-0.3)
+    box = make_box(0, 1, 5)
+    runs = [analyse(net, box, StabilityOptions(engine="unit", samples=4, local_search=False)),
+            analyse(net, box, StabilityOptions(engine="network", samples=4, local_search=False)),
+            analyse(net, box, StabilityOptions(engine="unit", workers=2, samples=4, local_search=False))]
+    for other in runs[1:]:
+        for a, b in zip(runs[0].layers, other.layers):
+            assert (a.active, a.inactive) == (b.active, b.inactive)

@@ -113,11 +113,6 @@ class _Node:
             raise self.fail(f"the {what} must be a constant (an initializer or a Constant node)")
         return v
 
-    def affine(self, i: int) -> Affine:
-        v = self.inputs[i]
-        assert isinstance(v, Affine)
-        return v
-
 
 Handler = Callable[[_Graph, _Node], list[Value]]
 
@@ -415,6 +410,8 @@ _OPS: dict[str, Handler] = {
 def _read_model(path: Path) -> Any:
     import onnx
 
+    if not path.is_file():
+        raise LeoInputError(f"no such model file: {path}")
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning-like errors, ...

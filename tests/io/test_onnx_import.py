@@ -114,6 +114,7 @@ def _export(module: torch.nn.Module, shape: tuple[int, ...], path: Path) -> Path
     return path
 
 
+@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export")
 @pytest.mark.parametrize("kind", ["sequential", "normalised"])
 def test_torch_export(tmp_path: Path, kind: str) -> None:
     torch.manual_seed(0)

@@ -1,0 +1,491 @@
+"""Speed of exact stability analysis: leo against the MILP baselines, side by side.
+
+    python -m benchmarks.speed [--json PATH] [--markdown PATH] [--plot PATH] [--quick]
+                               [--cap SECONDS] [--methods naive,omlt,leo,leo-network]
+                               [--networks NAMES]
+
+On MNIST MLPs trained with the paper's recipe (``benchmarks.common.get_network``;
+training time is not measured) and the box [0, 1]^784, every method proves which
+hidden units are stably active or inactive:
+
+* ``naive``: LEO 2020, Pyomo big-M MILPs with interval big-M, max and min per unit;
+* ``omlt``: OMLT's ``ReluBigMFormulation``, max and min per unit;
+* ``leo``: ``leo.stability.analyse`` with ``engine="unit"``;
+* ``leo-network``: ``analyse`` with ``engine="network"``.
+
+Each (network, method) runs in a fresh process (``spawn``), so the peak memory
+(``ru_maxrss``) is the method's own; the clock covers everything the method does
+from the loaded network on (model building included), not the process start or the
+imports. Every method is capped: the baselines stop themselves at the cap, and a
+process still running at cap + grace is killed; either way the result says
+``capped`` and its seconds are a lower bound. The exact methods that finished must
+report the same stable set (active and inactive units per layer): ``agree``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing as mp
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leo.domain import Box
+from leo.network import Network
+
+METHODS = ("naive", "omlt", "leo", "leo-network")
+DEFAULT_CAP = 3600.0
+QUICK_NETWORK = "2x100-l1=1e-4"
+QUICK_BASELINE_CAP = 120.0
+QUICK_LEO_CAP = 60.0
+KILL_GRACE = 30.0  # seconds past the cap before a process is killed (model building is not interruptible)
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A benchmark network: hidden widths and the l1 penalty of its training."""
+
+    hidden: tuple[int, ...]
+    l1: float
+
+    @property
+    def name(self) -> str:
+        from benchmarks.common import network_name
+
+        return network_name(self.hidden, self.l1)
+
+
+SPECS = (
+    Spec((100, 100), 5e-4),
+    Spec((100, 100), 1e-4),
+    Spec((100, 100), 0.0),
+    Spec((100, 100, 100), 1e-4),
+    Spec((100,) * 5, 1e-4),
+    Spec((800, 800), 1e-4),
+)
+
+
+# -- the methods -----------------------------------------------------------------
+def _leo(engine: str) -> Callable[[Network, Box, float | None], dict[str, Any]]:
+    def run(network: Network, box: Box, cap: float | None) -> dict[str, Any]:  # noqa: ARG001 - killed at the cap
+        from leo.stability import StabilityOptions, analyse
+
+        if "engine" in StabilityOptions.__dataclass_fields__:
+            options = StabilityOptions(engine=engine)
+        elif engine == "unit":  # before the network engine existed, per-unit was the only one
+            options = StabilityOptions()
+        else:
+            raise RuntimeError(f"this leo has no engine={engine!r}")
+        start = time.perf_counter()
+        report = analyse(network, box, options)
+        seconds = time.perf_counter() - start
+        active = [lr.active for lr in report.layers]
+        inactive = [lr.inactive for lr in report.layers]
+        timeouts = sum(1 for lr in report.layers for p in lr.proofs if p.method == "timeout")
+        return {"seconds": seconds, "solves": report.solves,
+                "stable": sum(map(len, active)) + sum(map(len, inactive)), "capped": False,
+                "active": active, "inactive": inactive, "timeouts": timeouts}
+
+    return run
+
+
+def method_function(name: str) -> Callable[[Network, Box, float | None], dict[str, Any]]:
+    from benchmarks import baselines
+
+    table: dict[str, Callable[[Network, Box, float | None], dict[str, Any]]] = {
+        "naive": lambda net, box, cap: baselines.naive(net, box, cap=cap),
+        "omlt": lambda net, box, cap: baselines.omlt(net, box, cap=cap),
+        "leo": _leo("unit"),
+        "leo-network": _leo("network"),
+    }
+    if name not in table:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    return table[name]
+
+
+def _warm_imports(name: str) -> None:
+    """Import what a method needs before its clock starts."""
+    import leo.stability  # noqa: F401
+    if name in ("naive", "omlt"):
+        import pyomo.contrib.appsi.solvers  # noqa: F401
+        import pyomo.environ  # noqa: F401
+    if name == "omlt":
+        import omlt.neuralnet  # noqa: F401
+
+
+def _maxrss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def run_method(name: str, network: Network, box: Box, cap: float | None) -> dict[str, Any]:
+    """One method in this process; the uniform result dict (or one with ``error``)."""
+    _warm_imports(name)
+    fn = method_function(name)
+    start = time.perf_counter()
+    try:
+        out = fn(network, box, cap)
+    except Exception as exc:  # noqa: BLE001 - recorded, the benchmark goes on
+        return {"seconds": time.perf_counter() - start, "solves": None, "stable": None, "capped": False,
+                "error": f"{type(exc).__name__}: {exc}"}
+    if cap is not None and not out["capped"] and out["seconds"] > cap:
+        out["capped"] = True  # leo has no internal cap: over it counts as capped
+    return out
+
+
+def _child(conn, name: str, network: Network, box: Box, cap: float | None) -> None:  # noqa: ANN001
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        _warm_imports(name)
+        base = _maxrss_mib()
+        out = run_method(name, network, box, cap)
+        out["peak_mib"] = _maxrss_mib()
+        out["baseline_mib"] = base
+        conn.send(out)
+    except BaseException as exc:  # noqa: BLE001 - report anything to the parent
+        conn.send({"seconds": None, "solves": None, "stable": None, "capped": False,
+                   "error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        conn.close()
+
+
+def measure(name: str, network: Network, box: Box, cap: float | None, isolate: bool = True,
+            grace: float = KILL_GRACE) -> dict[str, Any]:
+    """Run one method, in a fresh process when ``isolate`` (killed at cap + grace)."""
+    if not isolate:
+        return run_method(name, network, box, cap)
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, name, network, box, cap), daemon=True)
+    proc.start()
+    child.close()
+    wait = None if cap is None else cap + grace + 60.0  # + start-up and imports
+    start = time.perf_counter()
+    out: dict[str, Any] | None = None
+    if parent.poll(wait):
+        try:
+            out = parent.recv()
+        except EOFError:
+            out = None
+    proc.join(timeout=5)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    if out is None:
+        elapsed = time.perf_counter() - start
+        if cap is not None and elapsed >= cap:
+            return {"seconds": cap, "solves": None, "stable": None, "capped": True,
+                    "note": f"killed after {elapsed:.0f} s (cap {cap:g} s)"}
+        return {"seconds": None, "solves": None, "stable": None, "capped": False,
+                "error": f"the process ended without a result (exit code {proc.exitcode})"}
+    return out
+
+
+# -- comparing -------------------------------------------------------------------
+def compare(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Do the methods that finished (no cap, no error) report the same stable set?"""
+    done = {m: r for m, r in results.items() if not r.get("capped") and "error" not in r and "active" in r}
+    out: dict[str, Any] = {"agree": None, "compared": sorted(done)}
+    if len(done) < 2:
+        return out
+    ref_name = next(iter(done))
+    ref = done[ref_name]
+    diffs = []
+    for m, r in done.items():
+        for kind in ("active", "inactive"):
+            if len(r[kind]) != len(ref[kind]):
+                diffs.append(f"{m} vs {ref_name}: {len(r[kind])} layers of {kind} units, not {len(ref[kind])}")
+                continue
+            for k, (a, b) in enumerate(zip(r[kind], ref[kind])):
+                if list(a) != list(b):
+                    only_m = sorted(set(a) - set(b))
+                    only_ref = sorted(set(b) - set(a))
+                    diffs.append(f"layer {k + 1} {kind}: only {m} {only_m[:10]}, only {ref_name} {only_ref[:10]}")
+    out["agree"] = not diffs
+    if diffs:
+        out["differences"] = diffs
+    return out
+
+
+def _summary(result: dict[str, Any]) -> dict[str, Any]:
+    """What the JSON keeps of one method's run: no unit lists, counts per layer instead."""
+    keep = {k: v for k, v in result.items() if k not in ("active", "inactive")}
+    if "active" in result:
+        keep["active_per_layer"] = [len(a) for a in result["active"]]
+        keep["inactive_per_layer"] = [len(i) for i in result["inactive"]]
+    return keep
+
+
+def benchmark(networks: Sequence[tuple[str, Network]], methods: Sequence[str],
+              caps: dict[str, float | None], box: Box | None = None, isolate: bool = True,
+              log: Callable[[str], None] | None = print, grace: float = KILL_GRACE) -> list[dict[str, Any]]:
+    """Every method on every network; one entry per network, in the JSON's shape."""
+    entries = []
+    for name, net in networks:
+        b = box if box is not None else Box(np.zeros(net.input_dim), np.ones(net.input_dim))
+        full: dict[str, dict[str, Any]] = {}
+        for m in methods:
+            if log:
+                log(f"{name}: {m} (cap {caps.get(m)} s) ...")
+            full[m] = measure(m, net, b, caps.get(m), isolate=isolate, grace=grace)
+            if log:
+                r = full[m]
+                log(f"  {m}: {_fmt_seconds(r)} s, {r.get('solves')} solves, {r.get('stable')} stable"
+                    + (", capped" if r.get("capped") else "") + (f", ERROR {r['error']}" if "error" in r else ""))
+        check = compare(full)
+        entries.append({
+            "name": name,
+            "hidden": list(net.hidden),
+            "methods": {m: _summary(r) for m, r in full.items()},
+            **check,
+        })
+        if log:
+            log(f"  agree: {check['agree']} (compared {', '.join(check['compared'])})")
+    return entries
+
+
+# -- reporting -------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    import highspy
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    for mod in ("torch", "pyomo", "omlt"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001
+            versions[mod] = None
+    versions["highs"] = highspy.Highs().version()
+    return {"cpu": cpu, "cores": os.cpu_count(), "load_average": list(os.getloadavg()),
+            "platform": platform.platform(), "versions": versions}
+
+
+def _fmt_seconds(r: dict[str, Any]) -> str:
+    s = r.get("seconds")
+    if s is None:
+        return "—"
+    text = f"{s:.3g}" if s < 10 else f"{s:.0f}"
+    return f"≥ {text}" if r.get("capped") else text
+
+
+def _speedup(r: dict[str, Any], naive: dict[str, Any] | None) -> str:
+    if naive is None or naive.get("seconds") is None or r.get("seconds") in (None, 0) or "error" in r:
+        return "—"
+    if r.get("capped"):
+        return "—" if naive.get("capped") else f"≤ {naive['seconds'] / r['seconds']:.3g}×"
+    ratio = naive["seconds"] / r["seconds"]
+    return f"≥ {ratio:.3g}×" if naive.get("capped") else f"{ratio:.3g}×"
+
+
+def to_markdown(data: dict[str, Any]) -> str:
+    lines = ["# Exact stability analysis: leo against the MILP baselines", ""]
+    lines += [f"Command: `{data['command']}`", ""]
+    mach = data["machine"]
+    lines += [f"Machine: {mach['cpu']}, {mach['cores']} cores, load average at start "
+              f"{', '.join(f'{x:.2f}' for x in mach['load_average'])}; "
+              + ", ".join(f"{k} {v}" for k, v in mach["versions"].items()), ""]
+    caps = data["caps"]
+    lines += ["Caps (seconds per method and network): " + ", ".join(f"{m} {c:g}" if c else f"{m} none"
+                                                                   for m, c in caps.items()), ""]
+    if data.get("quick"):
+        lines += [f"**Quick run**: {QUICK_NETWORK} only, the baselines capped at "
+                  f"{caps.get('naive', QUICK_BASELINE_CAP):g} s and leo at {caps.get('leo', QUICK_LEO_CAP):g} s; "
+                  "a capped time is a lower bound and the speedups against it are lower bounds too.", ""]
+    for entry in data["networks"]:
+        agree = {True: "yes", False: "**NO**", None: "not compared (fewer than two finished)"}[entry["agree"]]
+        lines += [f"## {entry['name']} (hidden {'-'.join(map(str, entry['hidden']))})", "",
+                  f"Same stable set: {agree} (compared: {', '.join(entry['compared']) or 'none'})", ""]
+        if entry.get("differences"):
+            lines += ["Differences:", ""] + [f"- {d}" for d in entry["differences"]] + [""]
+        lines += ["| method | seconds | solver calls | stable units | capped | peak MiB | speedup vs naive |",
+                  "|---|---:|---:|---:|---|---:|---:|"]
+        naive = entry["methods"].get("naive")
+        for m, r in entry["methods"].items():
+            peak = r.get("peak_mib")
+            lines.append(
+                f"| {m} | {_fmt_seconds(r)} | {r.get('solves') if r.get('solves') is not None else '—'} | "
+                f"{r.get('stable') if r.get('stable') is not None else '—'} | {'yes' if r.get('capped') else 'no'} | "
+                f"{f'{peak:.0f}' if peak else '—'} | {_speedup(r, naive)} |")
+        errors = [f"- {m}: {r['error']}" for m, r in entry["methods"].items() if "error" in r]
+        notes = [f"- {m}: {r['note']}" for m, r in entry["methods"].items() if "note" in r]
+        timeouts = [f"- {m}: {r['timeouts']} MILP time-outs (unit left unproven)"
+                    for m, r in entry["methods"].items() if r.get("timeouts")]
+        if errors or notes or timeouts:
+            lines += [""] + errors + notes + timeouts
+        lines.append("")
+    lines += ["## Notes", ""] + [f"- {n}" for n in NOTES] + [""]
+    return "\n".join(lines)
+
+
+NOTES = (
+    "Seconds: wall clock of the method from the loaded network to its verdicts, model building "
+    "included; training, process start and imports are not counted. One process per method and "
+    "network (`spawn`), so peak MiB is that process's `ru_maxrss` (it includes the interpreter, "
+    "torch and Pyomo, about the `baseline_mib` in the JSON).",
+    "All methods single-threaded: HiGHS `threads=1` (leo's own models use one thread too) and "
+    "`torch.set_num_threads(1)`.",
+    "naive = LEO (CPAIOR 2020): per hidden layer one Pyomo big-M model of the prefix (interval "
+    "big-M only; units proven stable by interval arithmetic or an earlier MILP fixed, no binary), "
+    "then max z and min z of every unit the intervals leave open, each solved to optimality "
+    "(mip_rel_gap 0) with HiGHS through Pyomo's persistent appsi interface (only the objective "
+    "changes between solves).",
+    "omlt = OMLT 1.2 `ReluBigMFormulation` of the prefix network per hidden layer (OMLT's own "
+    "interval big-M, a binary for every hidden unit), then max and min of every unit its "
+    "intervals leave open, same solver settings.",
+    "leo = `analyse(..., StabilityOptions(engine=\"unit\"))`, leo-network = "
+    "`engine=\"network\"`; default options otherwise (no data points as witnesses).",
+    "A unit is stable on a proven bound beyond the margin 1e-6 (max z <= -1e-6 or "
+    "min z >= 1e-6), or on an interval/symbolic bound (upper <= 0 or lower >= 0).",
+    "Capped: the method was stopped at its cap (the baselines stop themselves; a process still "
+    "running at cap + grace is killed); its seconds are a lower bound and it is not compared.",
+    "Speedup vs naive = naive seconds / method seconds; '≥' when naive was capped.",
+)
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    """Seconds (log) per method: against total hidden units for the l1=1e-4 networks,
+    and against l1 for the 2x100 networks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = data["networks"]
+    methods = list(dict.fromkeys(m for e in entries for m in e["methods"]))
+    markers = dict(zip(METHODS, "osD^"))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+
+    def draw(ax, xs_entries, xfun, xlabel, xlog):  # noqa: ANN001, ANN202
+        for m in methods:
+            pts = [(xfun(e), e["methods"][m]) for e in xs_entries if m in e["methods"]]
+            pts = [(x, r) for x, r in pts if r.get("seconds")]
+            if not pts:
+                continue
+            pts.sort(key=lambda p: p[0])
+            xs = [p[0] for p in pts]
+            ys = [p[1]["seconds"] for p in pts]
+            line, = ax.plot(xs, ys, marker=markers.get(m, "o"), label=m)
+            capped = [(x, r["seconds"]) for x, r in pts if r.get("capped")]
+            if capped:
+                ax.scatter(*zip(*capped), s=150, facecolors="none", edgecolors=line.get_color(), linewidths=1.5)
+        ax.set_yscale("log")
+        if xlog:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("seconds (circled: capped, lower bound)")
+        ax.grid(True, which="both", alpha=0.3)
+
+    l1_4 = [e for e in entries if e["name"].endswith("l1=1e-4")]
+    two = [e for e in entries if e["hidden"] == [100, 100]]
+    draw(axes[0], l1_4, lambda e: sum(e["hidden"]), "hidden units (λ = 1e-4 networks)", True)
+    axes[0].set_title("by size: " + ", ".join(e["name"].split("-l1")[0] for e in l1_4))
+    draw(axes[1], two, lambda e: _l1_of(e["name"]), "λ (2x100 networks)", False)
+    axes[1].set_title("2x100 by l1 penalty")
+    handles = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    if handles:
+        axes[0].legend(handles.values(), handles.keys())
+    fig.suptitle("Exact ReLU stability analysis on MNIST MLPs, box [0,1]^784"
+                 + (" (quick run)" if data.get("quick") else ""))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _l1_of(name: str) -> float:
+    return float(name.split("l1=")[1].split("-")[0])
+
+
+# -- command line ----------------------------------------------------------------
+def load_networks(specs: Sequence[Spec], log: Callable[[str], None] | None = print) -> list[tuple[str, Network]]:
+    from benchmarks.common import get_network
+    from leo.io.torch_io import from_module
+    from leo.train import PAPER_STEPS
+
+    out = []
+    for spec in specs:
+        module, _train_seconds = get_network(spec.hidden, spec.l1, SEED, PAPER_STEPS, verbose=log is not None)
+        out.append((spec.name, from_module(module)))
+    return out
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from benchmarks.common import RESULTS
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", type=Path, default=RESULTS / "speed.json")
+    p.add_argument("--markdown", type=Path, default=RESULTS / "speed.md")
+    p.add_argument("--plot", type=Path, default=RESULTS / "speed.png")
+    p.add_argument("--quick", action="store_true",
+                   help=f"{QUICK_NETWORK} only, baselines capped at {QUICK_BASELINE_CAP:g} s, "
+                        f"leo at {QUICK_LEO_CAP:g} s")
+    p.add_argument("--cap", type=float, default=None,
+                   help=f"seconds per method and network (default {DEFAULT_CAP:g}; quick: "
+                        f"{QUICK_BASELINE_CAP:g} for the baselines, {QUICK_LEO_CAP:g} for leo)")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--networks", default=None, help="comma-separated names, e.g. 2x100-l1=1e-4")
+    p.add_argument("--no-isolate", action="store_true", help="run the methods in this process (no memory numbers)")
+    args = p.parse_args(argv)
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in args.methods:
+        if m not in METHODS:
+            p.error(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    from benchmarks.common import write_json, write_text
+
+    args = parse_args(argv)
+    names = {s.name: s for s in SPECS}
+    if args.networks:
+        wanted = [n.strip() for n in args.networks.split(",") if n.strip()]
+        bad = [n for n in wanted if n not in names]
+        if bad:
+            raise SystemExit(f"unknown network(s) {', '.join(bad)}; choose from {', '.join(names)}")
+        specs = [names[n] for n in wanted]
+    elif args.quick:
+        specs = [names[QUICK_NETWORK]]
+    else:
+        specs = list(SPECS)
+    if args.quick:
+        caps = {m: (args.cap or QUICK_BASELINE_CAP) if m in ("naive", "omlt") else QUICK_LEO_CAP
+                for m in args.methods}
+    else:
+        caps = {m: args.cap or DEFAULT_CAP for m in args.methods}
+    command = "python -m benchmarks.speed " + " ".join(sys.argv[1:] if argv is None else argv)
+    mach = machine()
+    networks = load_networks(specs)
+    entries = benchmark(networks, args.methods, caps, isolate=not args.no_isolate)
+    data = {"networks": entries, "machine": mach, "command": command.strip(), "quick": args.quick,
+            "caps": caps, "box": "[0, 1]^784", "seed": SEED}
+    write_json(args.json, data)
+    write_text(args.markdown, to_markdown(data))
+    plot(data, args.plot)
+    print(f"wrote {args.json}, {args.markdown}, {args.plot}")
+    return data
+
+
+if __name__ == "__main__":
+    main()
