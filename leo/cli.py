@@ -51,6 +51,8 @@ def analysis_options(f):  # noqa: ANN001, ANN201
     f = click.option("--seed", type=int, default=0, show_default=True)(f)
     f = click.option("--allow-pickle", is_flag=True,
                      help="Allow a pickled whole module (unpickling runs code from the file).")(f)
+    f = click.option("--engine", type=click.Choice(["unit", "network"]), default="unit", show_default=True,
+                     help="MILP engine: one solve per open unit, or one network-wide MILP (NeurIPS 2021).")(f)
     f = click.option("--quiet", "-q", is_flag=True, help="No progress display.")(f)
     return f
 
@@ -90,7 +92,7 @@ def _options(kw: dict[str, Any]):  # noqa: ANN202
     from leo.stability import StabilityOptions
 
     return StabilityOptions(time_limit=kw["time_limit"], margin=kw["margin"], samples=kw["samples"],
-                            seed=kw["seed"], workers=kw["workers"], scheduler=kw["scheduler"])
+                            seed=kw["seed"], workers=kw["workers"], scheduler=kw["scheduler"], engine=kw["engine"])
 
 
 class _ProgressDisplay:
@@ -109,8 +111,8 @@ class _ProgressDisplay:
         if p.layer != self.layer:
             self.close()
             self.layer = p.layer
-            self.bar = tqdm(total=p.total, desc=f"layer {p.layer}", unit="unit", file=sys.stderr,
-                            leave=True, dynamic_ncols=True)
+            desc = f"layer {p.layer}" if p.layer else "network MILP"
+            self.bar = tqdm(total=p.total, desc=desc, unit="unit", file=sys.stderr, leave=True, dynamic_ncols=True)
         how = ", ".join(f"{k} {v}" for k, v in sorted(p.how.items()))
         self.bar.n = p.decided
         self.bar.set_postfix_str(how, refresh=False)
@@ -304,6 +306,38 @@ def export(model: str, lower: str | None, upper: str | None, vnnlib: str | None,
     click.echo(f"wrote {out}: {formulation.num_cols} variables ({formulation.num_binaries} binary), "
                f"{formulation.matrix.shape[0]} constraints; objective: "
                f"{'maximise' if sense == 'max' else 'minimise'} z[{layer}][{unit}] (written as a minimisation)")
+
+
+@cli.command(name="property")
+@click.argument("model")
+@click.argument("spec", metavar="PROPERTY.vnnlib")
+@click.option("--time-limit", type=click.FloatRange(min=0.001), default=300.0, show_default=True,
+              help="Seconds for the property MILPs.")
+@click.option("--compress-first", is_flag=True, help="Compress losslessly first, then verify the smaller network.")
+@click.option("--allow-pickle", is_flag=True)
+def property_command(model: str, spec: str, time_limit: float, compress_first: bool, allow_pickle: bool) -> None:
+    """Exact verification of a VNN-LIB property: prints sat (with a counterexample), unsat, or unknown."""
+    from leo.property import check_property
+    from leo.reduce import reduce
+    from leo.stability import StabilityOptions, analyse
+    from leo.vnnlib import read_vnnlib
+
+    net = _load(model, allow_pickle)
+    box, prop = read_vnnlib(Path(spec), net.input_dim)
+    if prop is None:
+        _fail(f"{spec} constrains no output (no Y_ variables): nothing to verify")
+    target = net
+    if compress_first:
+        target = reduce(net, analyse(net, box, StabilityOptions(time_limit=min(time_limit, 60.0)))).network
+        click.echo(f"compressed first: hidden units {sum(net.hidden)} -> {sum(target.hidden)}")
+    result = check_property(target, box, prop, time_limit=time_limit)
+    answer = {True: "sat", False: "unsat", None: "unknown"}[result.sat]
+    click.echo(f"{answer} ({result.how}, {result.seconds:.2f} s)")
+    if result.sat:
+        x = result.counterexample
+        y = net(x[None])[0]  # re-checked on the original network
+        click.echo("counterexample x = " + np.array2string(x, precision=6, threshold=12, max_line_width=10_000))
+        click.echo("original network output y = " + np.array2string(y, precision=6, max_line_width=10_000))
 
 
 def _register_optional() -> None:

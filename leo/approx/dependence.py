@@ -103,15 +103,35 @@ def _fit(r: np.ndarray, col: int, others: list[int], norms: np.ndarray, n: int) 
     return alpha, float(beta[-1] * norms[col] / np.sqrt(n)), rel
 
 
-def _eliminate_layer(ed: Editable, k: int, h: np.ndarray, tol: float) -> list[dict[str, Any]]:
-    """Greedily remove units of layer ``k`` whose activations ``h`` (n x width) are
-    combinations of the others within ``tol``; returns what was removed."""
+@dataclass(frozen=True)
+class _Factor:
+    """A layer's activations, reduced: ``r`` has the Gram matrix of the column-normalised
+    activations ``[h / ||h||, 1 / sqrt(n)]`` (last column: the constant), so regressions
+    on its columns are regressions on the data; ``norms`` are the column norms ||h||."""
+
+    r: np.ndarray
+    norms: np.ndarray
+    n: int
+
+    @staticmethod
+    def of(h: np.ndarray) -> _Factor:
+        norms = np.linalg.norm(h, axis=0)
+        n = h.shape[0]
+        scaled = np.hstack([h / np.where(norms > 0, norms, 1.0), np.full((n, 1), 1 / np.sqrt(n))])
+        return _Factor(np.linalg.qr(scaled, mode="r"), norms, n)
+
+    def restrict(self, cols: list[int]) -> _Factor:
+        return _Factor(self.r[:, cols + [self.r.shape[1] - 1]], self.norms[cols], self.n)
+
+
+def _eliminate_layer(ed: Editable, k: int, f: _Factor, tol: float) -> tuple[list[dict[str, Any]], _Factor]:
+    """Greedily remove units of layer ``k`` whose activations (factored in ``f``) are
+    combinations of the others within ``tol``; returns what was removed and the factor
+    of the units that stay."""
     removed: list[dict[str, Any]] = []
-    norms = np.linalg.norm(h, axis=0)
-    scaled = np.hstack([h / np.where(norms > 0, norms, 1.0), np.full((h.shape[0], 1), 1 / np.sqrt(h.shape[0]))])
-    r = np.linalg.qr(scaled, mode="r")
+    r, norms = f.r, f.norms
     gram = r.T @ r
-    alive = list(range(h.shape[1]))  # columns of h still in the layer, in layer order
+    alive = list(range(norms.size))  # columns of r still in the layer, in layer order
     refused: set[int] = set()  # exact residual above tol; removing others only raises it
     while len(alive) > 1:
         screen = np.where(norms[alive] > 0, _screen(gram, alive), 0.0)
@@ -120,7 +140,7 @@ def _eliminate_layer(ed: Editable, k: int, h: np.ndarray, tol: float) -> list[di
         best: tuple[float, int, np.ndarray, float] | None = None
         for pos in order:
             col = alive[pos]
-            alpha, offset, rel = _fit(r, col, [c for c in alive if c != col], norms, h.shape[0])
+            alpha, offset, rel = _fit(r, col, [c for c in alive if c != col], norms, f.n)
             if rel > tol:
                 refused.add(col)
             elif best is None or rel < best[0]:
@@ -133,17 +153,29 @@ def _eliminate_layer(ed: Editable, k: int, h: np.ndarray, tol: float) -> list[di
         ed.delete_units(k, [pos])
         alive.pop(pos)
         removed.append({"layer": ed.layer(k).name, "unit": int(origin), "residual": rel})
-    return removed
+    return removed, f.restrict(alive)
 
 
-def eliminate_dependent(network: Network, x: np.ndarray, tol: float) -> tuple[Network, list[dict[str, Any]]]:
+def eliminate_dependent(network: Network, x: np.ndarray, tol: float,
+                        cache: dict[int, _Factor] | None = None) -> tuple[Network, list[dict[str, Any]]]:
     """One greedy pass at tolerance ``tol`` over every hidden layer, front to back (each
-    layer's activations are recomputed on the network as changed so far)."""
+    layer's activations are recomputed on the network as changed so far).
+
+    ``cache`` (optional, updated in place) keeps each layer's factored activations for
+    the next pass on the returned network: a layer's activations change only when a
+    layer before it changed, so they are reused when nothing upstream was removed."""
     ed = Editable(network)
     removed: list[dict[str, Any]] = []
+    upstream = False
     for k in range(1, len(network.layers)):
-        h = _activations(ed.network(), x, k)
-        removed += _eliminate_layer(ed, k, h, tol)
+        f = cache.get(k) if cache is not None and not upstream else None
+        if f is None or f.norms.size != ed.layer(k).width:
+            f = _Factor.of(_activations(ed.network(), x, k))
+        gone, kept = _eliminate_layer(ed, k, f, tol)
+        removed += gone
+        upstream = upstream or bool(gone)
+        if cache is not None:
+            cache[k] = kept
     return ed.network(), removed
 
 
@@ -173,14 +205,23 @@ def dependence_elimination(network: Network, x: Any, y: Any = None,
     x_tr, y_tr, x_val, y_val = inner.x_fit, inner.y_fit, inner.x_eval, inner.y_eval
     base = _score(metric, network, network, x_val, y_val)
     net, tol, rounds = network, options.tol_start, []
+    cache: dict[int, _Factor] = {}
+    origins = [list(range(w)) for w in network.hidden]  # original index of every live unit
     while True:
-        cand, removed = eliminate_dependent(net, x_tr, tol)
+        cand, removed = eliminate_dependent(net, x_tr, tol, cache)
         tuned = False
         if removed and options.finetune is not None and options.finetune.steps > 0:
             cand = finetune(cand, x_tr, y_tr, options.finetune, teacher=network)
+            cache.clear()  # every weight moved: all activations change
             tuned = True
         score = _score(metric, network, cand, x_val, y_val)
         accepted = base - score <= options.budget
+        for entry in removed:  # name units by their index in the original network
+            entry["unit"] = origins[entry["layer"] - 1][entry["unit"]]
+        if accepted:
+            for k in range(len(origins)):
+                gone = {e["unit"] for e in removed if e["layer"] == k + 1}
+                origins[k] = [o for o in origins[k] if o not in gone]
         rounds.append({"tolerance": tol, "removed": len(removed), "finetuned": tuned,
                        "hidden": list(cand.hidden), "validation_" + metric: score, "accepted": accepted,
                        "units": removed})
@@ -194,6 +235,7 @@ def dependence_elimination(network: Network, x: Any, y: Any = None,
     params = asdict(options)
     details = {"metric": metric, "validation_base": base, "rounds": rounds,
                "removed_units": sum(r["removed"] for r in rounds if r["accepted"]),
+               "kept_units": {k + 1: o for k, o in enumerate(origins)},
                "fit_samples": int(x_tr.shape[0]), "validation_samples": int(x_val.shape[0])}
     report = make_report("dependence", params, network, net, split, time.perf_counter() - start, details, notes)
     return net, report
