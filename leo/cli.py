@@ -231,8 +231,8 @@ def compress(model: str, lower: str | None, upper: str | None, vnnlib: str | Non
               help="Random points to compare (corners too, when the dimension allows).")
 @click.option("--tolerance", type=click.FloatRange(min=0.0), default=1e-4, show_default=True,
               help="Largest |f - g| still counted as equal (float32 files differ by rounding).")
-@click.option("--time-limit", type=click.FloatRange(min=0.001), default=600.0, show_default=True,
-              help="Seconds per MILP solve with --exact.")
+@click.option("--time-limit", type=click.FloatRange(min=0.001), default=120.0, show_default=True,
+              help="Seconds per MILP solve with --exact (one solve per output and sign).")
 @click.option("--counterexample", default=None, help="Save a counterexample point as .npy.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--allow-pickle", is_flag=True, help="Allow pickled whole modules.")

@@ -209,3 +209,25 @@ def test_pickled_module_needs_opt_in(capsys, tmp_path):
     assert "--allow-pickle" in _bad(capsys, tmp_path, "verify", p, "--lower", "0", "--upper", "1")
     code, out, _ = run(capsys, "verify", p, "--lower", "0", "--upper", "1", "--allow-pickle", "-q")
     assert code == 0
+
+
+def test_property_command_sat_and_unsat(capsys, ckpt, tmp_path):
+    """Y_0 >= c is sat for c below the sampled maximum and unsat above the proven bound."""
+    from leo.bounds import cheap_bounds
+    from leo.domain import make_box
+
+    net = load_network(ckpt)
+    box = make_box(0, 1, 4)
+    seen = net(box.sample(20_000, np.random.default_rng(0)))[:, 0].max()
+    proven = cheap_bounds(net, box)[-1].upper[0]
+    header = "".join(f"(declare-const X_{i} Real)\n" for i in range(4))
+    header += "".join(f"(declare-const Y_{i} Real)\n" for i in range(3))
+    header += "".join(f"(assert (>= X_{i} 0.0))\n(assert (<= X_{i} 1.0))\n" for i in range(4))
+    sat_file, unsat_file = tmp_path / "sat.vnnlib", tmp_path / "unsat.vnnlib"
+    sat_file.write_text(header + f"(assert (>= Y_0 {seen - 0.05}))\n")
+    unsat_file.write_text(header + f"(assert (>= Y_0 {proven + 0.05}))\n")
+    code, out, _ = run(capsys, "property", ckpt, sat_file)
+    assert code == 0 and out.startswith("sat") and "counterexample" in out
+    for extra in ([], ["--compress-first"]):
+        code, out, _ = run(capsys, "property", ckpt, unsat_file, *extra)
+        assert code == 0 and "unsat" in out
