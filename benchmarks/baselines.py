@@ -174,9 +174,11 @@ def naive(network: Network, box: Box, cap: float | None = 3600.0, margin: float 
     opt = _solver(threads)
     bounds: list[LayerBounds] = []
     fixed: list[dict[int, str]] = []  # per layer: unit -> "active" / "inactive" (proven so far)
+    layer_seconds: list[float] = []
     solves = 0
     try:
         for k, layer in enumerate(network.layers):
+            t0 = clock.elapsed()
             lb = interval_layer(network, k, box, bounds)
             states: dict[int, str] = {}
             fixed.append(states)
@@ -205,9 +207,10 @@ def naive(network: Network, box: Box, cap: float | None = 3600.0, margin: float 
                     elif states.get(j) == "inactive":
                         lb = lb.with_unit(j, None, 0.0, "milp")
             bounds.append(lb)
+            layer_seconds.append(clock.elapsed() - t0)
     except _Cap:
-        return _result(clock, solves, *_sets(network, fixed), True)
-    return _result(clock, solves, *_sets(network, fixed), False)
+        return _result(clock, solves, *_sets(network, fixed), True, layer_seconds=layer_seconds)
+    return _result(clock, solves, *_sets(network, fixed), False, layer_seconds=layer_seconds)
 
 
 def _sets(network: Network, states: list[dict[int, str]]) -> tuple[list[list[int]], list[list[int]]]:
@@ -257,9 +260,11 @@ def omlt(network: Network, box: Box, cap: float | None = 3600.0, margin: float =
     clock = _Clock(cap)
     opt = _solver(threads)
     per_layer: list[dict[int, str]] = []
+    layer_seconds: list[float] = []
     solves = 0
     try:
         for k, layer in enumerate(network.layers):
+            t0 = clock.elapsed()
             states: dict[int, str] = {}
             per_layer.append(states)
             if not layer.relu:
@@ -285,8 +290,9 @@ def omlt(network: Network, box: Box, cap: float | None = 3600.0, margin: float =
                             states[j] = "inactive"
                         elif sense == pyo.minimize and bound >= margin:
                             states[j] = "active"
+            layer_seconds.append(clock.elapsed() - t0)
     except _Cap:
-        return _result(clock, solves, *_sets(network, per_layer), True)
-    return _result(clock, solves, *_sets(network, per_layer), False)
+        return _result(clock, solves, *_sets(network, per_layer), True, layer_seconds=layer_seconds)
+    return _result(clock, solves, *_sets(network, per_layer), False, layer_seconds=layer_seconds)
 
 METHODS = {"naive": naive, "omlt": omlt}

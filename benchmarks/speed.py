@@ -49,6 +49,9 @@ QUICK_BASELINE_CAP = 120.0
 QUICK_LEO_CAP = 60.0
 KILL_GRACE = 30.0  # seconds past the cap before a process is killed (model building is not interruptible)
 SEED = 0
+# one thread for every method: numpy's BLAS, torch and HiGHS (on a shared 2-core machine,
+# multi-threaded BLAS in leo's witness passes ran 10x slower under load)
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,8 @@ def _leo(engine: str) -> Callable[[Network, Box, float | None], dict[str, Any]]:
         timeouts = sum(1 for lr in report.layers for p in lr.proofs if p.method == "timeout")
         return {"seconds": seconds, "solves": report.solves,
                 "stable": sum(map(len, active)) + sum(map(len, inactive)), "capped": False,
-                "active": active, "inactive": inactive, "timeouts": timeouts}
+                "active": active, "inactive": inactive, "timeouts": timeouts,
+                "layer_seconds": [lr.seconds for lr in report.layers]}
 
     return run
 
@@ -168,7 +172,16 @@ def measure(name: str, network: Network, box: Box, cap: float | None, isolate: b
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, name, network, box, cap), daemon=True)
-    proc.start()
+    saved = {k: os.environ.get(k) for k in THREAD_VARS}
+    os.environ.update({k: "1" for k in THREAD_VARS})  # the child's BLAS reads these at import
+    try:
+        proc.start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     child.close()
     wait = None if cap is None else cap + grace + 60.0  # + start-up and imports
     start = time.perf_counter()
@@ -315,15 +328,16 @@ def to_markdown(data: dict[str, Any]) -> str:
                   f"Same stable set: {agree} (compared: {', '.join(entry['compared']) or 'none'})", ""]
         if entry.get("differences"):
             lines += ["Differences:", ""] + [f"- {d}" for d in entry["differences"]] + [""]
-        lines += ["| method | seconds | solver calls | stable units | capped | peak MiB | speedup vs naive |",
+        lines += ["| method | seconds | solver calls | stable units | capped | peak MiB (+ over start) | speedup vs naive |",
                   "|---|---:|---:|---:|---|---:|---:|"]
         naive = entry["methods"].get("naive")
         for m, r in entry["methods"].items():
-            peak = r.get("peak_mib")
+            peak, base = r.get("peak_mib"), r.get("baseline_mib")
+            mem = f"{peak:.0f} (+{peak - base:.0f})" if peak and base else "—"
             lines.append(
                 f"| {m} | {_fmt_seconds(r)} | {r.get('solves') if r.get('solves') is not None else '—'} | "
                 f"{r.get('stable') if r.get('stable') is not None else '—'} | {'yes' if r.get('capped') else 'no'} | "
-                f"{f'{peak:.0f}' if peak else '—'} | {_speedup(r, naive)} |")
+                f"{mem} | {_speedup(r, naive)} |")
         errors = [f"- {m}: {r['error']}" for m, r in entry["methods"].items() if "error" in r]
         notes = [f"- {m}: {r['note']}" for m, r in entry["methods"].items() if "note" in r]
         timeouts = [f"- {m}: {r['timeouts']} MILP time-outs (unit left unproven)"
@@ -338,10 +352,11 @@ def to_markdown(data: dict[str, Any]) -> str:
 NOTES = (
     "Seconds: wall clock of the method from the loaded network to its verdicts, model building "
     "included; training, process start and imports are not counted. One process per method and "
-    "network (`spawn`), so peak MiB is that process's `ru_maxrss` (it includes the interpreter, "
-    "torch and Pyomo, about the `baseline_mib` in the JSON).",
-    "All methods single-threaded: HiGHS `threads=1` (leo's own models use one thread too) and "
-    "`torch.set_num_threads(1)`.",
+    "network (`spawn`), so peak MiB is that process's `ru_maxrss`; it includes the interpreter, "
+    "torch and Pyomo (`baseline_mib` in the JSON: the peak before the method starts), and "
+    "'+ over start' is what the method added on top (0 when it stayed below the import peak).",
+    "All methods single-threaded: HiGHS `threads=1` (leo's own models use one thread too), "
+    "`torch.set_num_threads(1)` and OMP/OPENBLAS/MKL_NUM_THREADS=1 for numpy's BLAS.",
     "naive = LEO (CPAIOR 2020): per hidden layer one Pyomo big-M model of the prefix (interval "
     "big-M only; units proven stable by interval arithmetic or an earlier MILP fixed, no binary), "
     "then max z and min z of every unit the intervals leave open, each solved to optimality "
@@ -393,11 +408,12 @@ def plot(data: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("seconds (circled: capped, lower bound)")
         ax.grid(True, which="both", alpha=0.3)
 
-    l1_4 = [e for e in entries if e["name"].endswith("l1=1e-4")]
+    l1_4 = [e for e in entries if e.get("l1") == 1e-4]
     two = [e for e in entries if e["hidden"] == [100, 100]]
     draw(axes[0], l1_4, lambda e: sum(e["hidden"]), "hidden units (λ = 1e-4 networks)", True)
     axes[0].set_title("by size: " + ", ".join(e["name"].split("-l1")[0] for e in l1_4))
-    draw(axes[1], two, lambda e: _l1_of(e["name"]), "λ (2x100 networks)", False)
+    two = [e for e in two if e.get("l1") is not None]
+    draw(axes[1], two, lambda e: e["l1"], "λ (2x100 networks)", False)
     axes[1].set_title("2x100 by l1 penalty")
     handles = {}
     for ax in axes:
@@ -411,10 +427,6 @@ def plot(data: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def _l1_of(name: str) -> float:
-    return float(name.split("l1=")[1].split("-")[0])
 
 
 # -- command line ----------------------------------------------------------------
@@ -478,6 +490,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     mach = machine()
     networks = load_networks(specs)
     entries = benchmark(networks, args.methods, caps, isolate=not args.no_isolate)
+    for entry, spec in zip(entries, specs):
+        entry["l1"] = spec.l1
     data = {"networks": entries, "machine": mach, "command": command.strip(), "quick": args.quick,
             "caps": caps, "box": "[0, 1]^784", "seed": SEED}
     write_json(args.json, data)

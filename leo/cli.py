@@ -78,14 +78,25 @@ def _box(network, lower: str | None, upper: str | None, vnnlib: str | None):  # 
     return make_box(lower, upper, network.input_dim)
 
 
-def _data(spec: str | None) -> np.ndarray | None:
+def _data(spec: str | None) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """``(x, y)`` from an ``.npz`` (``y`` optional) or a named data set."""
     if spec is None:
         return None
     from leo.data import load_npz, named_dataset
 
     if spec.endswith(".npz"):
-        return load_npz(Path(spec))[0]
+        return load_npz(Path(spec))
     return named_dataset(spec)
+
+
+def _chain_data(spec: str | None):  # noqa: ANN202
+    """Data for approximate methods: MNIST keeps its stated train/test split."""
+    if spec is not None and spec.lower() == "mnist":
+        from leo.data import load_mnist
+
+        d = load_mnist()
+        return (d.x_train, d.y_train, d.x_test, d.y_test)
+    return _data(spec)
 
 
 def _options(kw: dict[str, Any]):  # noqa: ANN202
@@ -173,7 +184,7 @@ def verify(model: str, lower: str | None, upper: str | None, vnnlib: str | None,
     data = _data(kw["data"])
     progress = _ProgressDisplay(kw["quiet"])
     try:
-        report = analyse(net, box, _options(kw), data=data, progress=progress)
+        report = analyse(net, box, _options(kw), data=None if data is None else data[0], progress=progress)
     finally:
         progress.close()
     _print_table(report)
@@ -189,9 +200,16 @@ def verify(model: str, lower: str | None, upper: str | None, vnnlib: str | None,
 @click.option("-o", "--output", required=True, help="Compressed model: .pt (TorchScript) or .onnx.")
 @click.option("--certificate", default=None, help="Certificate path [default: OUTPUT with .cert.json].")
 @click.option("--float64", is_flag=True, help="Write float64 weights instead of float32.")
+@click.option("--method", default="exact", show_default=True,
+              help="exact (certified lossless), or approximate methods that use --data: linearity, dependence, "
+                   "pq-index; chain them with commas, e.g. pq-index,exact or exact,linearity.")
 def compress(model: str, lower: str | None, upper: str | None, vnnlib: str | None, output: str,
-             certificate: str | None, float64: bool, **kw: Any) -> None:
-    """Remove stable units and write a smaller model that computes the same function on the box."""
+             certificate: str | None, float64: bool, method: str, **kw: Any) -> None:
+    """Remove stable units and write a smaller model that computes the same function on the box.
+
+    With an approximate --method the result is NOT lossless: leo writes a report
+    (agreement, accuracy and max |f-g| on held-out data) instead of a certificate.
+    """
     from leo.api import compress as run_compress
     from leo.api import resolve_path
     from leo.io.save import check_output_path, save_network
@@ -200,13 +218,19 @@ def compress(model: str, lower: str | None, upper: str | None, vnnlib: str | Non
     cert_path = Path(certificate) if certificate else out.with_suffix(".cert.json")
     if cert_path.resolve() == resolve_path(model).resolve():
         _fail("the certificate would overwrite the input model; choose another --certificate")
+    from leo.compose import parse_methods
+
+    methods = parse_methods(method)
     net = _load(model, kw["allow_pickle"])
     box = _box(net, lower, upper, vnnlib)
+    if methods != ["exact"]:
+        _compress_approx(net, box, methods, out, cert_path, certificate is not None, float64, kw)
+        return
     data = _data(kw["data"])
     progress = _ProgressDisplay(kw["quiet"])
     try:
-        result = run_compress(net, box, box, _options(kw), data=data, progress=progress,
-                              model_path=resolve_path(model), out_path=out)
+        result = run_compress(net, box, box, _options(kw), data=None if data is None else data[0],
+                              progress=progress, model_path=resolve_path(model), out_path=out)
     finally:
         progress.close()
     _print_table(result.report)
@@ -220,6 +244,27 @@ def compress(model: str, lower: str | None, upper: str | None, vnnlib: str | Non
         f"max |f-g| on {result.check.points} sampled points {result.check.max_diff:.3g}"
     )
     click.echo(f"wrote {out} and certificate {cert_path}")
+
+
+def _compress_approx(net, box, methods: list[str], out: Path, cert_path: Path, cert_given: bool,  # noqa: ANN001
+                     float64: bool, kw: dict[str, Any]) -> None:
+    """A chain with approximate steps: no certificate, a report of what changed."""
+    from leo.compose import ChainOptions, chain_summary, run_chain
+    from leo.io.save import save_network
+
+    data = _chain_data(kw["data"])
+    if data is None:
+        _fail(f"--method {','.join(methods)} uses data: give --data FILE.npz (array x, optional y) or --data mnist")
+    final, reports = run_chain(net, box, methods, data, ChainOptions(stability=_options(kw)))
+    summary = chain_summary(net, final, reports, data)
+    report_path = cert_path if cert_given else out.with_suffix(".report.json")
+    payload = {"kind": "leo approximate compression report", "lossless": False,
+               "methods": methods, "summary": summary, "steps": [r.to_json() for r in reports]}
+    save_network(final, out, float64=float64)
+    _write_json(str(report_path), payload)
+    click.echo(f"methods {' -> '.join(methods)}: NOT lossless (approximate steps use data, not proofs)")
+    click.echo(json.dumps(summary, indent=1, default=str))
+    click.echo(f"wrote {out} and report {report_path}")
 
 
 @cli.command()

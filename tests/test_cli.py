@@ -231,3 +231,22 @@ def test_property_command_sat_and_unsat(capsys, ckpt, tmp_path):
     for extra in ([], ["--compress-first"]):
         code, out, _ = run(capsys, "property", ckpt, unsat_file, *extra)
         assert code == 0 and "unsat" in out
+
+
+def test_approximate_method_writes_report_not_certificate(capsys, ckpt, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((400, 4))
+    y = _model()(torch.tensor(x, dtype=torch.float32)).argmax(1).numpy()
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    out = tmp_path / "approx.pt"
+    code, text, _ = run(capsys, "compress", ckpt, "--lower", "0", "--upper", "1", "-o", out, "--method",
+                        "exact,linearity", "--data", tmp_path / "d.npz", "-q")
+    assert code == 0 and "NOT lossless" in text
+    report = json.loads(out.with_suffix(".report.json").read_text())
+    assert report["lossless"] is False
+    assert not out.with_suffix(".cert.json").exists()
+    assert [s["method"] for s in report["steps"]] == ["exact", "linearity"]
+    _bad(capsys, tmp_path, "compress", ckpt, "--lower", "0", "--upper", "1", "-o", tmp_path / "x.pt",
+         "--method", "pq-index")
+    _bad(capsys, tmp_path, "compress", ckpt, "--lower", "0", "--upper", "1", "-o", tmp_path / "x.pt",
+         "--method", "magic")

@@ -61,7 +61,10 @@ def from_state_dict(state: Mapping[str, object], final_relu: bool = False) -> Ne
 
 
 def from_module(module: nn.Module) -> Network:
-    """A network from an ``nn.Module`` made of Linear, ReLU, Flatten, Identity, Dropout."""
+    """A network from an ``nn.Module`` made of Linear, ReLU, Flatten, Identity, Dropout
+    (or a ``SkipNet`` that leo wrote)."""
+    if _kind(module) == "SkipNet":
+        return _from_skipnet(module)
     children = _flatten(module)
     weights, biases, relus = [], [], []
     for name, child in children:
@@ -132,49 +135,57 @@ def load_torch(path: Path, allow_pickle: bool = False) -> Network:
     raise LeoInputError(f"{path} holds a {type(obj).__name__}, not a state_dict or a module")
 
 
+class SkipBlock(nn.Module):
+    """One layer with several sources: z = bias + sum_i linears[i](outs[sources[i]])."""
+
+    def __init__(self, layer: Layer, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.linears = nn.ModuleList()
+        for w in layer.weights.values():
+            lin = nn.Linear(w.shape[1], w.shape[0], bias=False, dtype=dtype)
+            with torch.no_grad():
+                lin.weight.copy_(torch.tensor(w, dtype=dtype))
+            self.linears.append(lin)
+        self.bias = nn.Parameter(torch.tensor(layer.bias, dtype=dtype))
+        self.sources: list[int] = [int(s) for s in layer.weights]
+        self.relu: bool = bool(layer.relu)
+
+    def forward(self, outs: list[torch.Tensor]) -> torch.Tensor:
+        z = self.bias
+        for i, lin in enumerate(self.linears):
+            z = z + lin(outs[self.sources[i]])
+        return torch.relu(z) if self.relu else z
+
+
 class SkipNet(nn.Module):
     """A network with skip connections, scriptable so the archive needs no leo."""
 
-    def __init__(self, network: Network) -> None:
+    def __init__(self, network: Network, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList()
-        sources: list[list[int]] = []
-        relus: list[bool] = []
-        for layer in network.layers:
-            block = nn.ModuleList()
-            for s, w in layer.weights.items():
-                lin = nn.Linear(w.shape[1], w.shape[0], bias=False, dtype=torch.float32)
-                lin.weight.data = torch.tensor(w, dtype=torch.float32)
-                block.append(lin)
-            self.blocks.append(block)
-            sources.append(list(layer.weights))
-            relus.append(layer.relu)
-        self.biases = nn.ParameterList(
-            [nn.Parameter(torch.tensor(layer.bias, dtype=torch.float32)) for layer in network.layers]
-        )
-        self.sources = sources
-        self.relus = relus
+        self.blocks = nn.ModuleList([SkipBlock(layer, dtype) for layer in network.layers])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = [x.flatten(1)]
-        i = 0
         for block in self.blocks:
-            z = torch.zeros(1)
-            j = 0
-            for lin in block:
-                term = lin(outs[self.sources[i][j]])
-                z = term if j == 0 else z + term
-                j += 1
-            z = z + self.biases[i]
-            outs.append(torch.relu(z) if self.relus[i] else z)
-            i += 1
+            outs.append(block(outs))
         return outs[-1]
+
+
+def _from_skipnet(module: nn.Module) -> Network:
+    layers = []
+    for _, block in module.blocks.named_children():  # scripted ModuleLists do not iterate
+        linears = [lin for _, lin in block.linears.named_children()]
+        weights = {int(s): lin.weight.detach().to(torch.float64).numpy()
+                   for s, lin in zip(block.sources, linears)}
+        layers.append(Layer(weights, block.bias.detach().to(torch.float64).numpy(), bool(block.relu)))
+    first = layers[0].weights
+    return Network(int(next(iter(first.values())).shape[1]), tuple(layers))
 
 
 def to_module(network: Network, dtype: torch.dtype = torch.float32) -> nn.Module:
     """A plain ``nn.Sequential`` for an MLP, else a ``SkipNet``."""
     if not network.is_mlp:
-        return SkipNet(network).to(dtype)
+        return SkipNet(network, dtype)
     mods: list[nn.Module] = []
     for k, layer in enumerate(network.layers):
         w = layer.weights[k]
