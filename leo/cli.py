@@ -53,6 +53,8 @@ def analysis_options(f):  # noqa: ANN001, ANN201
                      help="Allow a pickled whole module (unpickling runs code from the file).")(f)
     f = click.option("--engine", type=click.Choice(["unit", "network"]), default="unit", show_default=True,
                      help="MILP engine: one solve per open unit, or one network-wide MILP (NeurIPS 2021).")(f)
+    f = click.option("--lp-bounds", is_flag=True,
+                     help="Tighten earlier layers' big-M values with LP relaxations before a layer's MILPs.")(f)
     f = click.option("--quiet", "-q", is_flag=True, help="No progress display.")(f)
     return f
 
@@ -103,7 +105,8 @@ def _options(kw: dict[str, Any]):  # noqa: ANN202
     from leo.stability import StabilityOptions
 
     return StabilityOptions(time_limit=kw["time_limit"], margin=kw["margin"], samples=kw["samples"],
-                            seed=kw["seed"], workers=kw["workers"], scheduler=kw["scheduler"], engine=kw["engine"])
+                            seed=kw["seed"], workers=kw["workers"], scheduler=kw["scheduler"], engine=kw["engine"],
+                            lp_bounds=kw["lp_bounds"])
 
 
 class _ProgressDisplay:

@@ -83,6 +83,11 @@ def run_per_unit(state: Analysis) -> list[LayerReport]:
             continue
         work = state.cheap_pass(k)
         open_units = work.open_units()
+        if open_units.size and state.options.lp_bounds and k > 1:
+            work.solves += state.tighten_with_lp(k)
+            work.retighten(state.layer_bounds(k))
+            work.mark_witnessed(state.witnesses)
+            open_units = work.open_units()
         if open_units.size:
             formulation = build_prefix(net, state.box, state.bounds + [work.bounds], state.states, k)
             directions = state.directions(k, open_units)

@@ -30,6 +30,9 @@ from solvers.formulation import Formulation, UnitState, build_prefix
 
 ENGINES = ("unit", "network")
 
+#: Relative widening of LP optima before they are used as big-M bounds.
+LP_SLACK = 1e-6
+
 
 @dataclass(frozen=True)
 class StabilityOptions:
@@ -44,6 +47,7 @@ class StabilityOptions:
     workers: int = 1  # processes for the per-unit MILP phase
     scheduler: str | None = None  # a Dask scheduler address, for the per-unit MILP phase
     engine: str = "unit"  # "unit" or "network"
+    lp_bounds: bool = False  # LP-relaxation bounds for earlier layers before a layer's MILPs (--lp-bounds)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -83,6 +87,15 @@ class LayerWork:
     @property
     def width(self) -> int:
         return len(self.proofs)
+
+    def retighten(self, bounds: LayerBounds) -> None:
+        """Take tighter bounds (after earlier layers were tightened); decide what they decide."""
+        self.bounds = self.bounds.tightened(bounds.lower, bounds.upper, "lp-symbolic")
+        for j in self.open_units():
+            if self.bounds.lower[j] >= 0:
+                self.proofs[j] = UnitProof(ACTIVE, self.bounds.lower_method[j], float(self.bounds.lower[j]))
+            elif self.bounds.upper[j] <= 0:
+                self.proofs[j] = UnitProof(INACTIVE, self.bounds.upper_method[j], float(self.bounds.upper[j]))
 
     def open_units(self) -> np.ndarray:
         return np.array([j for j, p in enumerate(self.proofs) if p is None], dtype=int)
@@ -161,6 +174,42 @@ class Analysis:
         """The question left open per unit: +1 "is it active?" (seen positive only), else -1."""
         zmax = self.witnesses.signs(k)[0]
         return np.where(zmax[units] > 0, 1, -1)
+
+    def tighten_with_lp(self, upto: int) -> int:
+        """LP-relaxation bounds for the unstable units of the ReLU layers before ``upto``.
+
+        Tighter bounds give smaller big-M values, hence stronger relaxations for the
+        MILPs that follow. Worth it only when a MILP is coming, so engines call it
+        then. Each LP optimum is widened by a safety slack before it becomes a bound,
+        since a big-M that is too tight would cut off real points. Returns the LPs solved.
+        """
+        from solvers.highs_backend import HighsModel
+
+        solved = 0
+        for k in range(1, upto):
+            if not self.network.layers[k].relu:
+                continue
+            lb = self.bounds[k]
+            units = [j for j, st in enumerate(self.states[k]) if st is UnitState.UNSTABLE]
+            if not units:
+                continue
+            f = build_prefix(self.network, self.box, self.bounds[: k + 1], self.states[:k], k)
+            model = HighsModel(f, relax=True)
+            lo, hi = lb.lower.copy(), lb.upper.copy()
+            for j in units:
+                for sign in (1.0, -1.0):
+                    res = model.minimise(f.objective(k, j, sign), threshold=None, time_limit=self.options.time_limit)
+                    solved += 1
+                    if not np.isfinite(res.bound):
+                        continue
+                    value = sign * res.bound
+                    slack = LP_SLACK * (1.0 + abs(value))
+                    if sign > 0:
+                        lo[j] = max(lo[j], value - slack)
+                    else:
+                        hi[j] = min(hi[j], value + slack)
+            self.bounds[k] = lb.tightened(lo, hi, "lp")
+        return solved
 
     def push(self, report: LayerReport) -> None:
         self.bounds.append(report.bounds)

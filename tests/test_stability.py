@@ -111,3 +111,15 @@ def test_engines_and_back_ends_agree(seed):
     for other in runs[1:]:
         for a, b in zip(runs[0].layers, other.layers):
             assert (a.active, a.inactive) == (b.active, b.inactive)
+
+
+def test_lp_tightened_bounds_stay_sound_and_agree(rng):
+    net = random_mlp(rng, [4, 10, 10, 8, 2], bias_shift=-0.3)
+    box = make_box(0, 1, 4)
+    plain = analyse(net, box, StabilityOptions(samples=4, local_search=False))
+    tight = analyse(net, box, StabilityOptions(samples=4, local_search=False, lp_bounds=True))
+    zs = net.pre_activations(box.sample(50_000, rng))
+    for a, b, z in zip(plain.layers, tight.layers, zs):
+        assert (a.active, a.inactive) == (b.active, b.inactive)
+        assert np.all(z >= b.bounds.lower - 1e-9) and np.all(z <= b.bounds.upper + 1e-9)
+        assert np.all(b.bounds.upper - b.bounds.lower <= a.bounds.upper - a.bounds.lower + 1e-9)
