@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leo.bounds import cheap_bounds
 from leo.domain import Box
 from leo.network import Network
-from solvers.formulation import UnitState, build_prefix, join_on_inputs
+from leo.report import StabilityReport
+from leo.stability import Analysis, StabilityOptions, analyse
+from solvers.formulation import Builder, encode
 from solvers.highs_backend import HighsModel
 from solvers.result import SolveStatus
 
@@ -55,27 +56,106 @@ def compare_sampled(f: Network, g: Network, box: Box, n: int = 100_000, toleranc
     return CheckResult(ok, worst, len(pts), None if ok else where, None if ok else out)
 
 
-def _full_formulation(net: Network, box: Box):  # noqa: ANN202
-    bounds = cheap_bounds(net, box)
-    states = [
-        [UnitState.ACTIVE if lo >= 0 else UnitState.INACTIVE if hi <= 0 else UnitState.UNSTABLE
-         for lo, hi in zip(b.lower, b.upper)] if layer.relu else []
-        for b, layer in zip(bounds, net.layers)
-    ]
-    return build_prefix(net, box, bounds, states, len(net.layers) - 1, with_output=True)
+#: Largest |z_g - z_f| (relative to the unit's scale) for two units to count as the same.
+MATCH_TOL = 1e-9
+
+
+def _bounds_and_states(net: Network, box: Box, report: StabilityReport):  # noqa: ANN202
+    """Per layer: proven bounds and unit states, from a stability report of ``net``."""
+    state = Analysis(net, box, StabilityOptions(samples=0, local_search=False), None, None)
+    for k, layer in enumerate(net.layers):
+        lr = report.layer(k + 1) if layer.relu else None
+        if lr is None:
+            state.push_linear(k)
+        else:
+            state.push(lr)
+    return state.bounds, state.states
+
+
+def _candidates(zf: list[np.ndarray], zg: np.ndarray) -> list[tuple[int, int, int]]:
+    """(g unit, f layer, f unit) whose pre-activations agree on every sampled point."""
+    stacked = np.hstack(zf)
+    owner = np.concatenate([np.full(z.shape[1], k) for k, z in enumerate(zf)])
+    index = np.concatenate([np.arange(z.shape[1]) for z in zf])
+    out = []
+    for v in range(zg.shape[1]):
+        diff = np.abs(stacked - zg[:, v:v + 1]).max(axis=0)
+        n = int(diff.argmin())
+        if diff[n] <= 1e-7 * (1.0 + np.abs(zg[:, v]).max()):
+            out.append((v, int(owner[n]), int(index[n])))
+    return out
+
+
+class _Joint:
+    """f encoded whole, and g over the same inputs with proven-equal units shared."""
+
+    def __init__(self, f: Network, fb, fs, g: Network, gb, gs, box: Box,  # noqa: ANN001
+                 shared: dict[int, np.ndarray], upto: int, with_output: bool) -> None:
+        b = Builder()
+        self.x_cols = b.add_cols(box.lower, box.upper, "x")
+        self.f_z, self.f_out, self.f_y = encode(b, f, fb, fs, self.x_cols, len(f.layers) - 1, True)
+        self.g_z, _, self.g_y = encode(b, g, gb, gs, self.x_cols, upto, with_output, shared, prefix="g_")
+        self.formulation = b.build(self.x_cols, self.f_z, self.f_y)
 
 
 def compare_exact(f: Network, g: Network, box: Box, tolerance: float = 1e-4,
                   time_limit: float = 600.0) -> CheckResult:
+    """Prove max |f - g| <= tolerance over the box, or find a point where it is not.
+
+    Both networks are analysed first (stable units get no binary). Units of g whose
+    pre-activation agrees with a unit of f on samples are then *proven* equal, layer by
+    layer, by LP over the joint model; proven-equal units share f's variables, which
+    leaves few binaries for the final MILPs that maximise f_i - g_i and g_i - f_i. The
+    substitutions' tiny proven errors are propagated and added to the final bound.
+    """
+    opts = StabilityOptions(time_limit=min(time_limit, 60.0))
+    fb, fs = _bounds_and_states(f, box, analyse(f, box, opts))
+    gb, gs = _bounds_and_states(g, box, analyse(g, box, opts))
+    pts = sample_points(box, 512, np.random.default_rng(1))
+    zf, zg = f.pre_activations(pts), g.pre_activations(pts)
+    shared: dict[int, np.ndarray] = {}
+    err_out: list[np.ndarray] = [np.zeros(box.dim)]  # per g source: bound on |g~ - g| of its output
+    for m, layer in enumerate(g.layers):
+        err_z = sum((np.abs(w) @ err_out[s] for s, w in layer.weights.items()), np.zeros(layer.width))
+        err = err_z.copy()
+        if m < len(g.layers) - 1:
+            share = np.full(layer.width, -2)
+            pairs = _candidates(zf, zg[m])
+            if pairs:
+                joint = _Joint(f, fb, fs, g, gb, gs, box, shared, m, False)
+                model = HighsModel(joint.formulation, relax=True)
+                for v, k, u in pairs:
+                    cost = np.zeros(joint.formulation.num_cols)
+                    cost[joint.g_z[m][v]] += 1.0
+                    cost[joint.f_z[k][u]] -= 1.0
+                    low = model.minimise(cost, None, time_limit).bound
+                    high = -model.minimise(-cost, None, time_limit).bound
+                    eps = max(abs(low), abs(high))
+                    if np.isfinite(eps) and eps <= MATCH_TOL * (1.0 + float(np.abs(zg[m][:, v]).max())):
+                        share[v] = joint.f_out[k + 1][u] if layer.relu == f.layers[k].relu else -2
+                        if share[v] >= -1:
+                            err[v] = eps + err_z[v]
+            shared[m] = share
+        err_out.append(err)
+    joint = _Joint(f, fb, fs, g, gb, gs, box, shared, len(g.layers) - 1, True)
+    result = _maximise_difference(f, g, joint, tolerance, time_limit)
+    slack = float(err_out[-1].max()) if err_out[-1].size else 0.0
+    if result.proven_bound is not None:
+        bound = result.proven_bound + slack
+        ok = result.complete and bound <= tolerance
+        return CheckResult(ok, result.max_diff, 0, None, None, bound, exact=True, complete=result.complete)
+    return result
+
+
+def _maximise_difference(f: Network, g: Network, joint: _Joint, tolerance: float, time_limit: float) -> CheckResult:
     """Maximise f_i - g_i and g_i - f_i for every output i; stop at a difference > tol."""
-    joint, fo, go = join_on_inputs(_full_formulation(f, box), _full_formulation(g, box))
-    model = HighsModel(joint)
+    model = HighsModel(joint.formulation)
     worst_bound, worst_seen, complete = 0.0, 0.0, True
     for i in range(f.output_dim):
         for sign in (1.0, -1.0):
-            cost = np.zeros(joint.num_cols)
-            cost[fo[i]] -= sign  # minimise -(sign * (f_i - g_i))
-            cost[go[i]] += sign
+            cost = np.zeros(joint.formulation.num_cols)
+            cost[joint.f_y[i]] -= sign  # minimise -(sign * (f_i - g_i))
+            cost[joint.g_y[i]] += sign
             res = model.minimise(cost, threshold=-tolerance, time_limit=time_limit)
             if res.point is not None:
                 x = res.point[None]

@@ -64,7 +64,7 @@ class Formulation:
         return c
 
 
-class _Builder:
+class Builder:
     def __init__(self) -> None:
         self.lo: list[float] = []
         self.hi: list[float] = []
@@ -130,15 +130,37 @@ def build_prefix(
     (one per unit); layer ``upto`` contributes its ``z`` columns, the targets, and
     with ``with_output`` also its activation (``out_cols``; a constant-zero output
     gets a column fixed at 0)."""
-    b = _Builder()
+    b = Builder()
     x_cols = b.add_cols(box.lower, box.upper, "x")
-    # outputs[s] = (col index or -1 for constant zero) per unit of source s
+    z_cols, _, out_cols = encode(b, network, bounds, states, x_cols, upto, with_output)
+    return b.build(x_cols, z_cols, out_cols)
+
+
+def encode(
+    b: Builder,
+    network: Network,
+    bounds: Sequence[LayerBounds],
+    states: Sequence[Sequence[UnitState]],
+    x_cols: np.ndarray,
+    upto: int,
+    with_output: bool = False,
+    shared: dict[int, np.ndarray] | None = None,
+    prefix: str = "",
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray | None]:
+    """Add a network's layers ``0..upto`` to a builder, over the input columns ``x_cols``.
+
+    ``shared[k][j] >= -1`` makes unit ``j`` of layer ``k`` use an existing column as its
+    output (-1: the constant 0) instead of its own activation encoding: used to encode a
+    second network whose units are proven equal to units of the first. Returns the z
+    columns per layer, the output columns per source (-1 for a constant zero), and the
+    network's output columns when ``with_output``.
+    """
     outputs: list[np.ndarray] = [x_cols]
     z_cols: list[np.ndarray] = []
     for k in range(upto + 1):
         layer = network.layers[k]
         lb = bounds[k]
-        zc = b.add_cols(lb.lower, lb.upper, f"z{k + 1}")
+        zc = b.add_cols(lb.lower, lb.upper, f"{prefix}z{k + 1}")
         z_cols.append(zc)
         # z - sum_s W_s h_s = bias
         rows, cols, vals = [np.arange(layer.width)], [zc], [np.ones(layer.width)]
@@ -155,25 +177,30 @@ def build_prefix(
         b.add_rows(coo, layer.bias, layer.bias)
         if k == upto:
             break
-        if not layer.relu:
-            outputs.append(zc)
-            continue
-        outputs.append(_encode_relu(b, k, zc, lb, states[k]))
+        share = shared.get(k) if shared else None
+        st = list(states[k]) if layer.relu else []
+        if share is not None and layer.relu:  # shared units need no encoding of their own
+            st = [UnitState.INACTIVE if share[j] >= -1 else state for j, state in enumerate(st)]
+        out = _encode_relu(b, k, zc, lb, st, prefix) if layer.relu else zc.copy()
+        if share is not None:
+            out = np.where(share >= -1, share, out)
+        outputs.append(out)
     out_cols = None
     if with_output:
         last = network.layers[upto]
         if last.relu:
             st = states[upto] if len(states) > upto and states[upto] else [UnitState.UNSTABLE] * last.width
-            out = _encode_relu(b, upto, z_cols[-1], bounds[upto], st)
+            out = _encode_relu(b, upto, z_cols[-1], bounds[upto], st, prefix)
             zero = out < 0
-            out[zero] = b.add_cols(np.zeros(int(zero.sum())), np.zeros(int(zero.sum())), f"zero{upto + 1}")
+            out[zero] = b.add_cols(np.zeros(int(zero.sum())), np.zeros(int(zero.sum())), f"{prefix}zero{upto + 1}")
             out_cols = out
         else:
             out_cols = z_cols[-1]
-    return b.build(x_cols, z_cols, out_cols)
+    return z_cols, outputs, out_cols
 
 
-def _encode_relu(b: _Builder, k: int, zc: np.ndarray, lb: LayerBounds, states: Sequence[UnitState]) -> np.ndarray:
+def _encode_relu(b: Builder, k: int, zc: np.ndarray, lb: LayerBounds, states: Sequence[UnitState],
+                 prefix: str = "") -> np.ndarray:
     """Columns holding relu(z) per unit (-1 for the constant zero); binaries only where unstable."""
     out = np.full(zc.size, -1)
     for j, state in enumerate(states):
@@ -183,8 +210,8 @@ def _encode_relu(b: _Builder, k: int, zc: np.ndarray, lb: LayerBounds, states: S
         if state is UnitState.ACTIVE or l >= 0:
             out[j] = zc[j]
             continue
-        h = b.add_col(0.0, u, f"h{k + 1}_{j}")
-        d = b.add_col(0.0, 1.0, f"d{k + 1}_{j}", integer=True)
+        h = b.add_col(0.0, u, f"{prefix}h{k + 1}_{j}")
+        d = b.add_col(0.0, 1.0, f"{prefix}d{k + 1}_{j}", integer=True)
         z = int(zc[j])
         b.add_row([z, h], [1.0, -1.0], -np.inf, 0.0)  # h >= z
         b.add_row([h, z, d], [1.0, -1.0, -l], -np.inf, -l)  # h <= z - l (1 - d)
@@ -206,37 +233,6 @@ def assignment(network: Network, formulation: Formulation, x: np.ndarray) -> np.
             z = zs[int(layer) - 1][0][int(unit)]
             v[i] = max(z, 0.0) if name[0] == "h" else float(z > 0)
     return v
-
-
-def join_on_inputs(first: Formulation, second: Formulation) -> tuple[Formulation, np.ndarray, np.ndarray]:
-    """One model holding both formulations over the same input columns.
-
-    Returns the joint formulation and the output columns of each part in it.
-    """
-    if first.out_cols is None or second.out_cols is None:
-        raise ValueError("both formulations need encoded outputs")
-    n1 = first.num_cols
-    rest = np.setdiff1d(np.arange(second.num_cols), second.x_cols)
-    remap = np.empty(second.num_cols, dtype=int)
-    remap[second.x_cols] = first.x_cols
-    remap[rest] = n1 + np.arange(rest.size)
-    a2 = second.matrix.tocoo()
-    a2 = sp.coo_matrix((a2.data, (a2.row, remap[a2.col])), shape=(a2.shape[0], n1 + rest.size))
-    c1 = first.matrix.tocoo()
-    a1 = sp.coo_matrix((c1.data, (c1.row, c1.col)), shape=(c1.shape[0], n1 + rest.size))
-    joint = Formulation(
-        matrix=sp.vstack([a1, a2]).tocsr(),
-        row_lower=np.concatenate([first.row_lower, second.row_lower]),
-        row_upper=np.concatenate([first.row_upper, second.row_upper]),
-        col_lower=np.concatenate([first.col_lower, second.col_lower[rest]]),
-        col_upper=np.concatenate([first.col_upper, second.col_upper[rest]]),
-        integer=np.concatenate([first.integer, second.integer[rest]]),
-        names=first.names + tuple(f"g_{second.names[i]}" for i in rest),
-        x_cols=first.x_cols,
-        z_cols=first.z_cols,
-        out_cols=first.out_cols,
-    )
-    return joint, first.out_cols, remap[second.out_cols]
 
 
 def with_columns(

@@ -29,3 +29,41 @@ def test_exact_check_finds_a_difference_sampling_misses(rng):
     x = res.counterexample[None]
     assert abs(f(x) - g(x))[0, 0] > 1e-4
     assert sampled.max_diff <= res.max_diff
+
+
+def test_exact_check_proves_folded_and_merged_reductions(rng):
+    from tests.test_reduce import _planted
+
+    net = _planted(rng)
+    box = make_box(0, 1, 4)
+    red = reduce(net, analyse(net, box))
+    assert red.folded_active[0]
+    res = compare_exact(net, red.network, box, tolerance=1e-6)
+    assert res.equivalent and res.proven_bound <= 1e-6
+    w1 = np.abs(rng.normal(size=(3, 2)))
+    lin = mlp([w1, np.abs(rng.normal(size=(3, 3))), rng.normal(size=(1, 3))], [np.ones(3), np.ones(3), np.zeros(1)])
+    merged = reduce(lin, analyse(lin, box := make_box(0, 1, 2))).network
+    assert merged.hidden == ()
+    assert compare_exact(lin, merged, box, tolerance=1e-6).equivalent
+
+
+def test_exact_check_rejects_a_small_perturbation(rng):
+    """A reduction with one weight nudged: sampling may miss it, the exact check may not."""
+    net = random_mlp(rng, [3, 8, 6, 2], bias_shift=-0.5)
+    box = make_box(0, 1, 3)
+    small = reduce(net, analyse(net, box)).network
+    layers = list(small.layers)
+    w = dict(layers[-1].weights)
+    key = next(iter(w))
+    nudged = w[key].copy()
+    nudged[0, 0] += 1e-2
+    w[key] = nudged
+    from leo.network import Layer, Network
+
+    layers[-1] = Layer(w, layers[-1].bias, layers[-1].relu)
+    bad = Network(small.input_dim, tuple(layers))
+    res = compare_exact(net, bad, box, tolerance=1e-6)
+    assert not res.equivalent
+    if res.counterexample is not None:
+        x = res.counterexample[None]
+        assert np.abs(net(x) - bad(x)).max() > 1e-6
