@@ -28,6 +28,12 @@ if TYPE_CHECKING:  # the MILP layer reads leo's types but must not import leo at
     from leo.network import Network
 
 
+#: Weights smaller than this are left out of the MILP rows, which are widened by their
+#: largest possible contribution instead (a sound relaxation): coefficients near 1e-14
+#: (common after l1 training) otherwise stall the simplex.
+DROP_TOL = 1e-9
+
+
 class UnitState(enum.Enum):
     ACTIVE = "active"
     INACTIVE = "inactive"
@@ -164,17 +170,24 @@ def encode(
         z_cols.append(zc)
         # z - sum_s W_s h_s = bias
         rows, cols, vals = [np.arange(layer.width)], [zc], [np.ones(layer.width)]
+        slack = np.zeros(layer.width)
+        col_mag = np.maximum(np.abs(np.array(b.lo)), np.abs(np.array(b.hi)))
         for s, w in layer.weights.items():
             src = outputs[s]
             keep = src >= 0
             wk = sp.coo_matrix(w[:, keep])
-            rows.append(wk.row)
-            cols.append(src[keep][wk.col])
-            vals.append(-wk.data)
+            c = src[keep][wk.col]
+            tiny = np.abs(wk.data) < DROP_TOL
+            # a dropped coefficient moves z by at most |w| * max|h|: widen the row by that
+            np.add.at(slack, wk.row[tiny], np.abs(wk.data[tiny]) * col_mag[c[tiny]])
+            rows.append(wk.row[~tiny])
+            cols.append(c[~tiny])
+            vals.append(-wk.data[~tiny])
         coo = sp.coo_matrix(
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(layer.width, len(b.lo))
         )
-        b.add_rows(coo, layer.bias, layer.bias)
+        slack = np.where(slack > 0, slack * (1 + 1e-6) + 1e-15, 0.0)
+        b.add_rows(coo, layer.bias - slack, layer.bias + slack)
         if k == upto:
             break
         share = shared.get(k) if shared else None

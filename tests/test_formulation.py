@@ -82,3 +82,24 @@ def test_pyomo_model_gives_the_same_optimum(rng, tmp_path):
     h.readModel(str(tmp_path / "m.mps"))
     h.run()
     assert h.getInfo().objective_function_value == pytest.approx(ours.incumbent, abs=1e-6)
+
+
+def test_tiny_weights_are_dropped_soundly(rng):
+    """Weights below DROP_TOL leave the rows, which widen instead: every real point stays feasible."""
+    from solvers.formulation import DROP_TOL
+
+    net = random_mlp(rng, [3, 6, 5, 2])
+    w = dict(net.layers[1].weights)
+    tiny = w[1].copy()
+    tiny[:, :3] = DROP_TOL / 10
+    from leo.network import Layer, Network
+
+    net = Network(3, (net.layers[0], Layer(w | {1: tiny}, net.layers[1].bias, True), net.layers[2]))
+    box = make_box(-1, 1, 3)
+    bounds, states = _all_unstable(net, box)
+    f = build_prefix(net, box, bounds, states, 2, with_output=True)
+    assert np.abs(f.matrix.data).min() >= DROP_TOL
+    for x in box.sample(50, rng):
+        v = assignment(net, f, x)
+        av = f.matrix @ v
+        assert np.all(av >= f.row_lower - 1e-12) and np.all(av <= f.row_upper + 1e-12)
