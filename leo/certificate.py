@@ -12,6 +12,7 @@ from leo.equivalence import CheckResult
 from leo.network import Network
 from leo.reduce import RANK_TOL, Reduction
 from leo.report import StabilityReport
+from solvers.formulation import DROP_TOL
 
 CLAIM = (
     "For every x in the domain, compressed(x) equals original(x) up to float rounding: "
@@ -53,6 +54,9 @@ def build_certificate(original: Network, report: StabilityReport, reduction: Red
             "solver_margin_meaning": "a MILP/LP bound proves a sign only when it clears 0 by this margin",
             "interval_rounding_slack": report.settings.get("rounding_slack"),
             "rank_tolerance": RANK_TOL,
+            "milp_dropped_weight_below": DROP_TOL,
+            "milp_dropped_weight_meaning": "smaller weights leave the MILP rows, which widen by their largest "
+                                           "contribution (a relaxation: proofs stay valid)",
             "max_fold_residual": reduction.max_fold_residual,
         },
         "solver": report.settings.get("solver"),
