@@ -79,14 +79,15 @@ SPECS = (
 
 
 # -- the methods -----------------------------------------------------------------
-def _leo(engine: str) -> Callable[[Network, Box, float | None], dict[str, Any]]:
+def _leo(engine: str, time_limit: float | None) -> Callable[[Network, Box, float | None], dict[str, Any]]:
     def run(network: Network, box: Box, cap: float | None) -> dict[str, Any]:  # noqa: ARG001 - killed at the cap
         from leo.stability import StabilityOptions, analyse
 
+        kwargs: dict[str, Any] = {} if time_limit is None else {"time_limit": time_limit}
         if "engine" in StabilityOptions.__dataclass_fields__:
-            options = StabilityOptions(engine=engine)
+            options = StabilityOptions(engine=engine, **kwargs)
         elif engine == "unit":  # before the network engine existed, per-unit was the only one
-            options = StabilityOptions()
+            options = StabilityOptions(**kwargs)
         else:
             raise RuntimeError(f"this leo has no engine={engine!r}")
         start = time.perf_counter()
@@ -103,14 +104,16 @@ def _leo(engine: str) -> Callable[[Network, Box, float | None], dict[str, Any]]:
     return run
 
 
-def method_function(name: str) -> Callable[[Network, Box, float | None], dict[str, Any]]:
+def method_function(name: str, leo_time_limit: float | None = None
+                    ) -> Callable[[Network, Box, float | None], dict[str, Any]]:
+    """The method by name; ``leo_time_limit`` is leo's per-MILP limit (None: its default)."""
     from benchmarks import baselines
 
     table: dict[str, Callable[[Network, Box, float | None], dict[str, Any]]] = {
         "naive": lambda net, box, cap: baselines.naive(net, box, cap=cap),
         "omlt": lambda net, box, cap: baselines.omlt(net, box, cap=cap),
-        "leo": _leo("unit"),
-        "leo-network": _leo("network"),
+        "leo": _leo("unit", leo_time_limit),
+        "leo-network": _leo("network", leo_time_limit),
     }
     if name not in table:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
@@ -131,10 +134,11 @@ def _maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def run_method(name: str, network: Network, box: Box, cap: float | None) -> dict[str, Any]:
+def run_method(name: str, network: Network, box: Box, cap: float | None,
+               leo_time_limit: float | None = None) -> dict[str, Any]:
     """One method in this process; the uniform result dict (or one with ``error``)."""
     _warm_imports(name)
-    fn = method_function(name)
+    fn = method_function(name, leo_time_limit)
     start = time.perf_counter()
     try:
         out = fn(network, box, cap)
@@ -146,14 +150,15 @@ def run_method(name: str, network: Network, box: Box, cap: float | None) -> dict
     return out
 
 
-def _child(conn, name: str, network: Network, box: Box, cap: float | None) -> None:  # noqa: ANN001
+def _child(conn, name: str, network: Network, box: Box, cap: float | None,  # noqa: ANN001
+           leo_time_limit: float | None) -> None:
     try:
         import torch
 
         torch.set_num_threads(1)
         _warm_imports(name)
         base = _maxrss_mib()
-        out = run_method(name, network, box, cap)
+        out = run_method(name, network, box, cap, leo_time_limit)
         out["peak_mib"] = _maxrss_mib()
         out["baseline_mib"] = base
         conn.send(out)
@@ -165,13 +170,13 @@ def _child(conn, name: str, network: Network, box: Box, cap: float | None) -> No
 
 
 def measure(name: str, network: Network, box: Box, cap: float | None, isolate: bool = True,
-            grace: float = KILL_GRACE) -> dict[str, Any]:
+            grace: float = KILL_GRACE, leo_time_limit: float | None = None) -> dict[str, Any]:
     """Run one method, in a fresh process when ``isolate`` (killed at cap + grace)."""
     if not isolate:
-        return run_method(name, network, box, cap)
+        return run_method(name, network, box, cap, leo_time_limit)
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, name, network, box, cap), daemon=True)
+    proc = ctx.Process(target=_child, args=(child, name, network, box, cap, leo_time_limit), daemon=True)
     saved = {k: os.environ.get(k) for k in THREAD_VARS}
     os.environ.update({k: "1" for k in THREAD_VARS})  # the child's BLAS reads these at import
     try:
@@ -207,9 +212,14 @@ def measure(name: str, network: Network, box: Box, cap: float | None, isolate: b
 
 # -- comparing -------------------------------------------------------------------
 def compare(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Do the methods that finished (no cap, no error) report the same stable set?"""
-    done = {m: r for m, r in results.items() if not r.get("capped") and "error" not in r and "active" in r}
+    """Do the methods that finished exactly (no cap, no error, no MILP time-out) report
+    the same stable set? ``agree`` is None when fewer than two can be compared."""
+    done = {m: r for m, r in results.items()
+            if not r.get("capped") and "error" not in r and "active" in r and not r.get("timeouts")}
     out: dict[str, Any] = {"agree": None, "compared": sorted(done)}
+    inexact = {m: r["timeouts"] for m, r in results.items() if r.get("timeouts") and not r.get("capped")}
+    if inexact:
+        out["inexact"] = inexact  # method -> units left unproven by a MILP time-out
     if len(done) < 2:
         return out
     ref_name = next(iter(done))
@@ -242,7 +252,8 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
 
 def benchmark(networks: Sequence[tuple[str, Network]], methods: Sequence[str],
               caps: dict[str, float | None], box: Box | None = None, isolate: bool = True,
-              log: Callable[[str], None] | None = print, grace: float = KILL_GRACE) -> list[dict[str, Any]]:
+              log: Callable[[str], None] | None = print, grace: float = KILL_GRACE,
+              leo_time_limit: float | None = None) -> list[dict[str, Any]]:
     """Every method on every network; one entry per network, in the JSON's shape."""
     entries = []
     for name, net in networks:
@@ -251,7 +262,7 @@ def benchmark(networks: Sequence[tuple[str, Network]], methods: Sequence[str],
         for m in methods:
             if log:
                 log(f"{name}: {m} (cap {caps.get(m)} s) ...")
-            full[m] = measure(m, net, b, caps.get(m), isolate=isolate, grace=grace)
+            full[m] = measure(m, net, b, caps.get(m), isolate=isolate, grace=grace, leo_time_limit=leo_time_limit)
             if log:
                 r = full[m]
                 log(f"  {m}: {_fmt_seconds(r)} s, {r.get('solves')} solves, {r.get('stable')} stable"
@@ -299,6 +310,12 @@ def _fmt_seconds(r: dict[str, Any]) -> str:
     return f"≥ {text}" if r.get("capped") else text
 
 
+def _stable(r: dict[str, Any]) -> str:
+    if r.get("stable") is None:
+        return "—"
+    return f"{r['stable']} ({r['timeouts']} unproven: time-out)" if r.get("timeouts") else str(r["stable"])
+
+
 def _speedup(r: dict[str, Any], naive: dict[str, Any] | None) -> str:
     if naive is None or naive.get("seconds") is None or r.get("seconds") in (None, 0) or "error" in r:
         return "—"
@@ -318,6 +335,9 @@ def to_markdown(data: dict[str, Any]) -> str:
     caps = data["caps"]
     lines += ["Caps (seconds per method and network): " + ", ".join(f"{m} {c:g}" if c else f"{m} none"
                                                                    for m, c in caps.items()), ""]
+    tl = data.get("leo_time_limit")
+    lines += [f"leo's per-MILP time limit: {f'{tl:g} s' if tl else 'StabilityOptions default (60 s)'}; "
+              "a unit whose MILP times out is unproven, and that run is not exact.", ""]
     if data.get("quick"):
         lines += [f"**Quick run**: {QUICK_NETWORK} only, the baselines capped at "
                   f"{caps.get('naive', QUICK_BASELINE_CAP):g} s and leo at {caps.get('leo', QUICK_LEO_CAP):g} s; "
@@ -326,6 +346,9 @@ def to_markdown(data: dict[str, Any]) -> str:
         agree = {True: "yes", False: "**NO**", None: "not compared (fewer than two finished)"}[entry["agree"]]
         lines += [f"## {entry['name']} (hidden {'-'.join(map(str, entry['hidden']))})", "",
                   f"Same stable set: {agree} (compared: {', '.join(entry['compared']) or 'none'})", ""]
+        if entry.get("inexact"):
+            lines += ["Not exact (units a MILP time-out left unproven, so not compared): "
+                      + ", ".join(f"{m} {n}" for m, n in entry["inexact"].items()), ""]
         if entry.get("differences"):
             lines += ["Differences:", ""] + [f"- {d}" for d in entry["differences"]] + [""]
         lines += ["| method | seconds | solver calls | stable units | capped | peak MiB (+ over start) | speedup vs naive |",
@@ -336,17 +359,61 @@ def to_markdown(data: dict[str, Any]) -> str:
             mem = f"{peak:.0f} (+{peak - base:.0f})" if peak and base else "—"
             lines.append(
                 f"| {m} | {_fmt_seconds(r)} | {r.get('solves') if r.get('solves') is not None else '—'} | "
-                f"{r.get('stable') if r.get('stable') is not None else '—'} | {'yes' if r.get('capped') else 'no'} | "
+                f"{_stable(r)} | {'yes' if r.get('capped') else 'no'} | "
                 f"{mem} | {_speedup(r, naive)} |")
         errors = [f"- {m}: {r['error']}" for m, r in entry["methods"].items() if "error" in r]
         notes = [f"- {m}: {r['note']}" for m, r in entry["methods"].items() if "note" in r]
-        timeouts = [f"- {m}: {r['timeouts']} MILP time-outs (unit left unproven)"
-                    for m, r in entry["methods"].items() if r.get("timeouts")]
-        if errors or notes or timeouts:
-            lines += [""] + errors + notes + timeouts
+        if errors or notes:
+            lines += [""] + errors + notes
         lines.append("")
+    checks = targets(data)
+    if checks:
+        lines += ["## Targets of issue 3", "", "| target | method | result | met |", "|---|---|---|---|"]
+        lines += [f"| {t} | {m} | {res} | {ok} |" for t, m, res, ok in checks] + [""]
     lines += ["## Notes", ""] + [f"- {n}" for n in NOTES] + [""]
     return "\n".join(lines)
+
+
+def _exact(r: dict[str, Any]) -> bool:
+    return r.get("seconds") is not None and not r.get("capped") and "error" not in r and not r.get("timeouts")
+
+
+def targets(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(target, method, what was measured, met?) for the issue's speed targets."""
+    out = []
+    leos = [m for m in ("leo", "leo-network") if any(m in e["methods"] for e in data["networks"])]
+    for e in data["networks"]:
+        name, ms = e["name"], e["methods"]
+        if e["hidden"] == [100, 100]:
+            limit = 1.0 if e.get("l1") == 5e-4 else 5.0
+            for m in leos:
+                if m in ms:
+                    r = ms[m]
+                    ok = _exact(r) and r["seconds"] <= limit
+                    out.append((f"{name}: exact analysis <= {limit:g} s", m, _fmt_seconds(r) + " s"
+                                + ("" if _exact(r) else " (not exact)"), "yes" if ok else "no"))
+            if e.get("l1") == 1e-4 and "naive" in ms:
+                for m in leos:
+                    if m in ms and _exact(ms[m]) and ms["naive"].get("seconds"):
+                        ratio = ms["naive"]["seconds"] / ms[m]["seconds"]
+                        met = "yes" if ratio >= 100 else ("not shown (naive capped)" if ms["naive"].get("capped")
+                                                          else "no")
+                        out.append((f"{name}: >= 100x faster than naive", m, _speedup(ms[m], ms["naive"]), met))
+            if e.get("l1") == 1e-4 and "omlt" in ms:
+                for m in leos:
+                    if m in ms and _exact(ms[m]) and ms["omlt"].get("seconds"):
+                        faster = ms[m]["seconds"] < ms["omlt"]["seconds"]
+                        out.append((f"{name}: faster than omlt", m,
+                                    f"{_fmt_seconds(ms[m])} s vs {_fmt_seconds(ms['omlt'])} s", "yes" if faster else "no"))
+        elif e.get("l1") == 1e-4:
+            for m in leos:
+                if m in ms:
+                    r = ms[m]
+                    ok = _exact(r) and r["seconds"] <= 60
+                    out.append((f"{name}: exact analysis <= 60 s", m, _fmt_seconds(r) + " s"
+                                + ("" if _exact(r) else f" (not exact: {r.get('timeouts') or 'capped'})"),
+                                "yes" if ok else "no"))
+    return out
 
 
 NOTES = (
@@ -372,6 +439,9 @@ NOTES = (
     "Capped: the method was stopped at its cap (the baselines stop themselves; a process still "
     "running at cap + grace is killed); its seconds are a lower bound and it is not compared.",
     "Speedup vs naive = naive seconds / method seconds; '≥' when naive was capped.",
+    "Every method encodes the weights as trained (float32 read as float64), including the many "
+    "near-zero weights that l1 training leaves (most |w| between 1e-12 and 1e-6); such entries "
+    "make HiGHS's dual simplex stall on some prefix LPs, for leo and the baselines alike.",
 )
 
 
@@ -457,6 +527,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         f"{QUICK_BASELINE_CAP:g} for the baselines, {QUICK_LEO_CAP:g} for leo)")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--networks", default=None, help="comma-separated names, e.g. 2x100-l1=1e-4")
+    p.add_argument("--leo-time-limit", type=float, default=None,
+                   help="leo's per-MILP time limit (default: StabilityOptions' own, 60 s); a unit whose "
+                        "MILP times out stays unproven and makes that leo run inexact")
     p.add_argument("--no-isolate", action="store_true", help="run the methods in this process (no memory numbers)")
     args = p.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -489,11 +562,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     command = "python -m benchmarks.speed " + " ".join(sys.argv[1:] if argv is None else argv)
     mach = machine()
     networks = load_networks(specs)
-    entries = benchmark(networks, args.methods, caps, isolate=not args.no_isolate)
+    entries = benchmark(networks, args.methods, caps, isolate=not args.no_isolate,
+                        leo_time_limit=args.leo_time_limit)
     for entry, spec in zip(entries, specs):
         entry["l1"] = spec.l1
     data = {"networks": entries, "machine": mach, "command": command.strip(), "quick": args.quick,
-            "caps": caps, "box": "[0, 1]^784", "seed": SEED}
+            "caps": caps, "box": "[0, 1]^784", "seed": SEED, "leo_time_limit": args.leo_time_limit}
     write_json(args.json, data)
     write_text(args.markdown, to_markdown(data))
     plot(data, args.plot)
