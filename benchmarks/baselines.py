@@ -82,6 +82,27 @@ def _solver(threads: int):  # noqa: ANN202 - a pyomo appsi Highs instance
     return opt
 
 
+
+def _bound_unit(opt, model, target, states: dict, j: int, margin: float, clock, tally: list[int]) -> None:  # noqa: ANN001
+    """Maximise then minimise ``target`` to optimality; record a proven sign in ``states``.
+
+    ``tally[0]`` counts solves as they finish (a cap may stop between the two). The
+    model gets its objective on the first call.
+    """
+    import pyomo.environ as pyo
+
+    if not hasattr(model, "obj"):
+        model.obj = pyo.Objective(expr=target, sense=pyo.maximize)
+    for sense in (pyo.maximize, pyo.minimize):
+        model.obj.set_value(target)
+        model.obj.sense = sense
+        bound = _solve(opt, model, clock)
+        tally[0] += 1
+        if sense == pyo.maximize and bound <= -margin:
+            states[j] = "inactive"
+        elif sense == pyo.minimize and bound >= margin:
+            states[j] = "active"
+
 def _solve(opt, model, clock: _Clock):  # noqa: ANN001, ANN202
     """Solve to optimality within the cap; returns the proven bound (max: upper, min: lower)."""
     from pyomo.contrib.appsi.base import TerminationCondition
@@ -168,14 +189,13 @@ def _naive_prefix_model(network: Network, box: Box, bounds: list[LayerBounds],
 def naive(network: Network, box: Box, cap: float | None = 3600.0, margin: float = MARGIN,
           threads: int = 1) -> dict[str, Any]:
     """LEO-2020 stability analysis: interval big-M, two MILPs per open unit, solved to optimality."""
-    import pyomo.environ as pyo
 
     clock = _Clock(cap)
     opt = _solver(threads)
     bounds: list[LayerBounds] = []
     fixed: list[dict[int, str]] = []  # per layer: unit -> "active" / "inactive" (proven so far)
     layer_seconds: list[float] = []
-    solves = 0
+    tally = [0]  # solves finished
     try:
         for k, layer in enumerate(network.layers):
             t0 = clock.elapsed()
@@ -191,17 +211,8 @@ def naive(network: Network, box: Box, cap: float | None = 3600.0, margin: float 
             if open_units:
                 clock.remaining()
                 model = _naive_prefix_model(network, box, bounds + [lb], fixed, k)
-                model.obj = pyo.Objective(expr=model.target[open_units[0]], sense=pyo.maximize)
                 for j in open_units:
-                    for sense in (pyo.maximize, pyo.minimize):
-                        model.obj.set_value(model.target[j])
-                        model.obj.sense = sense
-                        bound = _solve(opt, model, clock)
-                        solves += 1
-                        if sense == pyo.maximize and bound <= -margin:
-                            states[j] = "inactive"
-                        elif sense == pyo.minimize and bound >= margin:
-                            states[j] = "active"
+                    _bound_unit(opt, model, model.target[j], states, j, margin, clock, tally)
                     if states.get(j) == "active":
                         lb = lb.with_unit(j, 0.0, None, "milp")
                     elif states.get(j) == "inactive":
@@ -209,8 +220,8 @@ def naive(network: Network, box: Box, cap: float | None = 3600.0, margin: float 
             bounds.append(lb)
             layer_seconds.append(clock.elapsed() - t0)
     except _Cap:
-        return _result(clock, solves, *_sets(network, fixed), True, layer_seconds=layer_seconds)
-    return _result(clock, solves, *_sets(network, fixed), False, layer_seconds=layer_seconds)
+        return _result(clock, tally[0], *_sets(network, fixed), True, layer_seconds=layer_seconds)
+    return _result(clock, tally[0], *_sets(network, fixed), False, layer_seconds=layer_seconds)
 
 
 def _sets(network: Network, states: list[dict[int, str]]) -> tuple[list[list[int]], list[list[int]]]:
@@ -253,7 +264,6 @@ def _omlt_prefix(network: Network, box: Box, upto: int):  # noqa: ANN202
 def omlt(network: Network, box: Box, cap: float | None = 3600.0, margin: float = MARGIN,
          threads: int = 1) -> dict[str, Any]:
     """OMLT big-M stability analysis: per ReLU layer, max and min of every open unit."""
-    import pyomo.environ as pyo
 
     if not network.is_mlp:
         raise ValueError("the OMLT baseline reads plain MLPs only")
@@ -261,7 +271,7 @@ def omlt(network: Network, box: Box, cap: float | None = 3600.0, margin: float =
     opt = _solver(threads)
     per_layer: list[dict[int, str]] = []
     layer_seconds: list[float] = []
-    solves = 0
+    tally = [0]  # solves finished
     try:
         for k, layer in enumerate(network.layers):
             t0 = clock.elapsed()
@@ -279,20 +289,11 @@ def omlt(network: Network, box: Box, cap: float | None = 3600.0, margin: float =
                     states[j] = "inactive"
             open_units = [j for j in range(layer.width) if j not in states]
             if open_units:
-                model.obj = pyo.Objective(expr=zhat[open_units[0]], sense=pyo.maximize)
                 for j in open_units:
-                    for sense in (pyo.maximize, pyo.minimize):
-                        model.obj.set_value(zhat[j])
-                        model.obj.sense = sense
-                        bound = _solve(opt, model, clock)
-                        solves += 1
-                        if sense == pyo.maximize and bound <= -margin:
-                            states[j] = "inactive"
-                        elif sense == pyo.minimize and bound >= margin:
-                            states[j] = "active"
+                    _bound_unit(opt, model, zhat[j], states, j, margin, clock, tally)
             layer_seconds.append(clock.elapsed() - t0)
     except _Cap:
-        return _result(clock, solves, *_sets(network, per_layer), True, layer_seconds=layer_seconds)
-    return _result(clock, solves, *_sets(network, per_layer), False, layer_seconds=layer_seconds)
+        return _result(clock, tally[0], *_sets(network, per_layer), True, layer_seconds=layer_seconds)
+    return _result(clock, tally[0], *_sets(network, per_layer), False, layer_seconds=layer_seconds)
 
 METHODS = {"naive": naive, "omlt": omlt}

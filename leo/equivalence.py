@@ -10,8 +10,7 @@ import numpy as np
 
 from leo.domain import Box
 from leo.network import Network
-from leo.report import StabilityReport
-from leo.stability import Analysis, StabilityOptions, analyse
+from leo.stability import StabilityOptions, analyse, bounds_and_states
 from solvers.formulation import Builder, encode
 from solvers.highs_backend import HighsModel
 from solvers.result import SolveStatus
@@ -60,18 +59,6 @@ def compare_sampled(f: Network, g: Network, box: Box, n: int = 100_000, toleranc
 MATCH_TOL = 1e-9
 
 
-def _bounds_and_states(net: Network, box: Box, report: StabilityReport):  # noqa: ANN202
-    """Per layer: proven bounds and unit states, from a stability report of ``net``."""
-    state = Analysis(net, box, StabilityOptions(samples=0, local_search=False), None, None)
-    for k, layer in enumerate(net.layers):
-        lr = report.layer(k + 1) if layer.relu else None
-        if lr is None:
-            state.push_linear(k)
-        else:
-            state.push(lr)
-    return state.bounds, state.states
-
-
 def _candidates(zf: list[np.ndarray], zg: np.ndarray) -> list[tuple[int, int, int]]:
     """(g unit, f layer, f unit) whose pre-activations agree on every sampled point."""
     stacked = np.hstack(zf)
@@ -109,8 +96,8 @@ def compare_exact(f: Network, g: Network, box: Box, tolerance: float = 1e-4,
     substitutions' tiny proven errors are propagated and added to the final bound.
     """
     opts = StabilityOptions(time_limit=min(time_limit, 60.0))
-    fb, fs = _bounds_and_states(f, box, analyse(f, box, opts))
-    gb, gs = _bounds_and_states(g, box, analyse(g, box, opts))
+    fb, fs = bounds_and_states(f, box, analyse(f, box, opts))
+    gb, gs = bounds_and_states(g, box, analyse(g, box, opts))
     pts = sample_points(box, 512, np.random.default_rng(1))
     zf, zg = f.pre_activations(pts), g.pre_activations(pts)
     shared: dict[int, np.ndarray] = {}

@@ -19,13 +19,13 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from leo.bounds import LayerBounds, interval_layer, symbolic_layer
+from leo.bounds import LayerBounds
 from leo.domain import Box
 from leo.errors import LeoInputError
 from leo.network import Network
 from leo.report import StabilityReport
-from leo.stability import StabilityOptions, analyse
-from solvers.formulation import Formulation, UnitState, build_prefix
+from leo.stability import StabilityOptions, analyse, bounds_and_states
+from solvers.formulation import Formulation, build_prefix
 from solvers.highs_backend import _to_highs
 
 #: A counterexample must put the outputs in the unsafe set up to this much.
@@ -84,33 +84,6 @@ class PropertyResult:
     disjunct: int | None = None  # which disjunct the counterexample satisfies
     how: str = ""  # "sampling", "milp", "milp-infeasible", "timeout", "unverified", ...
     solves: int = 0
-
-
-def _bounds_and_states(network: Network, box: Box,
-                       report: StabilityReport) -> tuple[list[LayerBounds], list[list[UnitState]]]:
-    """Per layer, the proven pre-activation bounds and unit states ``build_prefix`` wants.
-
-    ReLU layers take them from the report; linear layers have no entry and get
-    interval/symbolic bounds from the layers before (as the analysis computed them).
-    """
-    bounds: list[LayerBounds] = []
-    states: list[list[UnitState]] = []
-    for k, layer in enumerate(network.layers):
-        entry = report.layer(k + 1) if layer.relu else None
-        if entry is not None:
-            bounds.append(entry.bounds)
-            states.append(entry.states)
-            continue
-        if layer.relu:
-            raise LeoInputError(f"the stability report has no entry for ReLU layer {k + 1}: "
-                                "it must come from analysing this network over this box")
-        lb = interval_layer(network, k, box, bounds)
-        if k > 0:
-            s = symbolic_layer(network, k, box, bounds)
-            lb = lb.tightened(s.lower, s.upper, "symbolic")
-        bounds.append(lb)
-        states.append([])
-    return bounds, states
 
 
 class _Rows:
@@ -241,7 +214,7 @@ def check_property(network: Network, box: Box, prop: OutputProperty, time_limit:
     if report is None:
         report = analyse(network, box, StabilityOptions(time_limit=time_limit, seed=seed))
     deadline = time.perf_counter() + time_limit
-    bounds, states = _bounds_and_states(network, box, report)
+    bounds, states = bounds_and_states(network, box, report)
     base = build_prefix(network, box, bounds, states, upto=len(network.layers) - 1)
     unknown: list[str] = []
     solves = 0

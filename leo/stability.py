@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import highspy
 import numpy as np
@@ -262,18 +262,32 @@ def _compact(report: StabilityReport) -> StabilityReport:
     return StabilityReport(report.box, layers, points, report.settings, report.seconds)
 
 
+def bounds_and_states(network: Network, box: Box, report: StabilityReport,
+                      options: StabilityOptions = StabilityOptions()) -> tuple[list[LayerBounds], list[list[UnitState]]]:
+    """Per layer of ``network``: proven bounds and unit states from ``report``; linear
+    layers (no report entry) get interval/symbolic bounds and no states."""
+    state = Analysis(network, box, replace(options, samples=0, local_search=False), None, None)
+    for k, lyr in enumerate(network.layers):
+        lr = report.layer(k + 1) if lyr.relu else None
+        if lr is not None:
+            state.push(lr)
+        elif lyr.relu:
+            raise LeoInputError(f"the stability report has no entry for ReLU layer {k + 1}: "
+                                "it must come from analysing this network over this box")
+        else:
+            state.push_linear(k)
+    return state.bounds, state.states
+
+
 def prefix_formulation(network: Network, box: Box, layer: int,
                        options: StabilityOptions = StabilityOptions()) -> Formulation:
     """The MILP for units of ``layer`` (0-based), with big-M values and unit states
     from analysing the layers before it."""
-    state = Analysis(network, box, options, None, None)
+    bounds: list[LayerBounds] = []
+    states: list[list[UnitState]] = []
     if layer:
         head = Network(network.input_dim, network.layers[:layer])
-        report = analyse(head, box, options)
-        for k, lyr in enumerate(head.layers):
-            lr = report.layer(k + 1) if lyr.relu else None
-            if lr is None:
-                state.push_linear(k)
-            else:
-                state.push(lr)
-    return build_prefix(network, box, state.bounds + [state.layer_bounds(layer)], state.states, layer)
+        bounds, states = bounds_and_states(head, box, analyse(head, box, options), options)
+    state = Analysis(network, box, replace(options, samples=0, local_search=False), None, None)
+    state.bounds, state.states = bounds, states
+    return build_prefix(network, box, bounds + [state.layer_bounds(layer)], states, layer)
