@@ -525,6 +525,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cap", type=float, default=None,
                    help=f"seconds per method and network (default {DEFAULT_CAP:g}; quick: "
                         f"{QUICK_BASELINE_CAP:g} for the baselines, {QUICK_LEO_CAP:g} for leo)")
+    p.add_argument("--leo-cap", type=float, default=None,
+                   help="seconds for leo and leo-network per network, when they should differ from --cap "
+                        "(e.g. baselines at 90 s and leo at 900 s, to see leo's whole run)")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--networks", default=None, help="comma-separated names, e.g. 2x100-l1=1e-4")
     p.add_argument("--leo-time-limit", type=float, default=None,
@@ -559,6 +562,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 for m in args.methods}
     else:
         caps = {m: args.cap or DEFAULT_CAP for m in args.methods}
+    if args.leo_cap is not None:
+        caps.update({m: args.leo_cap for m in args.methods if m.startswith("leo")})
     command = "python -m benchmarks.speed " + " ".join(sys.argv[1:] if argv is None else argv)
     mach = machine()
     networks = load_networks(specs)

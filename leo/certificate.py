@@ -51,12 +51,15 @@ def build_certificate(original: Network, report: StabilityReport, reduction: Red
         "domain": report.box.to_json(),
         "tolerances": {
             "solver_margin": report.settings.get("margin"),
-            "solver_margin_meaning": "a MILP/LP bound proves a sign only when it clears 0 by this margin",
+            "solver_margin_meaning": "a MILP/LP bound proves a sign only when it clears 0 by this margin; "
+                                     "MILPs get the margin as an objective cutoff, so a proof is either a dual "
+                                     "bound at the margin or a search that found nothing below it",
             "interval_rounding_slack": report.settings.get("rounding_slack"),
             "rank_tolerance": RANK_TOL,
             "milp_dropped_weight_below": DROP_TOL,
-            "milp_dropped_weight_meaning": "smaller weights leave the MILP rows, which widen by their largest "
-                                           "contribution (a relaxation: proofs stay valid)",
+            "milp_dropped_weight_meaning": "smaller weights leave the MILP rows, which widen by the range of "
+                                           "the dropped terms over the variables' bounds (a relaxation: proofs "
+                                           "stay valid)",
             "max_fold_residual": reduction.max_fold_residual,
         },
         "solver": report.settings.get("solver"),

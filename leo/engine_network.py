@@ -7,7 +7,9 @@ seen inactive); the model maximises the number of indicators. Every incumbent is
 checked by the network's forward pass and its flipped units leave the candidate set
 (their indicators are fixed to 0); the model is solved again until the proven bound
 shows that no candidate can flip. HiGHS has no lazy constraints, so "shrinking" is
-done by re-solving the same persistent model with changed column bounds.
+done by re-solving the same persistent model with changed column bounds. When a
+network-wide solve runs out of time, the candidates left go to the per-unit engine
+(one prefix model per layer), which often decides most of them quickly.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from leo.engine_unit import solve_open_units
 from leo.report import ACTIVE, INACTIVE, UNSTABLE, LayerReport, UnitProof
 from leo.stability import Analysis, LayerWork, Progress
 from solvers.formulation import UnitState, build_prefix, with_columns
@@ -42,6 +45,12 @@ def run_network(state: Analysis) -> list[LayerReport]:
     candidates = [(k, int(j)) for k, w in works.items() for j in w.open_units()]
     if candidates:
         _solve_network(state, works, candidates, relu_layers[-1])
+    for k, work in works.items():  # what the network-wide solve left (a time-out): per unit
+        if work.open_units().size:
+            solve_open_units(state, work, build_prefix(net, state.box, state.bounds[: k + 1], state.states[:k], k))
+            state.states[k] = [UnitState.UNSTABLE if p.verdict == UNSTABLE else UnitState(p.verdict)
+                               for p in work.proofs]
+            work.progress(state.progress)
     reports = []
     for k in relu_layers:
         reports.append(works[k].finish())
@@ -112,11 +121,7 @@ def _solve_network(state: Analysis, works: dict[int, LayerWork], candidates: lis
                 works[k].proofs[j] = UnitProof(UNSTABLE, "not-proven", seconds=res.seconds)
                 live[i] = False
         if res.status is SolveStatus.TIME_LIMIT or res.status is SolveStatus.ERROR or not flipped.any():
-            for i in np.flatnonzero(live):  # unanswered: unstable as far as we know
-                k, j = candidates[i]
-                works[k].proofs[j] = UnitProof(UNSTABLE, "timeout", seconds=res.seconds)
-            live[:] = False
-            break
+            break  # unanswered: the caller asks per unit
         model.set_bounds(f_cols[~live], np.zeros(int((~live).sum())), np.zeros(int((~live).sum())))
         if state.progress is not None:
             done = n - int(live.sum())

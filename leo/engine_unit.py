@@ -11,7 +11,7 @@ import numpy as np
 
 from leo.network import Network
 from leo.report import ACTIVE, INACTIVE, UNSTABLE, LayerReport, UnitProof
-from leo.stability import Analysis, StabilityOptions
+from leo.stability import Analysis, LayerWork, StabilityOptions
 from solvers.formulation import Formulation, assignment, build_prefix
 from solvers.highs_backend import HighsModel
 from solvers.result import SolveStatus
@@ -74,48 +74,53 @@ def prove(network: Network, formulation: Formulation, layer: int, tasks: list[Ta
 
 
 def run_per_unit(state: Analysis) -> list[LayerReport]:
-    from leo.parallel import run_chunks
-
     net, reports = state.network, []
     for k, layer in enumerate(net.layers):
         if not layer.relu:
             state.push_linear(k)
             continue
         work = state.cheap_pass(k)
-        open_units = work.open_units()
-        if open_units.size and state.options.lp_bounds and k > 1:
+        if work.open_units().size and state.options.lp_bounds and k > 1:
             work.solves += state.tighten_with_lp(k)
             work.retighten(state.layer_bounds(k))
             work.mark_witnessed(state.witnesses)
-            open_units = work.open_units()
-        if open_units.size:
+        if work.open_units().size:
             formulation = build_prefix(net, state.box, state.bounds + [work.bounds], state.states, k)
-            directions = state.directions(k, open_units)
-            _, amax, _, amin = state.witnesses.signs(k)
-            tasks = []
-            for j, d in zip(open_units, directions):
-                # warm start from the witness closest to answering "no"
-                x = state.witnesses.points[amin[j] if d > 0 else amax[j]]
-                tasks.append(Task(int(j), int(d), assignment(net, formulation, x) if formulation.num_binaries else None))
-            results = run_chunks(net, formulation, k, tasks, state.options)
-            work.solves += sum(1 for r in results if r.seconds > 0)
-            for r in results:
-                if r.points:
-                    state.witnesses.add(np.vstack(r.points))
-            zmax, amax, zmin, amin = state.witnesses.signs(k)
-            for r in results:
-                j = r.unit
-                if r.proven:
-                    verdict = ACTIVE if r.direction > 0 else INACTIVE
-                    work.proofs[j] = UnitProof(verdict, "milp", float(r.direction * r.bound), seconds=r.seconds)
-                elif zmax[j] > 0 and zmin[j] < 0:
-                    work.proofs[j] = UnitProof(UNSTABLE, "milp-witness", witness=(int(amax[j]), int(amin[j])),
-                                               seconds=r.seconds)
-                else:
-                    work.proofs[j] = UnitProof(UNSTABLE, "timeout" if r.timed_out else "not-proven",
-                                               seconds=r.seconds)
+            solve_open_units(state, work, formulation)
             work.progress(state.progress)
         report = work.finish()
         state.push(report)
         reports.append(report)
     return reports
+
+
+def solve_open_units(state: Analysis, work: LayerWork, formulation: Formulation) -> None:
+    """One early-stopped solve per open unit of ``work`` on ``formulation`` (a prefix
+    model ending at the layer). A unit is decided when its sign is proven or the
+    incumbents, after a local search from them, show both signs; any unit left is
+    unstable as far as we know ("timeout" or "not-proven")."""
+    from leo.parallel import run_chunks
+
+    net, k = state.network, work.k
+    open_units = work.open_units()
+    directions = state.directions(k, open_units)
+    _, amax, _, amin = state.witnesses.signs(k)
+    tasks = []
+    for j, d in zip(open_units, directions):
+        # warm start from the witness closest to answering "no"
+        x = state.witnesses.points[amin[j] if d > 0 else amax[j]]
+        tasks.append(Task(int(j), int(d), assignment(net, formulation, x) if formulation.num_binaries else None))
+    results = run_chunks(net, formulation, k, tasks, state.options)
+    work.solves += sum(1 for r in results if r.seconds > 0)
+    for r in results:
+        if r.points:
+            state.witnesses.add(np.vstack(r.points))
+    for r in results:
+        if r.proven:
+            verdict = ACTIVE if r.direction > 0 else INACTIVE
+            work.proofs[r.unit] = UnitProof(verdict, "milp", float(r.direction * r.bound), seconds=r.seconds)
+    work.mark_witnessed(state.witnesses, "milp-witness")
+    state.search(work, "milp-witness")  # from the incumbents, which sit near the answer "no"
+    for r in results:
+        if work.proofs[r.unit] is None:
+            work.proofs[r.unit] = UnitProof(UNSTABLE, "timeout" if r.timed_out else "not-proven", seconds=r.seconds)

@@ -159,16 +159,23 @@ class Analysis:
         work = LayerWork(k, self.layer_bounds(k))
         work.progress(self.progress)
         work.mark_witnessed(self.witnesses)
-        open_units = work.open_units()
-        if self.options.local_search and open_units.size:
-            zmax, amax, zmin, amin = self.witnesses.signs(k)
-            seen_pos = zmax[open_units] > 0
-            direction = np.where(seen_pos, -1.0, 1.0)
-            starts = self.witnesses.points[np.where(seen_pos, amin[open_units], amax[open_units])]
-            self.witnesses.add(local_search(self.network, self.box, k, open_units, starts, direction))
-            work.mark_witnessed(self.witnesses)
+        self.search(work)
         work.progress(self.progress)
         return work
+
+    def search(self, work: LayerWork, method: str = "witness") -> None:
+        """Local search for the open units of a layer, from the witness nearest to the
+        sign not seen yet; marks the units it shows unstable."""
+        open_units = work.open_units()
+        if not (self.options.local_search and open_units.size):
+            return
+        zmax, amax, zmin, amin = self.witnesses.signs(work.k)
+        seen_pos = zmax[open_units] > 0
+        direction = np.where(seen_pos, -1.0, 1.0)
+        starts = self.witnesses.points[np.where(seen_pos, amin[open_units], amax[open_units])]
+        self.witnesses.add(local_search(self.network, self.box, work.k, open_units, starts, direction,
+                                        seed=self.options.seed))
+        work.mark_witnessed(self.witnesses, method)
 
     def directions(self, k: int, units: np.ndarray) -> np.ndarray:
         """The question left open per unit: +1 "is it active?" (seen positive only), else -1."""

@@ -51,6 +51,10 @@ def seed_points(box: Box, samples: int, rng: np.random.Generator, data: np.ndarr
     return np.vstack(parts)
 
 
+#: Rows (units x restarts) per local search step, to bound its cost on wide layers.
+ROWS = 4096
+
+
 def local_search(
     network: Network,
     box: Box,
@@ -58,40 +62,59 @@ def local_search(
     units: np.ndarray,
     starts: np.ndarray,
     directions: np.ndarray,
-    steps: int = 30,
+    steps: int = 200,
+    restarts: int = 16,
+    seed: int = 0,
 ) -> np.ndarray:
-    """Projected signed-gradient steps that push ``direction * z[layer][unit]`` up.
+    """Projected Adam steps that push ``direction * z[layer][unit]`` above 0, from the
+    given start of each unit and ``restarts - 1`` random box points.
 
-    One start point per unit; returns the final points (one per unit).
+    Multi-start matters: on l1-trained 5x100 MNIST nets one start found none of the
+    units whose minimum is within 0.01 of 0, and 16 starts found most. Stops once
+    every unit has crossed. Returns the best point per unit (one row per unit).
     """
     if len(units) == 0:
         return np.zeros((0, box.dim))
+    n = len(units)
+    r = max(1, min(restarts, ROWS // n))  # wide layers with many open units: fewer restarts
+    rng = np.random.default_rng(seed)
     lo = torch.tensor(box.lower)
     hi = torch.tensor(box.upper)
-    x = torch.as_tensor(starts, dtype=torch.float64).clone()
-    step = (hi - lo) / 8
+    x0 = np.concatenate([np.asarray(starts, dtype=np.float64)[:, None, :],
+                         box.sample(n * (r - 1), rng).reshape(n, r - 1, box.dim)], axis=1)
+    span = hi - lo
+    # optimise u in [0, 1]^d with x = lo + span * u, so one step size suits every input
+    u0 = (torch.as_tensor(x0.reshape(n * r, box.dim)) - lo) / torch.where(span > 0, span, 1.0)
+    u = torch.nn.Parameter(u0.clamp(0.0, 1.0))
     params = [
         ({s: torch.tensor(w) for s, w in lyr.weights.items()}, torch.tensor(lyr.bias), lyr.relu)
         for lyr in network.layers[: layer + 1]
     ]
-    idx = torch.as_tensor(units, dtype=torch.long)
-    dirs = torch.as_tensor(directions, dtype=torch.float64)
-    best = x.clone()
-    best_val = torch.full((len(units),), -torch.inf, dtype=torch.float64)
-    for it in range(steps):
-        x.requires_grad_(True)
+    idx = torch.as_tensor(np.repeat(units, r), dtype=torch.long)
+    dirs = torch.as_tensor(np.repeat(directions, r), dtype=torch.float64)
+    optimiser = torch.optim.Adam([u], lr=0.05)
+    schedule = torch.optim.lr_scheduler.StepLR(optimiser, step_size=max(1, steps // 3), gamma=0.3)
+    best = u.detach().clone()
+    best_val = torch.full((n * r,), -torch.inf, dtype=torch.float64)
+    for _ in range(steps):
+        x = lo + span * u
         outs = [x]
         z = x
         for weights, bias, relu in params:
             z = bias + sum(outs[s] @ w.T for s, w in weights.items())
             outs.append(torch.relu(z) if relu else z)
         target = dirs * z.gather(1, idx[:, None]).squeeze(1)
-        (grad,) = torch.autograd.grad(target.sum(), x)
         with torch.no_grad():
             improved = target > best_val
-            best[improved] = x[improved].detach()
+            best[improved] = u[improved].detach()
             best_val = torch.where(improved, target.detach(), best_val)
-            x = torch.minimum(torch.maximum(x + step * torch.sign(grad), lo), hi)
-            if it % 10 == 9:
-                step = step / 2
-    return best.numpy()
+            if bool((best_val.view(n, r).max(dim=1).values > 0).all()):
+                break
+        optimiser.zero_grad()
+        (-target.sum()).backward()
+        optimiser.step()
+        schedule.step()
+        with torch.no_grad():
+            u.clamp_(0.0, 1.0)
+    pick = best_val.view(n, r).argmax(dim=1) + torch.arange(n) * r
+    return (lo + span * best[pick]).numpy()

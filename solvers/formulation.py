@@ -28,8 +28,8 @@ if TYPE_CHECKING:  # the MILP layer reads leo's types but must not import leo at
     from leo.network import Network
 
 
-#: Weights smaller than this are left out of the MILP rows, which are widened by their
-#: largest possible contribution instead (a sound relaxation). l1 training leaves most
+#: Weights smaller than this are left out of the MILP rows, which are widened by the
+#: range of the dropped terms over the column bounds instead (a sound relaxation). l1 training leaves most
 #: weights below 1e-6 (down to 1e-14); kept in the rows they stall HiGHS's simplex at the
 #: root (a 3x100 unit: no node in 600 s; with 1e-6 it is proven in ~35 s).
 DROP_TOL = 1e-6
@@ -171,24 +171,28 @@ def encode(
         z_cols.append(zc)
         # z - sum_s W_s h_s = bias
         rows, cols, vals = [np.arange(layer.width)], [zc], [np.ones(layer.width)]
-        slack = np.zeros(layer.width)
-        col_mag = np.maximum(np.abs(np.array(b.lo)), np.abs(np.array(b.hi)))
+        low = np.zeros(layer.width)  # range of the dropped terms, per row
+        high = np.zeros(layer.width)
+        col_lo, col_hi = np.array(b.lo), np.array(b.hi)
         for s, w in layer.weights.items():
             src = outputs[s]
             keep = src >= 0
             wk = sp.coo_matrix(w[:, keep])
             c = src[keep][wk.col]
             tiny = np.abs(wk.data) < DROP_TOL
-            # a dropped coefficient moves z by at most |w| * max|h|: widen the row by that
-            np.add.at(slack, wk.row[tiny], np.abs(wk.data[tiny]) * col_mag[c[tiny]])
+            # a dropped term w * h lies between w * lo(h) and w * hi(h): widen the row by that range
+            wt, ct = wk.data[tiny], c[tiny]
+            np.add.at(low, wk.row[tiny], np.minimum(wt * col_lo[ct], wt * col_hi[ct]))
+            np.add.at(high, wk.row[tiny], np.maximum(wt * col_lo[ct], wt * col_hi[ct]))
             rows.append(wk.row[~tiny])
             cols.append(c[~tiny])
             vals.append(-wk.data[~tiny])
         coo = sp.coo_matrix(
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(layer.width, len(b.lo))
         )
-        slack = np.where(slack > 0, slack * (1 + 1e-6) + 1e-15, 0.0)
-        b.add_rows(coo, layer.bias - slack, layer.bias + slack)
+        # z - kept terms = bias + dropped terms; outward rounding where something was dropped
+        pad = 1e-6 * (np.abs(low) + np.abs(high)) + np.where((low != 0) | (high != 0), 1e-15, 0.0)
+        b.add_rows(coo, layer.bias + low - pad, layer.bias + high + pad)
         if k == upto:
             break
         share = shared.get(k) if shared else None

@@ -1,7 +1,14 @@
 """A persistent HiGHS model of one formulation; only the objective changes between
 solves. A solve stops as soon as its question is answered: the proven bound reaches
 the threshold (the answer is yes) or an incumbent falls below it (the answer can no
-longer be yes)."""
+longer be yes).
+
+The question "is min >= threshold?" needs no optimum, so the threshold is also given
+to HiGHS as an objective cutoff (``objective_bound``): every node whose bound reaches
+it is pruned, and reduced-cost fixing works from the start as if an incumbent of that
+value were known. If the search then ends "infeasible", no point has an objective below
+the threshold (the model itself is feasible: every box point satisfies it), which
+proves the bound. On a 3x100 MNIST unit this took a proof from 14.6 s to 3.5 s."""
 
 from __future__ import annotations
 
@@ -54,6 +61,7 @@ class HighsModel:
         self.highs.setOptionValue("mip_rel_gap", 0.0)
         self.highs.passModel(_to_highs(formulation, relax))
         self._threshold: float | None = None
+        self._cutoff = False
         self._on_point: Callable[[np.ndarray], None] | None = None
         if self.is_mip:
             self.highs.setCallback(self._callback, None)
@@ -66,9 +74,11 @@ class HighsModel:
                 self._on_point(np.array(data_out.mip_solution, dtype=np.float64))
             return
         t = self._threshold
-        # set the flag either way: HiGHS keeps it between solves of the same model
+        # set the flag either way: HiGHS keeps it between solves of the same model.
+        # Under the cutoff a proof ends the search by itself ("infeasible"), so only an
+        # incumbent below the threshold interrupts it.
         data_in.user_interrupt = t is not None and (
-            data_out.mip_dual_bound >= t or data_out.objective_function_value < t
+            data_out.objective_function_value < t or (not self._cutoff and data_out.mip_dual_bound >= t)
         )
 
     def set_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
@@ -96,7 +106,11 @@ class HighsModel:
         h = self.highs
         h.changeColsCost(self.formulation.num_cols, np.arange(self.formulation.num_cols, dtype=np.int32), cost)
         h.setOptionValue("time_limit", float(max(time_limit, 1e-3)))
+        cutoff = self.is_mip and threshold is not None
+        if self.is_mip:
+            h.setOptionValue("objective_bound", float(threshold) if cutoff else _INF)
         self._threshold = threshold
+        self._cutoff = cutoff
         self._on_point = on_point
         if self.is_mip:
             h.clearSolver()
@@ -123,7 +137,10 @@ class HighsModel:
             nodes = 0
         if math.isfinite(incumbent):
             point = np.asarray(h.getSolution().col_value)[self.formulation.x_cols].copy()
-        if status == highspy.HighsModelStatus.kOptimal:
+        if cutoff and status == highspy.HighsModelStatus.kInfeasible:
+            # nothing below the cutoff: the threshold is a proven bound
+            kind, bound, incumbent, point = SolveStatus.OPTIMAL, float(threshold), math.inf, None
+        elif status == highspy.HighsModelStatus.kOptimal:
             kind = SolveStatus.OPTIMAL
         elif status == highspy.HighsModelStatus.kInterrupt:
             kind = SolveStatus.INTERRUPTED
@@ -134,4 +151,9 @@ class HighsModel:
             bound = -math.inf
         if not math.isfinite(bound) or math.isnan(bound):
             bound = -math.inf
+        if cutoff and bound > threshold:
+            # nodes at or above the cutoff were pruned without their bounds being kept, so
+            # a reported dual bound above it proves only "min >= threshold" (seen: HiGHS
+            # reported 0.94 for a minimum of 0.905 under a cutoff of 0.855)
+            bound = float(threshold)
         return SolveResult(kind, bound, incumbent, point, seconds, nodes)

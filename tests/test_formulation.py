@@ -91,10 +91,13 @@ def test_tiny_weights_are_dropped_soundly(rng):
     net = random_mlp(rng, [3, 6, 5, 2])
     w = dict(net.layers[1].weights)
     tiny = w[1].copy()
-    tiny[:, :3] = DROP_TOL / 10
+    tiny[:, :3] = DROP_TOL / 10 * rng.choice([-1.0, 1.0], size=(tiny.shape[0], 3))  # both signs
+    first = net.layers[0].weights[0].copy()
+    first[:, 0] = -DROP_TOL / 3  # on an input whose range straddles 0
     from leo.network import Layer, Network
 
-    net = Network(3, (net.layers[0], Layer(w | {1: tiny}, net.layers[1].bias, True), net.layers[2]))
+    net = Network(3, (Layer({0: first}, net.layers[0].bias, True), Layer(w | {1: tiny}, net.layers[1].bias, True),
+                      net.layers[2]))
     box = make_box(-1, 1, 3)
     bounds, states = _all_unstable(net, box)
     f = build_prefix(net, box, bounds, states, 2, with_output=True)
@@ -103,3 +106,26 @@ def test_tiny_weights_are_dropped_soundly(rng):
         v = assignment(net, f, x)
         av = f.matrix @ v
         assert np.all(av >= f.row_lower - 1e-12) and np.all(av <= f.row_upper + 1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_threshold_answers_agree_with_the_optimum(seed):
+    """The cutoff answer to "is min >= t?" is yes exactly when the optimum (solved with
+    no threshold) is above t; a yes reports t as its bound, a no comes with a point below t."""
+    rng = np.random.default_rng(seed)
+    net = random_mlp(rng, [3, 6, 5, 2])
+    box = make_box(-1, 1, 3)
+    bounds, states = _all_unstable(net, box)
+    f = build_prefix(net, box, bounds, states, 2)
+    model = HighsModel(f)
+    for unit in range(2):
+        for sign in (1.0, -1.0):
+            cost = f.objective(2, unit, sign)
+            best = model.minimise(cost, threshold=None, time_limit=30).incumbent
+            for t in (best - 0.05, best + 0.05):
+                res = model.minimise(cost, threshold=t, time_limit=30)
+                if t < best:  # proven, and only t is: HiGHS's bound above a cutoff can exceed the optimum
+                    assert res.status.value in ("optimal", "interrupted") and res.bound == t
+                else:
+                    assert res.bound < t and res.point is not None
+                    assert sign * net.pre_activations(res.point[None])[2][0, unit] < t + 1e-9
