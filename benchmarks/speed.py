@@ -432,16 +432,20 @@ NOTES = (
     "omlt = OMLT 1.2 `ReluBigMFormulation` of the prefix network per hidden layer (OMLT's own "
     "interval big-M, a binary for every hidden unit), then max and min of every unit its "
     "intervals leave open, same solver settings.",
-    "leo = `analyse(..., StabilityOptions(engine=\"unit\"))`, leo-network = "
-    "`engine=\"network\"`; default options otherwise (no data points as witnesses).",
+    "leo = `analyse(..., StabilityOptions(engine=\"unit\"))`: interval/symbolic bounds, then 2,048 random "
+    "box points and a multi-start local search as witnesses, then one MILP per open unit on a persistent "
+    "prefix model, with the margin as HiGHS's objective cutoff; leo-network = `engine=\"network\"` (the "
+    "network-wide MILP; the units a time-out of it leaves are solved per unit). Default options otherwise "
+    "(no data points as witnesses, 60 s per MILP).",
     "A unit is stable on a proven bound beyond the margin 1e-6 (max z <= -1e-6 or "
     "min z >= 1e-6), or on an interval/symbolic bound (upper <= 0 or lower >= 0).",
     "Capped: the method was stopped at its cap (the baselines stop themselves; a process still "
     "running at cap + grace is killed); its seconds are a lower bound and it is not compared.",
     "Speedup vs naive = naive seconds / method seconds; '≥' when naive was capped.",
-    "Every method encodes the weights as trained (float32 read as float64), including the many "
+    "The baselines encode every weight as trained (float32 read as float64), including the many "
     "near-zero weights that l1 training leaves (most |w| between 1e-12 and 1e-6); such entries "
-    "make HiGHS's dual simplex stall on some prefix LPs, for leo and the baselines alike.",
+    "make HiGHS's dual simplex stall on some prefix LPs. leo leaves weights below 1e-6 out of its "
+    "MILP rows and widens each row by the range of the dropped terms (a relaxation: proofs stay valid).",
 )
 
 

@@ -48,8 +48,7 @@ def run_network(state: Analysis) -> list[LayerReport]:
     for k, work in works.items():  # what the network-wide solve left (a time-out): per unit
         if work.open_units().size:
             solve_open_units(state, work, build_prefix(net, state.box, state.bounds[: k + 1], state.states[:k], k))
-            state.states[k] = [UnitState.UNSTABLE if p.verdict == UNSTABLE else UnitState(p.verdict)
-                               for p in work.proofs]
+            state.states[k] = [UnitState(p.verdict) for p in work.proofs]  # later layers see the new proofs
             work.progress(state.progress)
     reports = []
     for k in relu_layers:
