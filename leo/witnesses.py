@@ -51,8 +51,9 @@ def seed_points(box: Box, samples: int, rng: np.random.Generator, data: np.ndarr
     return np.vstack(parts)
 
 
-#: Rows (units x restarts) per local search step, to bound its cost on wide layers.
-ROWS = 4096
+#: Multiply-adds one local search may spend (rows x steps x prefix weights): about a
+#: second on one core. Without it, 16 starts x 200 steps on a 2x800 layer took 60 s.
+WORK = 4e9
 
 
 def local_search(
@@ -76,7 +77,9 @@ def local_search(
     if len(units) == 0:
         return np.zeros((0, box.dim))
     n = len(units)
-    r = max(1, min(restarts, ROWS // n))  # wide layers with many open units: fewer restarts
+    size = sum(w.size for lyr in network.layers[: layer + 1] for w in lyr.weights.values())
+    r = max(1, min(restarts, int(WORK // (size * steps * n))))  # wide layers, many units: fewer starts
+    steps = max(10, min(steps, int(WORK // (size * n * r))))  # ... and fewer steps
     rng = np.random.default_rng(seed)
     lo = torch.tensor(box.lower)
     hi = torch.tensor(box.upper)
@@ -85,7 +88,7 @@ def local_search(
     span = hi - lo
     # optimise u in [0, 1]^d with x = lo + span * u, so one step size suits every input
     u0 = (torch.as_tensor(x0.reshape(n * r, box.dim)) - lo) / torch.where(span > 0, span, 1.0)
-    u = u0.clamp(0.0, 1.0).requires_grad_(True)
+    u = u0.clamp(0.0, 1.0)
     params = [
         ({s: torch.tensor(w) for s, w in lyr.weights.items()}, torch.tensor(lyr.bias), lyr.relu)
         for lyr in network.layers[: layer + 1]
@@ -99,26 +102,30 @@ def local_search(
     m2 = torch.zeros_like(u)
     best = u.detach().clone()
     best_val = torch.full((n * r,), -torch.inf, dtype=torch.float64)
+    rows = torch.arange(n * r)  # the rows of units that have not crossed yet
     for step in range(1, steps + 1):
-        x = lo + span * u
+        ur = u[rows].detach().requires_grad_(True)
+        x = lo + span * ur
         outs = [x]
         z = x
         for weights, bias, relu in params:
             z = bias + sum(outs[s] @ w.T for s, w in weights.items())
             outs.append(torch.relu(z) if relu else z)
-        target = dirs * z.gather(1, idx[:, None]).squeeze(1)
+        target = dirs[rows] * z.gather(1, idx[rows, None]).squeeze(1)
         with torch.no_grad():
-            improved = target > best_val
-            best[improved] = u[improved].detach()
-            best_val = torch.where(improved, target.detach(), best_val)
-            if bool((best_val.view(n, r).max(dim=1).values > 0).all()):
+            improved = target > best_val[rows]
+            best[rows[improved]] = ur[improved].detach()
+            best_val[rows[improved]] = target[improved].detach()
+            crossed = best_val.view(n, r).max(dim=1).values > 0
+            if bool(crossed.all()):
                 break
-        (grad,) = torch.autograd.grad(target.sum(), u)
+        (grad,) = torch.autograd.grad(target.sum(), ur)
         with torch.no_grad():  # one Adam ascent step, then back into the box
-            m1.mul_(beta1).add_(grad, alpha=1 - beta1)
-            m2.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            m1[rows] = m1[rows] * beta1 + grad * (1 - beta1)
+            m2[rows] = m2[rows] * beta2 + grad * grad * (1 - beta2)
             rate = lr * 0.3 ** (3 * (step - 1) // max(steps, 1))  # 0.05, then x0.3 at each third
-            u.add_(rate * (m1 / (1 - beta1**step)) / ((m2 / (1 - beta2**step)).sqrt() + 1e-12))
-            u.clamp_(0.0, 1.0)
+            u[rows] = (ur + rate * (m1[rows] / (1 - beta1**step)) / ((m2[rows] / (1 - beta2**step)).sqrt() + 1e-12)
+                       ).clamp(0.0, 1.0)
+            rows = rows[~crossed[rows // r]]  # drop the units that have crossed
     pick = best_val.view(n, r).argmax(dim=1) + torch.arange(n) * r
     return (lo + span * best[pick]).numpy()
