@@ -82,7 +82,6 @@ def _solver(threads: int):  # noqa: ANN202 - a pyomo appsi Highs instance
     return opt
 
 
-
 def _bound_unit(opt, model, target, states: dict, j: int, margin: float, clock, tally: list[int]) -> None:  # noqa: ANN001
     """Maximise then minimise ``target`` to optimality; record a proven sign in ``states``.
 
@@ -102,6 +101,7 @@ def _bound_unit(opt, model, target, states: dict, j: int, margin: float, clock, 
             states[j] = "inactive"
         elif sense == pyo.minimize and bound >= margin:
             states[j] = "active"
+
 
 def _solve(opt, model, clock: _Clock):  # noqa: ANN001, ANN202
     """Solve to optimality within the cap; returns the proven bound (max: upper, min: lower)."""
@@ -189,7 +189,6 @@ def _naive_prefix_model(network: Network, box: Box, bounds: list[LayerBounds],
 def naive(network: Network, box: Box, cap: float | None = 3600.0, margin: float = MARGIN,
           threads: int = 1) -> dict[str, Any]:
     """LEO-2020 stability analysis: interval big-M, two MILPs per open unit, solved to optimality."""
-
     clock = _Clock(cap)
     opt = _solver(threads)
     bounds: list[LayerBounds] = []
@@ -264,7 +263,6 @@ def _omlt_prefix(network: Network, box: Box, upto: int):  # noqa: ANN202
 def omlt(network: Network, box: Box, cap: float | None = 3600.0, margin: float = MARGIN,
          threads: int = 1) -> dict[str, Any]:
     """OMLT big-M stability analysis: per ReLU layer, max and min of every open unit."""
-
     if not network.is_mlp:
         raise ValueError("the OMLT baseline reads plain MLPs only")
     clock = _Clock(cap)

@@ -76,13 +76,8 @@ class LayerWork:
         self.bounds = bounds
         self.started = time.perf_counter()
         self.solves = 0
-        n = bounds.lower.size
-        self.proofs: list[UnitProof | None] = [None] * n
-        for j in range(n):
-            if bounds.lower[j] >= 0:
-                self.proofs[j] = UnitProof(ACTIVE, bounds.lower_method[j], float(bounds.lower[j]))
-            elif bounds.upper[j] <= 0:
-                self.proofs[j] = UnitProof(INACTIVE, bounds.upper_method[j], float(bounds.upper[j]))
+        self.proofs: list[UnitProof | None] = [None] * bounds.lower.size
+        self._decide_by_bounds()
 
     @property
     def width(self) -> int:
@@ -91,11 +86,16 @@ class LayerWork:
     def retighten(self, bounds: LayerBounds) -> None:
         """Take tighter bounds (after earlier layers were tightened); decide what they decide."""
         self.bounds = self.bounds.tightened(bounds.lower, bounds.upper, "lp-symbolic")
+        self._decide_by_bounds()
+
+    def _decide_by_bounds(self) -> None:
+        """Open units whose bounds do not cross 0 are stable, by the method of that bound."""
+        b = self.bounds
         for j in self.open_units():
-            if self.bounds.lower[j] >= 0:
-                self.proofs[j] = UnitProof(ACTIVE, self.bounds.lower_method[j], float(self.bounds.lower[j]))
-            elif self.bounds.upper[j] <= 0:
-                self.proofs[j] = UnitProof(INACTIVE, self.bounds.upper_method[j], float(self.bounds.upper[j]))
+            if b.lower[j] >= 0:
+                self.proofs[j] = UnitProof(ACTIVE, b.lower_method[j], float(b.lower[j]))
+            elif b.upper[j] <= 0:
+                self.proofs[j] = UnitProof(INACTIVE, b.upper_method[j], float(b.upper[j]))
 
     def open_units(self) -> np.ndarray:
         return np.array([j for j, p in enumerate(self.proofs) if p is None], dtype=int)

@@ -107,12 +107,11 @@ class HighsModel:
         h.changeColsCost(self.formulation.num_cols, np.arange(self.formulation.num_cols, dtype=np.int32), cost)
         h.setOptionValue("time_limit", float(max(time_limit, 1e-3)))
         cutoff = self.is_mip and threshold is not None
-        if self.is_mip:
-            h.setOptionValue("objective_bound", float(threshold) if cutoff else _INF)
         self._threshold = threshold
         self._cutoff = cutoff
         self._on_point = on_point
         if self.is_mip:
+            h.setOptionValue("objective_bound", float(threshold) if cutoff else _INF)
             h.clearSolver()
         if start is not None and self.is_mip:
             sol = highspy.HighsSolution()
