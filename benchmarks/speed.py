@@ -433,8 +433,9 @@ NOTES = (
     "interval big-M, a binary for every hidden unit), then max and min of every unit its "
     "intervals leave open, same solver settings.",
     "leo = `analyse(..., StabilityOptions(engine=\"unit\"))`: interval/symbolic bounds, then 2,048 random "
-    "box points and a multi-start local search as witnesses, then one MILP per open unit on a persistent "
-    "prefix model, with the margin as HiGHS's objective cutoff; leo-network = `engine=\"network\"` (the "
+    "box points and a multi-start local search as witnesses, then per open unit a loop of ideal-formulation "
+    "cuts (Anderson et al. 2020) on the LP relaxation and, if that does not decide it, one MILP on a "
+    "persistent prefix model with the binding cuts and the margin as HiGHS's objective cutoff; leo-network = `engine=\"network\"` (the "
     "network-wide MILP; the units a time-out of it leaves are solved per unit). Default options otherwise "
     "(no data points as witnesses, 60 s per MILP).",
     "A unit is stable on a proven bound beyond the margin 1e-6 (max z <= -1e-6 or "

@@ -55,6 +55,8 @@ def analysis_options(f):  # noqa: ANN001, ANN201
                      help="MILP engine: one solve per open unit, or one network-wide MILP (NeurIPS 2021).")(f)
     f = click.option("--lp-bounds", is_flag=True,
                      help="Tighten earlier layers' big-M values with LP relaxations before a layer's MILPs.")(f)
+    f = click.option("--no-cuts", is_flag=True,
+                     help="Skip the ideal-formulation cuts on the LP relaxation before each MILP.")(f)
     f = click.option("--quiet", "-q", is_flag=True, help="No progress display.")(f)
     return f
 
@@ -106,7 +108,7 @@ def _options(kw: dict[str, Any]):  # noqa: ANN202
 
     return StabilityOptions(time_limit=kw["time_limit"], margin=kw["margin"], samples=kw["samples"],
                             seed=kw["seed"], workers=kw["workers"], scheduler=kw["scheduler"], engine=kw["engine"],
-                            lp_bounds=kw["lp_bounds"])
+                            lp_bounds=kw["lp_bounds"], cuts=not kw["no_cuts"])
 
 
 class _ProgressDisplay:

@@ -5,16 +5,21 @@ witnesses for the other units."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from leo.network import Network
 from leo.report import ACTIVE, INACTIVE, UNSTABLE, LayerReport, UnitProof
 from leo.stability import Analysis, LayerWork, StabilityOptions
+from solvers.cuts import Separator, cut_loop
 from solvers.formulation import Formulation, assignment, build_prefix
 from solvers.highs_backend import HighsModel
-from solvers.result import SolveStatus
+from solvers.result import SolveResult, SolveStatus
+
+#: Share of a task's time limit the cut loop may take before the MILP gets the rest.
+CUT_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -39,12 +44,19 @@ class TaskResult:
     timed_out: bool
     points: tuple[np.ndarray, ...]  # incumbents found on the way (witness candidates)
     seconds: float
+    how: str = "milp"  # what proved it: "milp", or "lp-cuts" (the LP with ideal cuts alone)
 
 
 def prove(network: Network, formulation: Formulation, layer: int, tasks: list[Task],
           options: StabilityOptions) -> list[TaskResult]:
-    """Solve ``tasks`` on one persistent model of the prefix; runs in any worker."""
+    """Solve ``tasks`` on one persistent model of the prefix; runs in any worker.
+
+    With ``options.cuts`` each task first tightens the LP relaxation with ideal-formulation
+    cuts (``solvers.cuts``). That alone often proves the sign, or its optimum's input shows
+    the other sign; otherwise the cuts binding at its optimum join the MILP for that task."""
     model = HighsModel(formulation)
+    lp = HighsModel(formulation, relax=True) if options.cuts and formulation.num_binaries else None
+    separator = Separator(formulation) if lp is not None else None
     results: list[TaskResult] = []
     found: list[np.ndarray] = []
     known_both: set[int] = set()
@@ -54,19 +66,36 @@ def prove(network: Network, formulation: Formulation, layer: int, tasks: list[Ta
             results.append(TaskResult(task.unit, task.direction, False, -np.inf, False, (), 0.0))
             continue
         found.clear()
-        res = model.minimise(
-            formulation.objective(layer, task.unit, float(task.direction)),
-            threshold=options.margin,
-            time_limit=options.time_limit,
-            start=task.start,
-            on_point=lambda v: found.append(v[x_cols].copy()),
-        )
+        cost = formulation.objective(layer, task.unit, float(task.direction))
+        base = model.num_rows
+        loop = None
+        if lp is not None and separator is not None:
+            def crossed(v: np.ndarray, task: Task = task) -> bool:
+                # the LP optimum's input is a box point: if the unit takes the other sign
+                # there, the question is answered "no", with a witness
+                found.append(v[x_cols].copy())
+                return bool(task.direction * network.pre_activations(found[-1][None])[layer][0, task.unit] < 0)
+
+            loop = cut_loop(lp, separator, cost, options.margin, options.time_limit * CUT_SHARE, on_point=crossed)
+            model.add_cuts(loop.cuts)
+        if loop is not None and (loop.bound >= options.margin or loop.stopped):
+            res = SolveResult(SolveStatus.OPTIMAL if not loop.stopped else SolveStatus.INTERRUPTED,
+                              loop.bound, math.inf, None, loop.seconds, 0)
+            how = "lp-cuts"
+        else:
+            spent = loop.seconds if loop is not None else 0.0
+            res = model.minimise(cost, threshold=options.margin, time_limit=options.time_limit - spent,
+                                 start=task.start, on_point=lambda v: found.append(v[x_cols].copy()))
+            res = replace(res, seconds=res.seconds + spent)
+            how = "milp"
+        model.truncate_rows(base)
         points = list(found)
         if res.point is not None:
             points.append(res.point)
         proven = res.bound >= options.margin
         results.append(TaskResult(task.unit, task.direction, proven, res.bound,
-                                  res.status is SolveStatus.TIME_LIMIT and not proven, tuple(points), res.seconds))
+                                  res.status is SolveStatus.TIME_LIMIT and not proven, tuple(points), res.seconds,
+                                  how))
         if points:  # incumbents decide other units of this chunk for free
             z = network.pre_activations(np.vstack(points))[layer]
             known_both |= set(np.flatnonzero((z.max(axis=0) > 0) & (z.min(axis=0) < 0)).tolist())
@@ -118,7 +147,7 @@ def solve_open_units(state: Analysis, work: LayerWork, formulation: Formulation)
     for r in results:
         if r.proven:
             verdict = ACTIVE if r.direction > 0 else INACTIVE
-            work.proofs[r.unit] = UnitProof(verdict, "milp", float(r.direction * r.bound), seconds=r.seconds)
+            work.proofs[r.unit] = UnitProof(verdict, r.how, float(r.direction * r.bound), seconds=r.seconds)
     work.mark_witnessed(state.witnesses, "milp-witness")
     state.search(work, "milp-witness")  # from the incumbents, which sit near the answer "no"
     for r in results:

@@ -124,7 +124,7 @@ class _Rows:
             col_upper=np.concatenate([f.col_upper, self.col_hi]),
             integer=np.concatenate([f.integer, np.array(self.integer, dtype=bool)]),
             names=f.names + tuple(f"p{i}" for i in range(len(self.col_lo))),
-            x_cols=f.x_cols, z_cols=f.z_cols,
+            x_cols=f.x_cols, z_cols=f.z_cols, relus=f.relus,
         )
 
 

@@ -13,6 +13,7 @@ all solve the same model.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,6 +56,9 @@ class Formulation:
     x_cols: np.ndarray
     z_cols: tuple[np.ndarray, ...]  # one array per encoded layer
     out_cols: np.ndarray | None = None  # the network's outputs, when encoded
+    #: one row per binary-encoded ReLU: its z, h and d columns and the row defining z
+    #: (z - sum w h_prev in [row_lower, row_upper]); read by the cut separator
+    relus: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4), dtype=int))
 
     @property
     def num_cols(self) -> int:
@@ -82,6 +86,8 @@ class Builder:
         self.vals: list[float] = []
         self.row_lo: list[float] = []
         self.row_hi: list[float] = []
+        self.z_row: dict[int, int] = {}  # z column -> the row that defines it
+        self.relus: list[tuple[int, int, int, int]] = []
 
     def add_cols(self, lo: np.ndarray, hi: np.ndarray, prefix: str, integer: bool = False) -> np.ndarray:
         start = len(self.lo)
@@ -122,6 +128,7 @@ class Builder:
             col_lower=np.array(self.lo), col_upper=np.array(self.hi),
             integer=np.array(self.integer, dtype=bool), names=tuple(self.names),
             x_cols=x_cols, z_cols=tuple(z_cols), out_cols=out_cols,
+            relus=np.array(self.relus, dtype=int).reshape(-1, 4),
         )
 
 
@@ -192,6 +199,7 @@ def encode(
         )
         # z - kept terms = bias + dropped terms; outward rounding where something was dropped
         pad = 1e-6 * (np.abs(low) + np.abs(high)) + np.where((low != 0) | (high != 0), 1e-15, 0.0)
+        b.z_row.update(zip(zc.tolist(), range(len(b.row_lo), len(b.row_lo) + layer.width)))
         b.add_rows(coo, layer.bias + low - pad, layer.bias + high + pad)
         if k == upto:
             break
@@ -234,6 +242,7 @@ def _encode_relu(b: Builder, k: int, zc: np.ndarray, lb: LayerBounds, states: Se
         b.add_row([z, h], [1.0, -1.0], -np.inf, 0.0)  # h >= z
         b.add_row([h, z, d], [1.0, -1.0, -l], -np.inf, -l)  # h <= z - l (1 - d)
         b.add_row([h, d], [1.0, -u], -np.inf, 0.0)  # h <= u d
+        b.relus.append((z, h, d, b.z_row[z]))
         out[j] = h
     return out
 
@@ -280,6 +289,6 @@ def with_columns(
         col_upper=np.concatenate([f.col_upper, upper]),
         integer=np.concatenate([f.integer, np.asarray(integer, dtype=bool)]),
         names=f.names + tuple(names),
-        x_cols=f.x_cols, z_cols=f.z_cols, out_cols=f.out_cols,
+        x_cols=f.x_cols, z_cols=f.z_cols, out_cols=f.out_cols, relus=f.relus,
     )
     return joint, np.arange(f.num_cols, total)

@@ -20,6 +20,7 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
+from solvers.cuts import Cuts
 from solvers.formulation import Formulation
 from solvers.result import SolveResult, SolveStatus
 
@@ -81,6 +82,23 @@ class HighsModel:
             data_out.objective_function_value < t or (not self._cutoff and data_out.mip_dual_bound >= t)
         )
 
+    @property
+    def num_rows(self) -> int:
+        return int(self.highs.getNumRow())
+
+    def add_cuts(self, cuts: Cuts) -> None:
+        """Append rows ``cuts.matrix @ v <= cuts.upper`` (globally valid cuts)."""
+        m = sp.csr_matrix(cuts.matrix)
+        if cuts.count:
+            self.highs.addRows(cuts.count, np.full(cuts.count, -_INF), np.asarray(cuts.upper, float), m.nnz,
+                               m.indptr[:-1].astype(np.int32), m.indices.astype(np.int32), m.data.astype(float))
+
+    def truncate_rows(self, count: int) -> None:
+        """Delete every row after the first ``count`` (the cuts added since)."""
+        extra = self.num_rows - count
+        if extra > 0:
+            self.highs.deleteRows(extra, np.arange(count, count + extra, dtype=np.int32))
+
     def set_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
         """Change column bounds in place (e.g. fix resolved indicators to 0)."""
         cols = np.asarray(cols, dtype=np.int32)
@@ -120,8 +138,13 @@ class HighsModel:
             h.setSolution(sol)
         t0 = time.perf_counter()
         h.run()
-        seconds = time.perf_counter() - t0
         status = h.getModelStatus()
+        if status == highspy.HighsModelStatus.kNotset:
+            # seen on LPs after rows were deleted and added: the run did not start; once more from scratch
+            h.clearSolver()
+            h.run()
+            status = h.getModelStatus()
+        seconds = time.perf_counter() - t0
         info = h.getInfo()
         point = None
         if self.is_mip:

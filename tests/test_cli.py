@@ -76,7 +76,7 @@ def test_compress_writes_torchscript_and_certificate(capsys, ckpt, tmp_path):
     assert removed == inactive
     for layer in cert["analysis"]["layers"]:
         for proof in layer["proofs"]:
-            assert proof["method"] in ("interval", "symbolic", "milp", "witness", "milp-witness", "milp-network",
+            assert proof["method"] in ("interval", "symbolic", "milp", "lp-cuts", "witness", "milp-witness", "milp-network",
                                        "timeout", "not-proven")
             if proof["status"] != "unstable":
                 assert "bound" in proof

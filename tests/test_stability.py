@@ -20,12 +20,14 @@ def _truth(net, box, k):
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("engine,local_search", [("unit", True), ("unit", False), ("network", False)])
-def test_verdicts_match_brute_force(seed, engine, local_search):
+@pytest.mark.parametrize("engine,local_search,cuts", [("unit", True, True), ("unit", False, True),
+                                                       ("unit", False, False), ("network", False, True)])
+def test_verdicts_match_brute_force(seed, engine, local_search, cuts):
     rng = np.random.default_rng(seed)
     net = random_mlp(rng, [3, 4, 4, 4, 2], bias_shift=float(rng.choice([-0.8, 0.0, 0.8])))
     box = make_box(-1, 1, 3)
-    report = analyse(net, box, StabilityOptions(margin=MARGIN, local_search=local_search, samples=8, engine=engine))
+    report = analyse(net, box, StabilityOptions(margin=MARGIN, local_search=local_search, samples=8, engine=engine,
+                                                      cuts=cuts))
     assert [lr.layer for lr in report.layers] == [1, 2, 3]
     for k, lr in enumerate(report.layers):
         truth = _truth(net, box, k)
@@ -62,8 +64,10 @@ def test_stable_verdicts_hold_on_dense_samples(rng):
             assert np.all(zs[k][:, lr.inactive] <= 0)
 
 
-def test_milp_decides_units_bounds_cannot():
-    """A unit whose interval bound crosses zero but which is inactive: only the MILP proves it."""
+@pytest.mark.parametrize("cuts", [False, True])
+def test_milp_decides_units_bounds_cannot(cuts):
+    """A unit whose interval bound crosses zero but which is inactive: only a solver proves
+    it (the MILP, or with cuts the LP relaxation tightened by ideal cuts)."""
     w1 = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0]])
     b1 = np.zeros(3)
     # u = h0 - h1 - h2 - 0.1: h0 = x0 + x1 <= h1 + h2 + ... ; on [0,1]^2 relu(x0-x1)+relu(x1-x0) = |x0-x1|
@@ -72,9 +76,9 @@ def test_milp_decides_units_bounds_cannot():
     b2 = np.array([-0.1])
     net = mlp([w1, w2, np.ones((1, 1))], [b1, b2, np.zeros(1)])
     box = make_box(0, 1, 2)
-    report = analyse(net, box, StabilityOptions(symbolic=False))
+    report = analyse(net, box, StabilityOptions(symbolic=False, cuts=cuts))
     proof = report.layers[1].proofs[0]
-    assert proof.verdict == INACTIVE and proof.method == "milp"
+    assert proof.verdict == INACTIVE and proof.method == ("lp-cuts" if cuts else "milp")
     assert -0.1 - 1e-9 <= proof.bound <= -1e-6  # a valid upper bound on z (max -0.1) that clears the margin
     assert report.solves >= 1
 
