@@ -19,7 +19,7 @@ from solvers.highs_backend import HighsModel
 from solvers.result import SolveResult, SolveStatus
 
 #: Share of a task's time limit the cut loop may take before the MILP gets the rest.
-CUT_SHARE = 0.25
+CUT_SHARE = 0.1
 
 
 @dataclass(frozen=True)

@@ -247,6 +247,10 @@ def _settings(options: StabilityOptions) -> dict[str, object]:
     out: dict[str, object] = asdict(options)
     out["solver"] = f"HiGHS {highspy.Highs().version()}"
     out["rounding_slack"] = ROUNDING_SLACK
+    if options.cuts:
+        from solvers.cuts import ROUNDING
+
+        out["cut_rounding_slack"] = ROUNDING  # relative widening of every cut's right side
     return out
 
 

@@ -123,7 +123,11 @@ class HighsModel:
         solves to optimality."""
         h = self.highs
         h.changeColsCost(self.formulation.num_cols, np.arange(self.formulation.num_cols, dtype=np.int32), cost)
-        h.setOptionValue("time_limit", float(max(time_limit, 1e-3)))
+        # HiGHS 1.15 compares an LP's time_limit with the run time summed over every run
+        # of this instance (after 2 s in all, each further 2 s LP stopped at once), a MIP's
+        # with its own run only; so an LP's limit counts from the time already used
+        used = 0.0 if self.is_mip else float(h.getRunTime())
+        h.setOptionValue("time_limit", used + float(max(time_limit, 1e-3)))
         cutoff = self.is_mip and threshold is not None
         self._threshold = threshold
         self._cutoff = cutoff

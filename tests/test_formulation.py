@@ -129,3 +129,20 @@ def test_threshold_answers_agree_with_the_optimum(seed):
                 else:
                     assert res.bound < t and res.point is not None
                     assert sign * net.pre_activations(res.point[None])[2][0, unit] < t + 1e-9
+
+
+def test_time_limit_is_per_solve_on_a_reused_model(rng):
+    """HiGHS counts an LP's time limit from the instance's first run; every solve on a
+    persistent model must still get its own limit (seen: after 2 s in all, each 2 s LP
+    stopped at once, so cut loops and LP bounds silently gave up)."""
+    net = random_mlp(rng, [30, 60, 60, 20])
+    box = make_box(0, 1, 30)
+    bounds, states = _all_unstable(net, box)
+    f = build_prefix(net, box, bounds, states, 2)
+    lp = HighsModel(f, relax=True)
+    limit, solves = 0.05, 0
+    while lp.highs.getRunTime() < 4 * limit and solves < 5000:
+        res = lp.minimise(rng.normal(size=f.num_cols), threshold=None, time_limit=limit)
+        assert res.status.value == "optimal", (solves, lp.highs.getRunTime())
+        solves += 1
+    assert lp.highs.getRunTime() >= 4 * limit
