@@ -77,18 +77,20 @@ def prove(network: Network, formulation: Formulation, layer: int, tasks: list[Ta
                 return bool(task.direction * network.pre_activations(found[-1][None])[layer][0, task.unit] < 0)
 
             loop = cut_loop(lp, separator, cost, options.margin, options.time_limit * CUT_SHARE, on_point=crossed)
-            model.add_cuts(loop.cuts)
         if loop is not None and (loop.bound >= options.margin or loop.stopped):
             res = SolveResult(SolveStatus.OPTIMAL if not loop.stopped else SolveStatus.INTERRUPTED,
                               loop.bound, math.inf, None, loop.seconds, 0)
             how = "lp-cuts"
         else:
-            spent = loop.seconds if loop is not None else 0.0
+            spent = 0.0
+            if loop is not None:  # the cuts binding at the loop's last optimum, for this solve only
+                model.add_cuts(loop.cuts)
+                spent = loop.seconds
             res = model.minimise(cost, threshold=options.margin, time_limit=options.time_limit - spent,
                                  start=task.start, on_point=lambda v: found.append(v[x_cols].copy()))
             res = replace(res, seconds=res.seconds + spent)
             how = "milp"
-        model.truncate_rows(base)
+            model.truncate_rows(base)
         points = list(found)
         if res.point is not None:
             points.append(res.point)

@@ -52,6 +52,10 @@ class Cuts:
     def count(self) -> int:
         return int(self.upper.size)
 
+    @staticmethod
+    def none(num_cols: int) -> Cuts:
+        return Cuts(sp.csr_matrix((0, num_cols)), np.zeros(0))
+
 
 class Separator:
     """Finds the most violated ideal-formulation cut of every binary ReLU at a point."""
@@ -82,7 +86,7 @@ class Separator:
         """The most violated cut of every ReLU whose cut ``v`` violates by more than
         ``min_violation`` (relative to 1 + the size of the cut's terms)."""
         if not self.m:
-            return Cuts(sp.csr_matrix((0, self.n)), np.zeros(0))
+            return Cuts.none(self.n)
         r, w = self.entry_relu, self.w
         d = v[self.d][r]
         in_set = (w * (v[self.entry_col] - self.low * (1 - d)) < w * self.high * d) & self.significant
@@ -95,12 +99,12 @@ class Separator:
         rhs = np.bincount(r, np.where(in_set, w * v[self.entry_col], 0.0), self.m) + const + coef_d * v[self.d]
         violated = np.flatnonzero(v[self.h] - rhs - slack > min_violation * (1.0 + scale))
         if not violated.size:
-            return Cuts(sp.csr_matrix((0, self.n)), np.zeros(0))
+            return Cuts.none(self.n)
         # row: h - sum_I w x - C d <= K + slack
-        index = {int(j): i for i, j in enumerate(violated)}
         take = np.isin(r, violated) & in_set
+        # violated is sorted (flatnonzero), so a ReLU's cut row is its position there
         rows = np.concatenate([np.arange(violated.size), np.arange(violated.size),
-                               np.array([index[int(j)] for j in r[take]], dtype=int)])
+                               np.searchsorted(violated, r[take])])
         cols = np.concatenate([self.h[violated], self.d[violated], self.entry_col[take]])
         vals = np.concatenate([np.ones(violated.size), -coef_d[violated], -w[take]])
         matrix = sp.csr_matrix((vals, (rows, cols)), shape=(violated.size, self.n))
@@ -150,7 +154,7 @@ def cut_loop(lp: HighsModel, separator: Separator, cost: np.ndarray, threshold: 
             lp.add_cuts(cuts)
             added.append(cuts)
             rounds += 1
-        binding = Cuts(sp.csr_matrix((0, separator.n)), np.zeros(0))
+        binding = Cuts.none(separator.n)
         if added and np.isfinite(history[-1]):
             every = Cuts(sp.vstack([c.matrix for c in added]).tocsr(), np.concatenate([c.upper for c in added]))
             activity = every.matrix @ lp.solution()
