@@ -434,7 +434,8 @@ NOTES = (
     "intervals leave open, same solver settings.",
     "leo = `analyse(..., StabilityOptions(engine=\"unit\"))`: interval/symbolic bounds, then 2,048 random "
     "box points and a multi-start local search as witnesses, then per open unit a loop of ideal-formulation "
-    "cuts (Anderson et al. 2020) on the LP relaxation and, if that does not decide it, one MILP on a "
+    "cuts (Anderson et al. 2020) on the LP relaxation, then a search for a crossing between linear regions "
+    "(region walk and neighbourhood MILPs) and, if those do not decide it, one MILP on a "
     "persistent prefix model with the binding cuts and the margin as HiGHS's objective cutoff; leo-network = `engine=\"network\"` (the "
     "network-wide MILP; the units a time-out of it leaves are solved per unit). Default options otherwise "
     "(no data points as witnesses, 60 s per MILP).",

@@ -57,6 +57,8 @@ def analysis_options(f):  # noqa: ANN001, ANN201
                      help="Tighten earlier layers' big-M values with LP relaxations before a layer's MILPs.")(f)
     f = click.option("--no-cuts", is_flag=True,
                      help="Skip the ideal-formulation cuts on the LP relaxation before each MILP.")(f)
+    f = click.option("--no-search", is_flag=True,
+                     help="Skip the neighbourhood search for a crossing before each MILP.")(f)
     f = click.option("--quiet", "-q", is_flag=True, help="No progress display.")(f)
     return f
 
@@ -108,7 +110,7 @@ def _options(kw: dict[str, Any]):  # noqa: ANN202
 
     return StabilityOptions(time_limit=kw["time_limit"], margin=kw["margin"], samples=kw["samples"],
                             seed=kw["seed"], workers=kw["workers"], scheduler=kw["scheduler"], engine=kw["engine"],
-                            lp_bounds=kw["lp_bounds"], cuts=not kw["no_cuts"])
+                            lp_bounds=kw["lp_bounds"], cuts=not kw["no_cuts"], neighbourhood=not kw["no_search"])
 
 
 class _ProgressDisplay:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from leo.neighbourhood import find_crossing
 from leo.network import Network
 from leo.report import ACTIVE, INACTIVE, UNSTABLE, LayerReport, UnitProof
 from leo.stability import Analysis, LayerWork, StabilityOptions
@@ -20,6 +21,8 @@ from solvers.result import SolveResult, SolveStatus
 
 #: Share of a task's time limit the cut loop may take before the MILP gets the rest.
 CUT_SHARE = 0.1
+#: Share the neighbourhood search for a crossing may take (it stops earlier when it stalls).
+SEARCH_SHARE = 0.35
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class TaskResult:
     timed_out: bool
     points: tuple[np.ndarray, ...]  # incumbents found on the way (witness candidates)
     seconds: float
-    how: str = "milp"  # what proved it: "milp", or "lp-cuts" (the LP with ideal cuts alone)
+    how: str = "milp"  # what answered it: "milp", "lp-cuts" (the LP with ideal cuts alone), "search"
 
 
 def prove(network: Network, formulation: Formulation, layer: int, tasks: list[Task],
@@ -53,7 +56,9 @@ def prove(network: Network, formulation: Formulation, layer: int, tasks: list[Ta
 
     With ``options.cuts`` each task first tightens the LP relaxation with ideal-formulation
     cuts (``solvers.cuts``). That alone often proves the sign, or its optimum's input shows
-    the other sign; otherwise the cuts binding at its optimum join the MILP for that task."""
+    the other sign; otherwise the cuts binding at its optimum join the MILP for that task.
+    With ``options.neighbourhood`` a task still open then gets a neighbourhood search for
+    a crossing (``leo.neighbourhood``) before its MILP."""
     model = HighsModel(formulation)
     lp = HighsModel(formulation, relax=True) if options.cuts and formulation.num_binaries else None
     separator = Separator(formulation) if lp is not None else None
@@ -82,10 +87,21 @@ def prove(network: Network, formulation: Formulation, layer: int, tasks: list[Ta
                               loop.bound, math.inf, None, loop.seconds, 0)
             how = "lp-cuts"
         else:
-            spent = 0.0
+            spent = loop.seconds if loop is not None else 0.0
+            search = None
+            if options.neighbourhood and formulation.num_binaries:
+                starts = list(found) + ([task.start[x_cols]] if task.start is not None else [])
+                search = find_crossing(model, network, layer, task.unit, task.direction, starts,
+                                       options.time_limit * SEARCH_SHARE)
+                found.extend(search.points)
+                spent += search.seconds
+            if search is not None and search.best < 0:  # a crossing: answered "no" without the MILP
+                results.append(TaskResult(task.unit, task.direction, False, -math.inf, False, tuple(found),
+                                          spent, "search"))
+                _note_crossings(network, layer, found, known_both)
+                continue
             if loop is not None:  # the cuts binding at the loop's last optimum, for this solve only
                 model.add_cuts(loop.cuts)
-                spent = loop.seconds
             res = model.minimise(cost, threshold=options.margin, time_limit=options.time_limit - spent,
                                  start=task.start, on_point=lambda v: found.append(v[x_cols].copy()))
             res = replace(res, seconds=res.seconds + spent)
@@ -98,10 +114,15 @@ def prove(network: Network, formulation: Formulation, layer: int, tasks: list[Ta
         results.append(TaskResult(task.unit, task.direction, proven, res.bound,
                                   res.status is SolveStatus.TIME_LIMIT and not proven, tuple(points), res.seconds,
                                   how))
-        if points:  # incumbents decide other units of this chunk for free
-            z = network.pre_activations(np.vstack(points))[layer]
-            known_both |= set(np.flatnonzero((z.max(axis=0) > 0) & (z.min(axis=0) < 0)).tolist())
+        _note_crossings(network, layer, points, known_both)
     return results
+
+
+def _note_crossings(network: Network, layer: int, points: list[np.ndarray], known_both: set[int]) -> None:
+    """Incumbents decide other units of the same chunk for free: add the units they show with both signs."""
+    if points:
+        z = network.pre_activations(np.vstack(points))[layer]
+        known_both |= set(np.flatnonzero((z.max(axis=0) > 0) & (z.min(axis=0) < 0)).tolist())
 
 
 def run_per_unit(state: Analysis) -> list[LayerReport]:

@@ -48,6 +48,7 @@ class StabilityOptions:
     scheduler: str | None = None  # a Dask scheduler address, for the per-unit MILP phase
     engine: str = "unit"  # "unit" or "network"
     cuts: bool = True  # ideal-formulation cuts on the LP relaxation before each MILP (--no-cuts)
+    neighbourhood: bool = True  # neighbourhood search for a crossing before each MILP (--no-search)
     lp_bounds: bool = False  # LP-relaxation bounds for earlier layers before a layer's MILPs (--lp-bounds)
 
     def __post_init__(self) -> None:
