@@ -172,7 +172,7 @@ def region_walk(network: Network, formulation: Formulation, layer: int, unit: in
         zc = f.z_cols[k]
         # a unit without a binary is stable: its z column's bounds say which way
         pattern.append(np.where(f.col_lower[zc] >= 0, 1.0, np.where(f.col_upper[zc] <= 0, 0.0, pre[k][0] > 0)))
-    best, x = float(direction * pre[layer][0, unit]), start
+    best = float(direction * pre[layer][0, unit])
     points: list[np.ndarray] = []
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -210,7 +210,7 @@ def region_walk(network: Network, formulation: Formulation, layer: int, unit: in
         points.append(point)
         v = float(direction * network.pre_activations(point[None])[layer][0, unit])
         if v < best - 1e-12:
-            best, x = v, point
+            best = v
         elif rounds > 1:
             break  # the walls' flip gave no better region
         walls = np.flatnonzero(np.abs(np.asarray(sol.row_dual)) > 1e-9)

@@ -20,14 +20,15 @@ def _truth(net, box, k):
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("engine,local_search,cuts", [("unit", True, True), ("unit", False, True),
-                                                       ("unit", False, False), ("network", False, True)])
-def test_verdicts_match_brute_force(seed, engine, local_search, cuts):
+@pytest.mark.parametrize("engine,local_search,cuts,search", [
+    ("unit", True, True, True), ("unit", False, True, True), ("unit", False, True, False),
+    ("unit", False, False, False), ("network", False, True, True)])
+def test_verdicts_match_brute_force(seed, engine, local_search, cuts, search):
     rng = np.random.default_rng(seed)
     net = random_mlp(rng, [3, 4, 4, 4, 2], bias_shift=float(rng.choice([-0.8, 0.0, 0.8])))
     box = make_box(-1, 1, 3)
     report = analyse(net, box, StabilityOptions(margin=MARGIN, local_search=local_search, samples=8, engine=engine,
-                                                      cuts=cuts))
+                                                      cuts=cuts, neighbourhood=search))
     assert [lr.layer for lr in report.layers] == [1, 2, 3]
     for k, lr in enumerate(report.layers):
         truth = _truth(net, box, k)
