@@ -96,17 +96,16 @@ def prove(network: Network, formulation: Formulation, layer: int, tasks: list[Ta
                 found.extend(search.points)
                 spent += search.seconds
             if search is not None and search.best < 0:  # a crossing: answered "no" without the MILP
-                results.append(TaskResult(task.unit, task.direction, False, -math.inf, False, tuple(found),
-                                          spent, "search"))
-                _note_crossings(network, layer, found, known_both)
-                continue
-            if loop is not None:  # the cuts binding at the loop's last optimum, for this solve only
-                model.add_cuts(loop.cuts)
-            res = model.minimise(cost, threshold=options.margin, time_limit=options.time_limit - spent,
-                                 start=task.start, on_point=lambda v: found.append(v[x_cols].copy()))
-            res = replace(res, seconds=res.seconds + spent)
-            how = "milp"
-            model.truncate_rows(base)
+                res = SolveResult(SolveStatus.INTERRUPTED, -math.inf, math.inf, None, spent, 0)
+                how = "search"
+            else:
+                if loop is not None:  # the cuts binding at the loop's last optimum, for this solve only
+                    model.add_cuts(loop.cuts)
+                res = model.minimise(cost, threshold=options.margin, time_limit=options.time_limit - spent,
+                                     start=task.start, on_point=lambda v: found.append(v[x_cols].copy()))
+                res = replace(res, seconds=res.seconds + spent)
+                how = "milp"
+                model.truncate_rows(base)
         points = list(found)
         if res.point is not None:
             points.append(res.point)
@@ -114,15 +113,10 @@ def prove(network: Network, formulation: Formulation, layer: int, tasks: list[Ta
         results.append(TaskResult(task.unit, task.direction, proven, res.bound,
                                   res.status is SolveStatus.TIME_LIMIT and not proven, tuple(points), res.seconds,
                                   how))
-        _note_crossings(network, layer, points, known_both)
+        if points:  # incumbents decide other units of this chunk for free
+            z = network.pre_activations(np.vstack(points))[layer]
+            known_both |= set(np.flatnonzero((z.max(axis=0) > 0) & (z.min(axis=0) < 0)).tolist())
     return results
-
-
-def _note_crossings(network: Network, layer: int, points: list[np.ndarray], known_both: set[int]) -> None:
-    """Incumbents decide other units of the same chunk for free: add the units they show with both signs."""
-    if points:
-        z = network.pre_activations(np.vstack(points))[layer]
-        known_both |= set(np.flatnonzero((z.max(axis=0) > 0) & (z.min(axis=0) < 0)).tolist())
 
 
 def run_per_unit(state: Analysis) -> list[LayerReport]:

@@ -30,13 +30,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import highspy
 import numpy as np
 import scipy.sparse as sp
 
 from leo.network import Network
 from solvers.formulation import Formulation, assignment
 from solvers.highs_backend import HighsModel
+from solvers.result import SolveStatus
 
 #: Binary ReLUs left free in the first neighbourhood.
 FREE = 30
@@ -174,46 +174,37 @@ def region_walk(network: Network, formulation: Formulation, layer: int, unit: in
         pattern.append(np.where(f.col_lower[zc] >= 0, 1.0, np.where(f.col_upper[zc] <= 0, 0.0, pre[k][0] > 0)))
     best = float(direction * pre[layer][0, unit])
     points: list[np.ndarray] = []
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)
+    n = network.input_dim
+    names = tuple(f"x_{i}" for i in range(n))
     rounds = 0
-    inf = highspy.kHighsInf
     while best >= 0 and rounds < WALK_ROUNDS:
         left = time_limit - (time.perf_counter() - t0)
         if left <= 0.05:
             break
         maps = _affine(network, layer, pattern)
-        rows = np.array([maps[k][0][u] for k, u in zip(layers, units)]).reshape(len(layers), network.input_dim)
+        rows = np.array([maps[k][0][u] for k, u in zip(layers, units)]).reshape(len(layers), n)
         offset = np.array([maps[k][1][u] for k, u in zip(layers, units)])
         on = np.array([pattern[k][u] > 0 for k, u in zip(layers, units)], dtype=bool)
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = network.input_dim, len(layers)
-        lp.col_cost_ = direction * maps[layer][0][unit]
-        lp.col_lower_, lp.col_upper_ = lower, upper
-        lp.row_lower_ = np.where(on, -offset, -inf)  # passing units: z >= 0
-        lp.row_upper_ = np.where(on, inf, -offset)  # blocked units: z <= 0
-        csc = sp.csc_matrix(rows)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = csc.indptr.astype(np.int32)
-        lp.a_matrix_.index_ = csc.indices.astype(np.int32)
-        lp.a_matrix_.value_ = csc.data
-        lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = network.input_dim, len(layers)
-        h.passModel(lp)
-        h.setOptionValue("time_limit", float(h.getRunTime()) + left)  # LP limits are cumulative
-        h.run()
+        region = Formulation(  # the prefix in this pattern: an LP over the box, in x alone
+            matrix=sp.csr_matrix(rows),
+            row_lower=np.where(on, -offset, -np.inf),  # passing units: z >= 0
+            row_upper=np.where(on, np.inf, -offset),  # blocked units: z <= 0
+            col_lower=lower, col_upper=upper, integer=np.zeros(n, dtype=bool), names=names,
+            x_cols=np.arange(n), z_cols=(),
+        )
+        lp = HighsModel(region, relax=True)
+        res = lp.minimise(direction * maps[layer][0][unit], threshold=None, time_limit=left)
         rounds += 1
-        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        if res.status is not SolveStatus.OPTIMAL or res.point is None:
             break
-        sol = h.getSolution()
-        point = np.clip(np.asarray(sol.col_value), lower, upper)
+        point = np.clip(res.point, lower, upper)
         points.append(point)
         v = float(direction * network.pre_activations(point[None])[layer][0, unit])
         if v < best - 1e-12:
             best = v
         elif rounds > 1:
             break  # the walls' flip gave no better region
-        walls = np.flatnonzero(np.abs(np.asarray(sol.row_dual)) > 1e-9)
+        walls = np.flatnonzero(np.abs(lp.row_duals()) > 1e-9)
         if not walls.size:
             break
         for r in walls:

@@ -109,6 +109,10 @@ class HighsModel:
         """The full column vector of the last incumbent."""
         return np.asarray(self.highs.getSolution().col_value)
 
+    def row_duals(self) -> np.ndarray:
+        """The row duals of the last LP optimum (nonzero where a row binds the optimum)."""
+        return np.asarray(self.highs.getSolution().row_dual)
+
     def minimise(
         self,
         cost: np.ndarray,

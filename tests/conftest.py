@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
+from leo.bounds import cheap_bounds
+from leo.domain import make_box
 from leo.network import Network, mlp
+from solvers.formulation import UnitState, build_prefix
 
 
 def random_mlp(rng: np.random.Generator, sizes: list[int], bias_shift: float = 0.0) -> Network:
@@ -56,6 +59,17 @@ def exact_ranges(net: Network, lower: np.ndarray, upper: np.ndarray, layer: int)
                     lo[j] = min(lo[j], val) if sign > 0 else lo[j]
                     hi[j] = max(hi[j], val) if sign < 0 else hi[j]
     return lo, hi
+
+
+def random_prefix(seed: int):
+    """A 3-5-4-4 network on [-1, 1]^3, every unit given a binary, and the big-M MILP of its
+    prefix up to layer 3 (index 2), from interval bounds."""
+    rng = np.random.default_rng(seed)
+    net = random_mlp(rng, [3, 5, 4, 4], bias_shift=float(rng.choice([-0.5, 0.0, 0.5])))
+    box = make_box(-1, 1, 3)
+    bounds = cheap_bounds(net, box, symbolic=False)
+    states = [[UnitState.UNSTABLE] * ly.width if ly.relu else [] for ly in net.layers]
+    return rng, net, box, build_prefix(net, box, bounds, states, 2)
 
 
 @pytest.fixture

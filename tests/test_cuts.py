@@ -5,26 +5,15 @@ without passing the true optimum."""
 import numpy as np
 import pytest
 
-from leo.bounds import cheap_bounds
-from leo.domain import make_box
 from solvers.cuts import Separator, cut_loop
-from solvers.formulation import UnitState, assignment, build_prefix
+from solvers.formulation import assignment
 from solvers.highs_backend import HighsModel
-from tests.conftest import exact_ranges, random_mlp
-
-
-def _prefix(seed: int):
-    rng = np.random.default_rng(seed)
-    net = random_mlp(rng, [3, 5, 4, 4], bias_shift=float(rng.choice([-0.5, 0.0, 0.5])))
-    box = make_box(-1, 1, 3)
-    bounds = cheap_bounds(net, box, symbolic=False)
-    states = [[UnitState.UNSTABLE] * ly.width if ly.relu else [] for ly in net.layers]
-    return rng, net, box, build_prefix(net, box, bounds, states, 2)
+from tests.conftest import exact_ranges, random_prefix
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_cuts_keep_every_network_point_and_cut_off_the_lp_point(seed):
-    rng, net, box, f = _prefix(seed)
+    rng, net, box, f = random_prefix(seed)
     separator = Separator(f)
     assert separator.m == f.num_binaries > 0
     lp = HighsModel(f, relax=True)
@@ -45,7 +34,7 @@ def test_cuts_keep_every_network_point_and_cut_off_the_lp_point(seed):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_cut_loop_bound_lies_between_lp_and_true_minimum(seed):
-    rng, net, box, f = _prefix(seed)
+    rng, net, box, f = random_prefix(seed)
     lo, hi = exact_ranges(net, box.lower, box.upper, 2)
     lp = HighsModel(f, relax=True)
     separator = Separator(f)
@@ -70,7 +59,7 @@ def test_separator_finds_the_most_violated_cut_of_the_family(seed):
     """Against enumeration of every subset I of a ReLU's inputs (both signs of weight)."""
     import itertools
 
-    rng, net, box, f = _prefix(seed)
+    rng, net, box, f = random_prefix(seed)
     separator = Separator(f)
     lp = HighsModel(f, relax=True)
     lp.minimise(rng.normal(size=f.num_cols), threshold=None, time_limit=10)

@@ -6,22 +6,10 @@ binary, so the search must find every crossing there is)."""
 import numpy as np
 import pytest
 
-from leo.bounds import cheap_bounds
-from leo.domain import make_box
 from leo.neighbourhood import FREE, _affine, find_crossing, region_walk, relu_units
 from leo.network import Layer, Network
-from solvers.formulation import UnitState, build_prefix
 from solvers.highs_backend import HighsModel
-from tests.conftest import exact_ranges, random_mlp
-
-
-def _prefix(seed: int):
-    rng = np.random.default_rng(seed)
-    net = random_mlp(rng, [3, 5, 4, 4], bias_shift=float(rng.choice([-0.5, 0.0, 0.5])))
-    box = make_box(-1, 1, 3)
-    bounds = cheap_bounds(net, box, symbolic=False)
-    states = [[UnitState.UNSTABLE] * ly.width if ly.relu else [] for ly in net.layers]
-    return rng, net, box, build_prefix(net, box, bounds, states, 2)
+from tests.conftest import exact_ranges, random_prefix
 
 
 def test_affine_maps_equal_the_forward_pass_in_each_points_own_region():
@@ -40,7 +28,7 @@ def test_affine_maps_equal_the_forward_pass_in_each_points_own_region():
 
 @pytest.mark.parametrize("seed", range(6))
 def test_region_walk_beats_every_sampled_point_of_its_start_region(seed):
-    rng, net, box, f = _prefix(seed)
+    rng, net, box, f = random_prefix(seed)
     layers, units = relu_units(net, f)
     samples = box.sample(20000, rng)
     pre = net.pre_activations(samples)
@@ -66,7 +54,7 @@ def test_region_walk_beats_every_sampled_point_of_its_start_region(seed):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_search_finds_every_crossing_and_restores_the_model(seed):
-    rng, net, box, f = _prefix(seed)
+    rng, net, box, f = random_prefix(seed)
     assert f.num_binaries <= FREE  # the first neighbourhood is the whole MILP
     lo, hi = exact_ranges(net, box.lower, box.upper, 2)
     model = HighsModel(f)
@@ -97,7 +85,7 @@ def test_small_neighbourhoods_leave_the_model_as_they_found_it(seed, monkeypatch
     import leo.neighbourhood as nb
 
     monkeypatch.setattr(nb, "FREE", 2)  # fewer free indicators than the model has: the rest are fixed
-    rng, net, box, f = _prefix(seed)
+    rng, net, box, f = random_prefix(seed)
     lo, _ = exact_ranges(net, box.lower, box.upper, 2)
     model = HighsModel(f)
     start = box.sample(1, rng)[0]
