@@ -11,7 +11,10 @@ hidden units are stably active or inactive:
 * ``naive``: LEO 2020, Pyomo big-M MILPs with interval big-M, max and min per unit;
 * ``omlt``: OMLT's ``ReluBigMFormulation``, max and min per unit;
 * ``leo``: ``leo.stability.analyse`` with ``engine="unit"``;
-* ``leo-network``: ``analyse`` with ``engine="network"``.
+* ``leo-network``: ``analyse`` with ``engine="network"``;
+* ``leo-60s``: ``leo`` with a time budget of 60 s for the whole analysis
+  (``StabilityOptions.time_budget``): what leo proves when it must answer within the
+  target time. It is exact only when it leaves no unit unproven.
 
 Each (network, method) runs in a fresh process (``spawn``), so the peak memory
 (``ru_maxrss``) is the method's own; the clock covers everything the method does
@@ -42,7 +45,8 @@ import numpy as np
 from leo.domain import Box
 from leo.network import Network
 
-METHODS = ("naive", "omlt", "leo", "leo-network")
+METHODS = ("naive", "omlt", "leo", "leo-network", "leo-60s")
+BUDGET = 60.0  # leo-60s's time budget, seconds
 DEFAULT_CAP = 3600.0
 QUICK_NETWORK = "2x100-l1=1e-4"
 QUICK_BASELINE_CAP = 120.0
@@ -79,11 +83,14 @@ SPECS = (
 
 
 # -- the methods -----------------------------------------------------------------
-def _leo(engine: str, time_limit: float | None) -> Callable[[Network, Box, float | None], dict[str, Any]]:
+def _leo(engine: str, time_limit: float | None, budget: float | None = None
+         ) -> Callable[[Network, Box, float | None], dict[str, Any]]:
     def run(network: Network, box: Box, cap: float | None) -> dict[str, Any]:  # noqa: ARG001 - killed at the cap
         from leo.stability import StabilityOptions, analyse
 
         kwargs: dict[str, Any] = {} if time_limit is None else {"time_limit": time_limit}
+        if budget is not None:
+            kwargs["time_budget"] = budget
         if "engine" in StabilityOptions.__dataclass_fields__:
             options = StabilityOptions(engine=engine, **kwargs)
         elif engine == "unit":  # before the network engine existed, per-unit was the only one
@@ -96,9 +103,11 @@ def _leo(engine: str, time_limit: float | None) -> Callable[[Network, Box, float
         active = [lr.active for lr in report.layers]
         inactive = [lr.inactive for lr in report.layers]
         timeouts = sum(1 for lr in report.layers for p in lr.proofs if p.method == "timeout")
+        # unstable without a witness pair: a time-out, the budget, or a bound within the margin
+        unproven = sum(1 for lr in report.layers for p in lr.proofs if p.verdict == "unstable" and p.witness is None)
         return {"seconds": seconds, "solves": report.solves,
                 "stable": sum(map(len, active)) + sum(map(len, inactive)), "capped": False,
-                "active": active, "inactive": inactive, "timeouts": timeouts,
+                "active": active, "inactive": inactive, "timeouts": timeouts, "unproven": unproven,
                 "layer_seconds": [lr.seconds for lr in report.layers]}
 
     return run
@@ -114,6 +123,7 @@ def method_function(name: str, leo_time_limit: float | None = None
         "omlt": lambda net, box, cap: baselines.omlt(net, box, cap=cap),
         "leo": _leo("unit", leo_time_limit),
         "leo-network": _leo("network", leo_time_limit),
+        "leo-60s": _leo("unit", leo_time_limit, BUDGET),
     }
     if name not in table:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
@@ -211,20 +221,37 @@ def measure(name: str, network: Network, box: Box, cap: float | None, isolate: b
 
 
 # -- comparing -------------------------------------------------------------------
+def _unproven(r: dict[str, Any]) -> int:
+    """Units a run left unproven (results from before ``unproven`` counted time-outs only)."""
+    return int(r.get("unproven", r.get("timeouts")) or 0)
+
+
 def compare(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Do the methods that finished exactly (no cap, no error, no MILP time-out) report
-    the same stable set? ``agree`` is None when fewer than two can be compared."""
+    """Do the methods that finished exactly (no cap, no error, no unit left unproven)
+    report the same stable set? ``agree`` is None when fewer than two can be compared.
+    A run that left units unproven must still find a subset of an exact run's stable
+    units; one that does not makes ``agree`` False."""
     done = {m: r for m, r in results.items()
-            if not r.get("capped") and "error" not in r and "active" in r and not r.get("timeouts")}
+            if not r.get("capped") and "error" not in r and "active" in r and not _unproven(r)}
     out: dict[str, Any] = {"agree": None, "compared": sorted(done)}
-    inexact = {m: r["timeouts"] for m, r in results.items() if r.get("timeouts") and not r.get("capped")}
+    inexact = {m: _unproven(r) for m, r in results.items() if _unproven(r) and not r.get("capped")}
     if inexact:
-        out["inexact"] = inexact  # method -> units left unproven by a MILP time-out
-    if len(done) < 2:
-        return out
-    ref_name = next(iter(done))
-    ref = done[ref_name]
+        out["inexact"] = inexact  # method -> units left unproven (a time-out, the budget, the margin)
     diffs = []
+    if done:
+        ref_name, ref = next(iter(done.items()))
+        for m in inexact:
+            r = results[m]
+            for kind in ("active", "inactive"):
+                for k, (a, b) in enumerate(zip(r.get(kind, []), ref[kind])):
+                    extra = sorted(set(a) - set(b))
+                    if extra:
+                        diffs.append(f"layer {k + 1} {kind}: {m} claims {extra[:10]}, which exact {ref_name} does not")
+        out["subsets_checked"] = sorted(m for m in inexact if "active" in results[m])
+    if len(done) < 2:
+        if diffs:
+            out["agree"], out["differences"] = False, diffs
+        return out
     for m, r in done.items():
         for kind in ("active", "inactive"):
             if len(r[kind]) != len(ref[kind]):
@@ -313,7 +340,7 @@ def _fmt_seconds(r: dict[str, Any]) -> str:
 def _stable(r: dict[str, Any]) -> str:
     if r.get("stable") is None:
         return "—"
-    return f"{r['stable']} ({r['timeouts']} unproven: time-out)" if r.get("timeouts") else str(r["stable"])
+    return f"{r['stable']} ({_unproven(r)} unproven)" if _unproven(r) else str(r["stable"])
 
 
 def _speedup(r: dict[str, Any], naive: dict[str, Any] | None) -> str:
@@ -375,13 +402,13 @@ def to_markdown(data: dict[str, Any]) -> str:
 
 
 def _exact(r: dict[str, Any]) -> bool:
-    return r.get("seconds") is not None and not r.get("capped") and "error" not in r and not r.get("timeouts")
+    return r.get("seconds") is not None and not r.get("capped") and "error" not in r and not _unproven(r)
 
 
 def targets(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(target, method, what was measured, met?) for the issue's speed targets."""
     out = []
-    leos = [m for m in ("leo", "leo-network") if any(m in e["methods"] for e in data["networks"])]
+    leos = [m for m in ("leo", "leo-network", "leo-60s") if any(m in e["methods"] for e in data["networks"])]
     for e in data["networks"]:
         name, ms = e["name"], e["methods"]
         if e["hidden"] == [100, 100]:
@@ -411,7 +438,7 @@ def targets(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                     r = ms[m]
                     ok = _exact(r) and r["seconds"] <= 60
                     out.append((f"{name}: exact analysis <= 60 s", m, _fmt_seconds(r) + " s"
-                                + ("" if _exact(r) else f" (not exact: {r.get('timeouts') or 'capped'})"),
+                                + ("" if _exact(r) else f" (not exact: {_unproven(r) or 'capped'} unproven)"),
                                 "yes" if ok else "no"))
     return out
 
@@ -461,7 +488,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
 
     entries = data["networks"]
     methods = list(dict.fromkeys(m for e in entries for m in e["methods"]))
-    markers = dict(zip(METHODS, "osD^"))
+    markers = dict(zip(METHODS, "osD^v"))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
 
     def draw(ax, xs_entries, xfun, xlabel, xlog):  # noqa: ANN001, ANN202

@@ -39,6 +39,9 @@ def domain_options(f):  # noqa: ANN001, ANN201
 def analysis_options(f):  # noqa: ANN001, ANN201
     f = click.option("--time-limit", type=click.FloatRange(min=0.001), default=60.0, show_default=True,
                      help="Seconds per MILP solve; a unit whose solve times out counts as unstable.")(f)
+    f = click.option("--time-budget", type=click.FloatRange(min=0.0, min_open=True), default=None,
+                     help="Seconds for the whole analysis. Units still open when it runs out stay unproven "
+                          "and are kept, so compression stays lossless.")(f)
     f = click.option("--margin", type=click.FloatRange(min=0.0), default=1e-6, show_default=True,
                      help="A solver bound proves a sign only when it clears zero by this much.")(f)
     f = click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -110,7 +113,8 @@ def _options(kw: dict[str, Any]):  # noqa: ANN202
 
     return StabilityOptions(time_limit=kw["time_limit"], margin=kw["margin"], samples=kw["samples"],
                             seed=kw["seed"], workers=kw["workers"], scheduler=kw["scheduler"], engine=kw["engine"],
-                            lp_bounds=kw["lp_bounds"], cuts=not kw["no_cuts"], neighbourhood=not kw["no_search"])
+                            lp_bounds=kw["lp_bounds"], cuts=not kw["no_cuts"], neighbourhood=not kw["no_search"],
+                            time_budget=kw["time_budget"])
 
 
 class _ProgressDisplay:
@@ -161,7 +165,8 @@ def _print_table(report) -> None:  # noqa: ANN001
         table.add_row(str(lr.layer), str(lr.width), str(len(lr.active)), str(len(lr.inactive)),
                       str(len(lr.unstable)), f"{lr.seconds:.2f}", how)
     Console(width=120).print(table)
-    click.echo(f"{report.num_stable} stable units; {report.solves} MILP solves; {report.seconds:.2f} s")
+    unproven = f" ({report.num_unproven} units not proven either way, kept)" if report.num_unproven else ""
+    click.echo(f"{report.num_stable} stable units{unproven}; {report.solves} MILP solves; {report.seconds:.2f} s")
 
 
 # -- commands -----------------------------------------------------------------

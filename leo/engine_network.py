@@ -91,7 +91,10 @@ def _solve_network(state: Analysis, works: dict[int, LayerWork], candidates: lis
     x_cols = formulation.x_cols
     while live.any():
         found.clear()
-        res = model.minimise(cost, threshold=-0.5, time_limit=opts.time_limit,
+        left = min(opts.time_limit, state.seconds_left())
+        if left < 1e-3:
+            break  # the budget is spent: what is open stays open (the per-unit phase marks it)
+        res = model.minimise(cost, threshold=-0.5, time_limit=left,
                              on_point=lambda v: found.append(v.copy()))
         solves += 1
         if res.bound >= -0.5:  # proven: no live candidate can flip

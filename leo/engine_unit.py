@@ -6,6 +6,7 @@ witnesses for the other units."""
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -23,6 +24,8 @@ from solvers.result import SolveResult, SolveStatus
 CUT_SHARE = 0.1
 #: Share the neighbourhood search for a crossing may take (it stops earlier when it stalls).
 SEARCH_SHARE = 0.35
+#: Under a time budget, no task gets less than this, and none starts with less than this left.
+MIN_SOLVE_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -47,18 +50,22 @@ class TaskResult:
     timed_out: bool
     points: tuple[np.ndarray, ...]  # incumbents found on the way (witness candidates)
     seconds: float
-    how: str = "milp"  # what answered it: "milp", "lp-cuts" (the LP with ideal cuts alone), "search"
+    how: str = "milp"  # what answered it: "milp", "lp-cuts", "search", or "budget" (never started)
 
 
 def prove(network: Network, formulation: Formulation, layer: int, tasks: list[Task],
-          options: StabilityOptions) -> list[TaskResult]:
+          options: StabilityOptions, deadline: float | None = None) -> list[TaskResult]:
     """Solve ``tasks`` on one persistent model of the prefix; runs in any worker.
 
     With ``options.cuts`` each task first tightens the LP relaxation with ideal-formulation
     cuts (``solvers.cuts``). That alone often proves the sign, or its optimum's input shows
     the other sign; otherwise the cuts binding at its optimum join the MILP for that task.
     With ``options.neighbourhood`` a task still open then gets a neighbourhood search for
-    a crossing (``leo.neighbourhood``) before its MILP."""
+    a crossing (``leo.neighbourhood``) before its MILP.
+
+    ``deadline`` (``time.time()``) bounds the whole list: each task gets an equal share
+    of the time left among the tasks left (what a quick one leaves, later ones get),
+    and nothing runs past it."""
     model = HighsModel(formulation)
     lp = HighsModel(formulation, relax=True) if options.cuts and formulation.num_binaries else None
     separator = Separator(formulation) if lp is not None else None
@@ -66,10 +73,17 @@ def prove(network: Network, formulation: Formulation, layer: int, tasks: list[Ta
     found: list[np.ndarray] = []
     known_both: set[int] = set()
     x_cols = formulation.x_cols
-    for task in tasks:
+    for i, task in enumerate(tasks):
         if task.unit in known_both:
             results.append(TaskResult(task.unit, task.direction, False, -np.inf, False, (), 0.0))
             continue
+        limit = options.time_limit
+        if deadline is not None:
+            left = deadline - time.time()
+            if left < MIN_SOLVE_SECONDS:
+                results.append(TaskResult(task.unit, task.direction, False, -np.inf, True, (), 0.0, "budget"))
+                continue
+            limit = min(limit, left, max(left / (len(tasks) - i), MIN_SOLVE_SECONDS))
         found.clear()
         cost = formulation.objective(layer, task.unit, float(task.direction))
         base = model.num_rows
@@ -81,7 +95,7 @@ def prove(network: Network, formulation: Formulation, layer: int, tasks: list[Ta
                 found.append(v[x_cols].copy())
                 return bool(task.direction * network.pre_activations(found[-1][None])[layer][0, task.unit] < 0)
 
-            loop = cut_loop(lp, separator, cost, options.margin, options.time_limit * CUT_SHARE, on_point=crossed)
+            loop = cut_loop(lp, separator, cost, options.margin, limit * CUT_SHARE, on_point=crossed)
         if loop is not None and (loop.bound >= options.margin or loop.stopped):
             res = SolveResult(SolveStatus.OPTIMAL if not loop.stopped else SolveStatus.INTERRUPTED,
                               loop.bound, math.inf, None, loop.seconds, 0)
@@ -92,7 +106,7 @@ def prove(network: Network, formulation: Formulation, layer: int, tasks: list[Ta
             if options.neighbourhood and formulation.num_binaries:
                 starts = list(found) + ([task.start[x_cols]] if task.start is not None else [])
                 search = find_crossing(model, network, layer, task.unit, task.direction, starts,
-                                       options.time_limit * SEARCH_SHARE)
+                                       limit * SEARCH_SHARE)
                 found.extend(search.points)
                 spent += search.seconds
             if search is not None and search.best < 0:  # a crossing: answered "no" without the MILP
@@ -101,7 +115,7 @@ def prove(network: Network, formulation: Formulation, layer: int, tasks: list[Ta
             else:
                 if loop is not None:  # the cuts binding at the loop's last optimum, for this solve only
                     model.add_cuts(loop.cuts)
-                res = model.minimise(cost, threshold=options.margin, time_limit=options.time_limit - spent,
+                res = model.minimise(cost, threshold=options.margin, time_limit=limit - spent,
                                      start=task.start, on_point=lambda v: found.append(v[x_cols].copy()))
                 res = replace(res, seconds=res.seconds + spent)
                 how = "milp"
@@ -144,7 +158,8 @@ def solve_open_units(state: Analysis, work: LayerWork, formulation: Formulation)
     """One early-stopped solve per open unit of ``work`` on ``formulation`` (a prefix
     model ending at the layer). A unit is decided when its sign is proven or the
     incumbents, after a local search from them, show both signs; any unit left is
-    unstable as far as we know ("timeout" or "not-proven")."""
+    unstable as far as we know: "timeout", "not-proven", or "budget" (the analysis's
+    time budget ran out before its solve could start)."""
     from leo.parallel import run_chunks
 
     net, k = state.network, work.k
@@ -156,7 +171,7 @@ def solve_open_units(state: Analysis, work: LayerWork, formulation: Formulation)
         # warm start from the witness closest to answering "no"
         x = state.witnesses.points[amin[j] if d > 0 else amax[j]]
         tasks.append(Task(int(j), int(d), assignment(net, formulation, x) if formulation.num_binaries else None))
-    results = run_chunks(net, formulation, k, tasks, state.options)
+    results = run_chunks(net, formulation, k, tasks, state.options, state.layer_deadline(k))
     work.solves += sum(1 for r in results if r.seconds > 0)
     for r in results:
         if r.points:
@@ -169,4 +184,5 @@ def solve_open_units(state: Analysis, work: LayerWork, formulation: Formulation)
     state.search(work, "milp-witness")  # from the incumbents, which sit near the answer "no"
     for r in results:
         if work.proofs[r.unit] is None:
-            work.proofs[r.unit] = UnitProof(UNSTABLE, "timeout" if r.timed_out else "not-proven", seconds=r.seconds)
+            why = "budget" if r.how == "budget" else "timeout" if r.timed_out else "not-proven"
+            work.proofs[r.unit] = UnitProof(UNSTABLE, why, seconds=r.seconds)

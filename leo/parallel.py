@@ -15,7 +15,11 @@ def _chunks(tasks: list, parts: int) -> list[list]:
     return [tasks[i::parts] for i in range(parts)]
 
 
-def run_chunks(network: Network, formulation: Formulation, layer: int, tasks: list, options) -> list:  # noqa: ANN001
+def run_chunks(network: Network, formulation: Formulation, layer: int, tasks: list, options,  # noqa: ANN001
+               deadline: float | None = None) -> list:
+    """``prove`` on every task, wherever the options say. With a ``deadline`` there is one
+    chunk per parallel slot: a second chunk queued behind the first on the same worker
+    would find the deadline spent."""
     from leo.engine_unit import prove
 
     if not tasks:
@@ -25,15 +29,15 @@ def run_chunks(network: Network, formulation: Formulation, layer: int, tasks: li
 
         with Client(options.scheduler, set_as_default=False) as client:
             parts = max(options.workers, sum(client.nthreads().values()))
-            chunks = _chunks(tasks, parts * 2)
+            chunks = _chunks(tasks, parts if deadline is not None else parts * 2)
             net_f, form_f = client.scatter([network, formulation], broadcast=True)
-            futures = [client.submit(prove, net_f, form_f, layer, c, options, pure=False) for c in chunks]
+            futures = [client.submit(prove, net_f, form_f, layer, c, options, deadline, pure=False) for c in chunks]
             results = [r for f in futures for r in f.result()]
     elif options.workers > 1 and len(tasks) > 1:
-        chunks = _chunks(tasks, options.workers * 2)
+        chunks = _chunks(tasks, options.workers if deadline is not None else options.workers * 2)
         with ProcessPoolExecutor(max_workers=options.workers) as pool:
-            futures = [pool.submit(prove, network, formulation, layer, c, options) for c in chunks]
+            futures = [pool.submit(prove, network, formulation, layer, c, options, deadline) for c in chunks]
             results = [r for f in futures for r in f.result()]
     else:
-        results = prove(network, formulation, layer, tasks, options)
+        results = prove(network, formulation, layer, tasks, options, deadline)
     return sorted(results, key=lambda r: r.unit)

@@ -110,6 +110,12 @@ class StabilityReport:
     def num_stable(self) -> int:
         return sum(len(r.active) + len(r.inactive) for r in self.layers)
 
+    @property
+    def num_unproven(self) -> int:
+        """Units called unstable without a witness pair: not proven either way (a time-out,
+        the budget, or a bound within the margin). They are kept, so compression stays exact."""
+        return sum(1 for r in self.layers for p in r.proofs if p.verdict == UNSTABLE and p.witness is None)
+
     def layer(self, index: int) -> LayerReport | None:
         """The report for network layer ``index`` (1-based), if it is a ReLU layer."""
         return next((r for r in self.layers if r.layer == index), None)

@@ -13,6 +13,7 @@ as far as we know".
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -50,10 +51,13 @@ class StabilityOptions:
     cuts: bool = True  # ideal-formulation cuts on the LP relaxation before each MILP (--no-cuts)
     neighbourhood: bool = True  # neighbourhood search for a crossing before each MILP (--no-search)
     lp_bounds: bool = False  # LP-relaxation bounds for earlier layers before a layer's MILPs (--lp-bounds)
+    time_budget: float | None = None  # seconds for the whole analysis; None: no limit but time_limit per solve
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise LeoInputError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise LeoInputError(f"the time budget must be positive, got {self.time_budget}")
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,8 @@ class Analysis:
                  progress: ProgressFn | None) -> None:
         if box.dim != network.input_dim:
             raise LeoInputError(f"the domain has {box.dim} inputs but the network takes {network.input_dim}")
+        # wall-clock (time.time, not perf_counter): worker processes and Dask workers compare against it
+        self.deadline = None if options.time_budget is None else time.time() + options.time_budget
         self.network = network
         self.box = box
         self.options = options
@@ -148,6 +154,19 @@ class Analysis:
         self.witnesses.add(seed_points(box, options.samples, np.random.default_rng(options.seed), data))
         self.bounds: list[LayerBounds] = []
         self.states: list[list[UnitState]] = []
+
+    def seconds_left(self) -> float:
+        """What is left of the time budget (infinite without one)."""
+        return math.inf if self.deadline is None else max(self.deadline - time.time(), 0.0)
+
+    def layer_deadline(self, k: int) -> float | None:
+        """When the solves of layer ``k`` must end: an equal share of the budget left for
+        each ReLU layer from ``k`` on, so the first hard layer cannot starve the later
+        ones; what a layer does not use rolls over to the next. None without a budget."""
+        if self.deadline is None:
+            return None
+        layers_left = sum(1 for layer in self.network.layers[k:] if layer.relu)
+        return time.time() + self.seconds_left() / max(layers_left, 1)
 
     def layer_bounds(self, k: int) -> LayerBounds:
         b = interval_layer(self.network, k, self.box, self.bounds)
@@ -207,7 +226,10 @@ class Analysis:
             lo, hi = lb.lower.copy(), lb.upper.copy()
             for j in units:
                 for sign in (1.0, -1.0):
-                    res = model.minimise(f.objective(k, j, sign), threshold=None, time_limit=self.options.time_limit)
+                    left = min(self.options.time_limit, self.seconds_left())
+                    if left <= 0:
+                        break
+                    res = model.minimise(f.objective(k, j, sign), threshold=None, time_limit=left)
                     solved += 1
                     if not np.isfinite(res.bound):
                         continue

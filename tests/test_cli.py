@@ -77,7 +77,7 @@ def test_compress_writes_torchscript_and_certificate(capsys, ckpt, tmp_path):
     for layer in cert["analysis"]["layers"]:
         for proof in layer["proofs"]:
             assert proof["method"] in ("interval", "symbolic", "milp", "lp-cuts", "witness", "milp-witness", "milp-network",
-                                       "timeout", "not-proven")
+                                       "timeout", "not-proven", "budget")
             if proof["status"] != "unstable":
                 assert "bound" in proof
 
@@ -149,6 +149,23 @@ def _bad(capsys, tmp_path, *args) -> str:
     after = {p: _digest(p) for p in tmp_path.iterdir() if p.is_file()}
     assert after == before, "an input changed or an output was left behind"
     return lines[0]
+
+
+def test_time_budget_is_recorded_and_unproven_units_are_counted(capsys, ckpt, tmp_path):
+    code, out, _ = run(capsys, "verify", ckpt, "--lower", "0", "--upper", "1", "--samples", "0",
+                       "--time-budget", "1e-4", "--json", tmp_path / "r.json", "-q")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert code == 0 and report["settings"]["time_budget"] == 1e-4
+    unproven = sum(1 for layer in report["layers"] for p in layer["proofs"]
+                   if p["status"] == "unstable" and "witness" not in p)
+    budget = sum(layer["methods"].get("budget", 0) for layer in report["layers"])
+    assert unproven >= budget > 0  # the budget is spent before any solve, so some unit is left open
+    assert f"({unproven} units not proven either way, kept)" in out
+
+
+def test_bad_time_budget(capsys, ckpt, tmp_path):
+    assert "--time-budget" in _bad(capsys, tmp_path, "verify", ckpt, "--lower", "0", "--upper", "1",
+                                   "--time-budget", "0")
 
 
 def test_missing_file(capsys, tmp_path):

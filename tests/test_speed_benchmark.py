@@ -76,6 +76,16 @@ def test_compare_flags_differences():
     assert speed.compare({"x": a, "z": capped})["agree"] is None
 
 
+def test_compare_checks_inexact_runs_are_subsets():
+    exact = {"active": [[1, 3], []], "inactive": [[0], [2]], "capped": False, "unproven": 0}
+    part = {"active": [[1], []], "inactive": [[0], []], "capped": False, "unproven": 2}
+    out = speed.compare({"leo": exact, "leo-60s": part})
+    assert out["agree"] is None and out["inexact"] == {"leo-60s": 2} and out["subsets_checked"] == ["leo-60s"]
+    wrong = dict(part, inactive=[[0], [4]])  # claims a unit the exact run calls unstable
+    out = speed.compare({"leo": exact, "naive": dict(exact), "leo-60s": wrong})
+    assert out["agree"] is False and any("leo-60s claims [4]" in d for d in out["differences"])
+
+
 def test_cli_rejects_unknown_method():
     with pytest.raises(SystemExit):
         speed.parse_args(["--methods", "naive,nope"])
