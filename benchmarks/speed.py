@@ -374,7 +374,7 @@ def to_markdown(data: dict[str, Any]) -> str:
         lines += [f"## {entry['name']} (hidden {'-'.join(map(str, entry['hidden']))})", "",
                   f"Same stable set: {agree} (compared: {', '.join(entry['compared']) or 'none'})", ""]
         if entry.get("inexact"):
-            lines += ["Not exact (units a MILP time-out left unproven, so not compared): "
+            lines += ["Not exact (units left unproven by a MILP time-out, the time budget or the margin; not compared): "
                       + ", ".join(f"{m} {n}" for m, n in entry["inexact"].items()), ""]
         if entry.get("differences"):
             lines += ["Differences:", ""] + [f"- {d}" for d in entry["differences"]] + [""]
@@ -468,6 +468,8 @@ NOTES = (
     "(no data points as witnesses, 60 s per MILP).",
     "A unit is stable on a proven bound beyond the margin 1e-6 (max z <= -1e-6 or "
     "min z >= 1e-6), or on an interval/symbolic bound (upper <= 0 or lower >= 0).",
+    f"leo-60s = leo with `time_budget={BUDGET:g}` for the whole analysis (each ReLU layer an equal share of "
+    "what is left, each solve an equal share of its layer's); units it cuts short stay unproven.",
     "Capped: the method was stopped at its cap (the baselines stop themselves; a process still "
     "running at cap + grace is killed); its seconds are a lower bound and it is not compared.",
     "Speedup vs naive = naive seconds / method seconds; '≥' when naive was capped.",
