@@ -103,11 +103,9 @@ def _leo(engine: str, time_limit: float | None, budget: float | None = None
         active = [lr.active for lr in report.layers]
         inactive = [lr.inactive for lr in report.layers]
         timeouts = sum(1 for lr in report.layers for p in lr.proofs if p.method == "timeout")
-        # unstable without a witness pair: a time-out, the budget, or a bound within the margin
-        unproven = sum(1 for lr in report.layers for p in lr.proofs if p.verdict == "unstable" and p.witness is None)
         return {"seconds": seconds, "solves": report.solves,
                 "stable": sum(map(len, active)) + sum(map(len, inactive)), "capped": False,
-                "active": active, "inactive": inactive, "timeouts": timeouts, "unproven": unproven,
+                "active": active, "inactive": inactive, "timeouts": timeouts, "unproven": report.num_unproven,
                 "layer_seconds": [lr.seconds for lr in report.layers]}
 
     return run

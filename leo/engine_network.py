@@ -19,7 +19,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from leo.engine_unit import solve_open_units
+from leo.engine_unit import MIN_SOLVE_SECONDS, solve_open_units
 from leo.report import ACTIVE, INACTIVE, UNSTABLE, LayerReport, UnitProof
 from leo.stability import Analysis, LayerWork, Progress
 from solvers.formulation import UnitState, build_prefix, with_columns
@@ -92,7 +92,7 @@ def _solve_network(state: Analysis, works: dict[int, LayerWork], candidates: lis
     while live.any():
         found.clear()
         left = min(opts.time_limit, state.seconds_left())
-        if left < 1e-3:
+        if left < MIN_SOLVE_SECONDS:
             break  # the budget is spent: what is open stays open (the per-unit phase marks it)
         res = model.minimise(cost, threshold=-0.5, time_limit=left,
                              on_point=lambda v: found.append(v.copy()))

@@ -24,17 +24,18 @@ def run_chunks(network: Network, formulation: Formulation, layer: int, tasks: li
 
     if not tasks:
         return []
+    per_slot = 1 if deadline is not None else 2
     if options.scheduler:
         from distributed import Client  # optional extra: leo[distributed]
 
         with Client(options.scheduler, set_as_default=False) as client:
             parts = max(options.workers, sum(client.nthreads().values()))
-            chunks = _chunks(tasks, parts if deadline is not None else parts * 2)
+            chunks = _chunks(tasks, parts * per_slot)
             net_f, form_f = client.scatter([network, formulation], broadcast=True)
             futures = [client.submit(prove, net_f, form_f, layer, c, options, deadline, pure=False) for c in chunks]
             results = [r for f in futures for r in f.result()]
     elif options.workers > 1 and len(tasks) > 1:
-        chunks = _chunks(tasks, options.workers if deadline is not None else options.workers * 2)
+        chunks = _chunks(tasks, options.workers * per_slot)
         with ProcessPoolExecutor(max_workers=options.workers) as pool:
             futures = [pool.submit(prove, network, formulation, layer, c, options, deadline) for c in chunks]
             results = [r for f in futures for r in f.result()]
