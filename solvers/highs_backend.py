@@ -12,9 +12,12 @@ proves the bound. On a 3x100 MNIST unit this took a proof from 14.6 s to 3.5 s."
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import highspy
 import numpy as np
@@ -26,17 +29,112 @@ from solvers.result import SolveResult, SolveStatus
 
 _INF = highspy.kHighsInf
 
+_S = highspy.HighsModelStatus
+#: Every HiGHS model status, mapped explicitly to what leo may conclude from it. Only
+#: OPTIMAL (and, for a MIP, the dual bound of INTERRUPTED/TIME_LIMIT) is a proven bound;
+#: "infeasible" under an objective cutoff is handled before this table (it proves the
+#: cutoff); everything else proves nothing (bound -inf). A status added by a newer HiGHS
+#: and missing here also proves nothing (see ``outcome``).
+STATUS_OUTCOME: dict[object, SolveStatus] = {
+    _S.kOptimal: SolveStatus.OPTIMAL,
+    _S.kInterrupt: SolveStatus.INTERRUPTED,
+    _S.kHighsInterrupt: SolveStatus.INTERRUPTED,
+    _S.kTimeLimit: SolveStatus.TIME_LIMIT,
+    _S.kIterationLimit: SolveStatus.ERROR,
+    _S.kSolutionLimit: SolveStatus.ERROR,
+    _S.kMemoryLimit: SolveStatus.ERROR,
+    _S.kObjectiveBound: SolveStatus.ERROR,  # leo never asks an LP for it; not a proof it has checked
+    _S.kObjectiveTarget: SolveStatus.ERROR,
+    _S.kInfeasible: SolveStatus.ERROR,  # without a cutoff: every box point is feasible, so a numerical failure
+    _S.kUnbounded: SolveStatus.ERROR,
+    _S.kUnboundedOrInfeasible: SolveStatus.ERROR,
+    _S.kNotset: SolveStatus.ERROR,
+    _S.kLoadError: SolveStatus.ERROR,
+    _S.kModelError: SolveStatus.ERROR,
+    _S.kModelEmpty: SolveStatus.ERROR,
+    _S.kPresolveError: SolveStatus.ERROR,
+    _S.kSolveError: SolveStatus.ERROR,
+    _S.kPostsolveError: SolveStatus.ERROR,
+    _S.kUnknown: SolveStatus.ERROR,
+}
+
+
+def outcome(status: object) -> SolveStatus:
+    """What a HiGHS model status lets leo conclude (unknown statuses prove nothing)."""
+    return STATUS_OUTCOME.get(status, SolveStatus.ERROR)
+
+
+@contextlib.contextmanager
+def _silenced_stdout() -> Iterator[None]:
+    """Send file descriptor 1 to the null device for the duration: HiGHS >= 1.16 prints its
+    banner from C on stdout when the first instance of a process is made, even before
+    ``output_flag`` can be set, and leo's stdout carries results only (``--json -`` must parse)."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout at all: nothing to protect
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
+
+
+def new_highs() -> highspy.Highs:
+    """A silent HiGHS instance: no banner on stdout, no log output."""
+    with _silenced_stdout():
+        h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    return h
+
+
+def highs_version() -> str:
+    return str(new_highs().version())
+
+
+#: The MIP feasibility tolerance leo runs HiGHS with (its default is 1e-6; see HighsModel).
+MIP_FEASIBILITY_TOLERANCE = 1e-9
+
+#: HiGHS silently deletes matrix entries smaller than its ``small_matrix_value`` (1e-9), which
+#: changes the model: in the soak (benchmarks/soak.py, seed 0, network 384) the big-M row
+#: h - 1.6e-11 d <= 0 would become h <= 0, cutting off points where h > 0. Entries below TINY
+#: are removed here instead, and their rows widened by the most those entries can contribute
+#: over the columns' bounds: a relaxation, so every bound HiGHS proves stays valid.
+TINY = 1e-8
+
+
+def relax_tiny(matrix: sp.spmatrix, row_lower: np.ndarray, row_upper: np.ndarray,
+               col_lower: np.ndarray, col_upper: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """``matrix`` without entries below TINY, with its row bounds widened to stay a relaxation."""
+    m = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+    tiny = (np.abs(m.data) < TINY) & (m.data != 0)
+    if not tiny.any():
+        return m, np.asarray(row_lower, float), np.asarray(row_upper, float)
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    cols = m.indices
+    reach = np.abs(m.data[tiny]) * np.maximum(np.abs(col_lower[cols[tiny]]), np.abs(col_upper[cols[tiny]]))
+    widen = np.bincount(rows[tiny], weights=reach, minlength=m.shape[0])
+    m.data[tiny] = 0.0
+    m.eliminate_zeros()
+    return m, np.asarray(row_lower, float) - widen, np.asarray(row_upper, float) + widen
+
 
 def _to_highs(f: Formulation, relax: bool) -> highspy.HighsLp:
+    matrix, row_lower, row_upper = relax_tiny(f.matrix, f.row_lower, f.row_upper, f.col_lower, f.col_upper)
     lp = highspy.HighsLp()
     lp.num_col_ = f.num_cols
     lp.num_row_ = int(f.row_lower.size)
     lp.col_cost_ = np.zeros(f.num_cols)
     lp.col_lower_ = np.where(np.isfinite(f.col_lower), f.col_lower, -_INF)
     lp.col_upper_ = np.where(np.isfinite(f.col_upper), f.col_upper, _INF)
-    lp.row_lower_ = np.where(np.isfinite(f.row_lower), f.row_lower, -_INF)
-    lp.row_upper_ = np.where(np.isfinite(f.row_upper), f.row_upper, _INF)
-    csc = sp.csc_matrix(f.matrix)
+    lp.row_lower_ = np.where(np.isfinite(row_lower), row_lower, -_INF)
+    lp.row_upper_ = np.where(np.isfinite(row_upper), row_upper, _INF)
+    csc = sp.csc_matrix(matrix)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.start_ = csc.indptr.astype(np.int32)
     lp.a_matrix_.index_ = csc.indices.astype(np.int32)
@@ -56,10 +154,13 @@ class HighsModel:
     def __init__(self, formulation: Formulation, relax: bool = False, threads: int = 1) -> None:
         self.formulation = formulation
         self.is_mip = (not relax) and formulation.num_binaries > 0
-        self.highs = highspy.Highs()
-        self.highs.setOptionValue("output_flag", False)
+        self.highs = new_highs()
         self.highs.setOptionValue("threads", threads)
         self.highs.setOptionValue("mip_rel_gap", 0.0)
+        # HiGHS's default (1e-6) let its MIP propagation call a feasible model infeasible on a
+        # badly scaled network (the soak's seed 0, network 384: weights to 9.5e3 on a box 1e-3
+        # wide), so the network-wide MILP "proved" two unstable units stable; 1e-9 solves it right
+        self.highs.setOptionValue("mip_feasibility_tolerance", MIP_FEASIBILITY_TOLERANCE)
         self.highs.passModel(_to_highs(formulation, relax))
         self._threshold: float | None = None
         self._cutoff = False
@@ -88,9 +189,12 @@ class HighsModel:
 
     def add_cuts(self, cuts: Cuts) -> None:
         """Append rows ``cuts.matrix @ v <= cuts.upper`` (globally valid cuts)."""
-        m = sp.csr_matrix(cuts.matrix)
         if cuts.count:
-            self.highs.addRows(cuts.count, np.full(cuts.count, -_INF), np.asarray(cuts.upper, float), m.nnz,
+            f = self.formulation
+            m, _, upper = relax_tiny(cuts.matrix, np.full(cuts.count, -np.inf), np.asarray(cuts.upper, float),
+                                     f.col_lower, f.col_upper)
+            upper = np.where(np.isfinite(upper), upper, _INF)
+            self.highs.addRows(cuts.count, np.full(cuts.count, -_INF), upper, m.nnz,
                                m.indptr[:-1].astype(np.int32), m.indices.astype(np.int32), m.data.astype(float))
 
     def truncate_rows(self, count: int) -> None:
@@ -170,15 +274,10 @@ class HighsModel:
         if cutoff and status == highspy.HighsModelStatus.kInfeasible:
             # nothing below the cutoff: the threshold is a proven bound
             kind, bound, incumbent, point = SolveStatus.OPTIMAL, float(threshold), math.inf, None
-        elif status == highspy.HighsModelStatus.kOptimal:
-            kind = SolveStatus.OPTIMAL
-        elif status == highspy.HighsModelStatus.kInterrupt:
-            kind = SolveStatus.INTERRUPTED
-        elif status == highspy.HighsModelStatus.kTimeLimit:
-            kind = SolveStatus.TIME_LIMIT
         else:
-            kind = SolveStatus.ERROR
-            bound = -math.inf
+            kind = outcome(status)
+            if kind is SolveStatus.ERROR:
+                bound = -math.inf
         if not math.isfinite(bound) or math.isnan(bound):
             bound = -math.inf
         if cutoff and bound > threshold:
