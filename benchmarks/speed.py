@@ -44,6 +44,7 @@ import numpy as np
 
 from leo.domain import Box
 from leo.network import Network
+from leo.threads import DEFAULT_THREADS, resolve, set_threads
 
 METHODS = ("naive", "omlt", "leo", "leo-network", "leo-60s")
 BUDGET = 60.0  # leo-60s's time budget, seconds
@@ -83,7 +84,7 @@ SPECS = (
 
 
 # -- the methods -----------------------------------------------------------------
-def _leo(engine: str, time_limit: float | None, budget: float | None = None
+def _leo(engine: str, time_limit: float | None, budget: float | None = None, threads: int = DEFAULT_THREADS
          ) -> Callable[[Network, Box, float | None], dict[str, Any]]:
     def run(network: Network, box: Box, cap: float | None) -> dict[str, Any]:  # noqa: ARG001 - killed at the cap
         from leo.stability import StabilityOptions, analyse
@@ -91,6 +92,8 @@ def _leo(engine: str, time_limit: float | None, budget: float | None = None
         kwargs: dict[str, Any] = {} if time_limit is None else {"time_limit": time_limit}
         if budget is not None:
             kwargs["time_budget"] = budget
+        if "threads" in StabilityOptions.__dataclass_fields__:
+            kwargs["threads"] = threads
         if "engine" in StabilityOptions.__dataclass_fields__:
             options = StabilityOptions(engine=engine, **kwargs)
         elif engine == "unit":  # before the network engine existed, per-unit was the only one
@@ -111,17 +114,18 @@ def _leo(engine: str, time_limit: float | None, budget: float | None = None
     return run
 
 
-def method_function(name: str, leo_time_limit: float | None = None
+def method_function(name: str, leo_time_limit: float | None = None, threads: int = DEFAULT_THREADS
                     ) -> Callable[[Network, Box, float | None], dict[str, Any]]:
-    """The method by name; ``leo_time_limit`` is leo's per-MILP limit (None: its default)."""
+    """The method by name; ``leo_time_limit`` is leo's per-MILP limit (None: its default);
+    ``threads`` leo's thread setting (``leo.threads``)."""
     from benchmarks import baselines
 
     table: dict[str, Callable[[Network, Box, float | None], dict[str, Any]]] = {
         "naive": lambda net, box, cap: baselines.naive(net, box, cap=cap),
         "omlt": lambda net, box, cap: baselines.omlt(net, box, cap=cap),
-        "leo": _leo("unit", leo_time_limit),
-        "leo-network": _leo("network", leo_time_limit),
-        "leo-60s": _leo("unit", leo_time_limit, BUDGET),
+        "leo": _leo("unit", leo_time_limit, threads=threads),
+        "leo-network": _leo("network", leo_time_limit, threads=threads),
+        "leo-60s": _leo("unit", leo_time_limit, BUDGET, threads),
     }
     if name not in table:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
@@ -143,10 +147,10 @@ def _maxrss_mib() -> float:
 
 
 def run_method(name: str, network: Network, box: Box, cap: float | None,
-               leo_time_limit: float | None = None) -> dict[str, Any]:
+               leo_time_limit: float | None = None, threads: int = DEFAULT_THREADS) -> dict[str, Any]:
     """One method in this process; the uniform result dict (or one with ``error``)."""
     _warm_imports(name)
-    fn = method_function(name, leo_time_limit)
+    fn = method_function(name, leo_time_limit, threads)
     start = time.perf_counter()
     try:
         out = fn(network, box, cap)
@@ -159,14 +163,12 @@ def run_method(name: str, network: Network, box: Box, cap: float | None,
 
 
 def _child(conn, name: str, network: Network, box: Box, cap: float | None,  # noqa: ANN001
-           leo_time_limit: float | None) -> None:
+           leo_time_limit: float | None, threads: int = DEFAULT_THREADS) -> None:
     try:
-        import torch
-
-        torch.set_num_threads(1)
+        set_threads(threads)  # torch, BLAS and HiGHS: leo's one thread policy
         _warm_imports(name)
         base = _maxrss_mib()
-        out = run_method(name, network, box, cap, leo_time_limit)
+        out = run_method(name, network, box, cap, leo_time_limit, threads)
         out["peak_mib"] = _maxrss_mib()
         out["baseline_mib"] = base
         conn.send(out)
@@ -178,15 +180,17 @@ def _child(conn, name: str, network: Network, box: Box, cap: float | None,  # no
 
 
 def measure(name: str, network: Network, box: Box, cap: float | None, isolate: bool = True,
-            grace: float = KILL_GRACE, leo_time_limit: float | None = None) -> dict[str, Any]:
-    """Run one method, in a fresh process when ``isolate`` (killed at cap + grace)."""
+            grace: float = KILL_GRACE, leo_time_limit: float | None = None,
+            threads: int = DEFAULT_THREADS) -> dict[str, Any]:
+    """Run one method, in a fresh process when ``isolate`` (killed at cap + grace), with
+    ``threads`` for torch, BLAS and HiGHS (``leo.threads``; 0: one per core)."""
     if not isolate:
-        return run_method(name, network, box, cap, leo_time_limit)
+        return run_method(name, network, box, cap, leo_time_limit, threads)
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, name, network, box, cap, leo_time_limit), daemon=True)
+    proc = ctx.Process(target=_child, args=(child, name, network, box, cap, leo_time_limit, threads), daemon=True)
     saved = {k: os.environ.get(k) for k in THREAD_VARS}
-    os.environ.update({k: "1" for k in THREAD_VARS})  # the child's BLAS reads these at import
+    os.environ.update({k: str(resolve(threads)) for k in THREAD_VARS})  # the child's BLAS reads these at import
     try:
         proc.start()
     finally:
@@ -278,7 +282,7 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
 def benchmark(networks: Sequence[tuple[str, Network]], methods: Sequence[str],
               caps: dict[str, float | None], box: Box | None = None, isolate: bool = True,
               log: Callable[[str], None] | None = print, grace: float = KILL_GRACE,
-              leo_time_limit: float | None = None) -> list[dict[str, Any]]:
+              leo_time_limit: float | None = None, threads: int = DEFAULT_THREADS) -> list[dict[str, Any]]:
     """Every method on every network; one entry per network, in the JSON's shape."""
     entries = []
     for name, net in networks:
@@ -287,7 +291,8 @@ def benchmark(networks: Sequence[tuple[str, Network]], methods: Sequence[str],
         for m in methods:
             if log:
                 log(f"{name}: {m} (cap {caps.get(m)} s) ...")
-            full[m] = measure(m, net, b, caps.get(m), isolate=isolate, grace=grace, leo_time_limit=leo_time_limit)
+            full[m] = measure(m, net, b, caps.get(m), isolate=isolate, grace=grace, leo_time_limit=leo_time_limit,
+                              threads=threads)
             if log:
                 r = full[m]
                 log(f"  {m}: {_fmt_seconds(r)} s, {r.get('solves')} solves, {r.get('stable')} stable"
@@ -306,7 +311,7 @@ def benchmark(networks: Sequence[tuple[str, Network]], methods: Sequence[str],
 
 # -- reporting -------------------------------------------------------------------
 def machine() -> dict[str, Any]:
-    import highspy
+    from solvers.highs_backend import highs_version
 
     cpu = platform.processor()
     try:
@@ -322,7 +327,7 @@ def machine() -> dict[str, Any]:
             versions[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001
             versions[mod] = None
-    versions["highs"] = highspy.Highs().version()
+    versions["highs"] = highs_version()
     return {"cpu": cpu, "cores": os.cpu_count(), "load_average": list(os.getloadavg()),
             "platform": platform.platform(), "versions": versions}
 
@@ -363,6 +368,7 @@ def to_markdown(data: dict[str, Any]) -> str:
     tl = data.get("leo_time_limit")
     lines += [f"leo's per-MILP time limit: {f'{tl:g} s' if tl else 'StabilityOptions default (60 s)'}; "
               "a unit whose MILP times out is unproven, and that run is not exact.", ""]
+    lines += [f"Threads (torch, BLAS, HiGHS; `--threads`, 0 = one per core): {data.get('threads', 1)}", ""]
     if data.get("quick"):
         lines += [f"**Quick run**: {QUICK_NETWORK} only, the baselines capped at "
                   f"{caps.get('naive', QUICK_BASELINE_CAP):g} s and leo at {caps.get('leo', QUICK_LEO_CAP):g} s; "
@@ -447,8 +453,9 @@ NOTES = (
     "network (`spawn`), so peak MiB is that process's `ru_maxrss`; it includes the interpreter, "
     "torch and Pyomo (`baseline_mib` in the JSON: the peak before the method starts), and "
     "'+ over start' is what the method added on top (0 when it stayed below the import peak).",
-    "All methods single-threaded: HiGHS `threads=1` (leo's own models use one thread too), "
-    "`torch.set_num_threads(1)` and OMP/OPENBLAS/MKL_NUM_THREADS=1 for numpy's BLAS.",
+    "All methods single-threaded unless the JSON's `threads` says otherwise (`--threads`): "
+    "`leo.threads.set_threads` gives torch, numpy's BLAS and HiGHS that many threads (leo's "
+    "default, 1), and OMP/OPENBLAS/MKL_NUM_THREADS are set to it too.",
     "naive = LEO (CPAIOR 2020): per hidden layer one Pyomo big-M model of the prefix (interval "
     "big-M only; units proven stable by interval arithmetic or an earlier MILP fixed, no binary), "
     "then max z and min z of every unit the intervals leave open, each solved to optimality "
@@ -567,6 +574,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="leo's per-MILP time limit (default: StabilityOptions' own, 60 s); a unit whose "
                         "MILP times out stays unproven and makes that leo run inexact")
     p.add_argument("--no-isolate", action="store_true", help="run the methods in this process (no memory numbers)")
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                   help="threads for torch, BLAS and HiGHS in every method (leo.threads; 0: one per core); "
+                        "recorded in the JSON")
     args = p.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in args.methods:
@@ -579,6 +589,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from benchmarks.common import write_json, write_text
 
     args = parse_args(argv)
+    set_threads(args.threads)  # training a missing network too: the same policy as the methods
     names = {s.name: s for s in SPECS}
     if args.networks:
         wanted = [n.strip() for n in args.networks.split(",") if n.strip()]
@@ -601,11 +612,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     mach = machine()
     networks = load_networks(specs)
     entries = benchmark(networks, args.methods, caps, isolate=not args.no_isolate,
-                        leo_time_limit=args.leo_time_limit)
+                        leo_time_limit=args.leo_time_limit, threads=args.threads)
     for entry, spec in zip(entries, specs):
         entry["l1"] = spec.l1
     data = {"networks": entries, "machine": mach, "command": command.strip(), "quick": args.quick,
-            "caps": caps, "box": "[0, 1]^784", "seed": SEED, "leo_time_limit": args.leo_time_limit}
+            "caps": caps, "box": "[0, 1]^784", "seed": SEED, "leo_time_limit": args.leo_time_limit,
+            "threads": args.threads}
     write_json(args.json, data)
     write_text(args.markdown, to_markdown(data))
     plot(data, args.plot)

@@ -35,6 +35,7 @@ from leo.domain import make_box
 from leo.io.torch_io import from_module
 from leo.reduce import reduce
 from leo.stability import StabilityOptions, analyse
+from leo.threads import DEFAULT_THREADS, set_threads
 from leo.train import PAPER_STEPS, accuracy
 
 DEPTH = 2  # hidden layers of every Table 1 network
@@ -535,6 +536,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--from-json", type=Path, default=None,
                         help="re-render the markdown and plot from a JSON written earlier (no training)")
     parser.add_argument("--comment", default=None, help="a sentence added to the markdown (e.g. why N networks)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="threads for torch, BLAS and HiGHS, training and analysis (leo.threads; 0: one per core)")
     args = parser.parse_args(argv)
     if args.networks < 1:
         parser.error("--networks must be at least 1")
@@ -542,7 +545,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     networks = 1 if args.quick else args.networks
     steps = args.steps if args.steps is not None else (QUICK_STEPS if args.quick else PAPER_STEPS)
     time_limit = args.time_limit if args.time_limit is not None else (QUICK_TIME_LIMIT if args.quick else 60.0)
-    options = StabilityOptions(time_limit=time_limit)
+    set_threads(args.threads)  # training too: the same policy as the analysis
+    options = StabilityOptions(time_limit=time_limit, threads=args.threads)
     rows = args.rows if args.rows else (list(PAPER_ROWS) if args.paper_only else list(ALL_ROWS))
     out_dir = Path(tempfile.mkdtemp(prefix="leo-table1-quick-")) if args.quick else RESULTS
     json_path = args.json or out_dir / "table1.json"

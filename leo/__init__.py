@@ -7,6 +7,7 @@ Public API (everything else is internal):
     verify, compress                 one-call API on Networks, nn.Modules or paths
     reduce                           turn a stability report into a smaller network
     load_network, save_network       PyTorch / TorchScript / ONNX in and out
+    set_threads                      the one thread policy (torch, BLAS, HiGHS); default 1
     LeoInputError                    bad input, with a message saying how to fix it
 """
 
@@ -19,8 +20,9 @@ from leo.io import load_network, save_network
 from leo.network import Layer, Network, mlp
 from leo.reduce import reduce
 from leo.stability import StabilityOptions, analyse
+from leo.threads import set_threads
 
 __all__ = [
     "Box", "Compression", "Layer", "LeoInputError", "Network", "StabilityOptions", "analyse", "compress",
-    "load_network", "make_box", "mlp", "reduce", "save_network", "verify",
+    "load_network", "make_box", "mlp", "reduce", "save_network", "set_threads", "verify",
 ]

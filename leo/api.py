@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,16 +44,48 @@ def resolve_path(model: str | Path) -> Path:
     return Path(model)
 
 
-def as_network(model: ModelLike, allow_pickle: bool = False) -> Network:
+def as_network(model: ModelLike, allow_pickle: bool = False, like: Any = None) -> Network:
+    """A Network from a Network, a model file, or an ``nn.Module``.
+
+    For a module, ``like`` (the lower bound, say) may give the input's shape: shaped
+    like one input, e.g. (1, 5, 5), or with a leading batch dimension of 1 (see
+    ``_shape_candidates``); the network then keeps that shape, so ``module()`` and saved
+    models take it.
+    """
     if isinstance(model, Network):
         return model
     if isinstance(model, (str, Path)):
         from leo.io.load import load_network
 
         return load_network(resolve_path(model), allow_pickle=allow_pickle)
+    from leo.io.graph import runs_on
     from leo.io.torch_io import from_module
 
-    return from_module(model)
+    shape = next((s for s in _shape_candidates(like) if runs_on(model, s)), None)
+    return from_module(model, input_shape=shape)
+
+
+def _shape_candidates(like: Any) -> list[tuple[int, ...]]:
+    """Per-sample input shapes a bound array may mean, likeliest first.
+
+    A leading 1 is ambiguous ((1, 5, 5) is one 1x5x5 image, or a batch of one 5x5
+    one); per-sample inputs are usually flat vectors or CxHxW images, so a 2-D or 4-D
+    array with a leading 1 is read as a batch first, anything else as one input first.
+    """
+    shape = tuple(int(d) for d in getattr(like, "shape", ()))
+    if len(shape) == 0 or (len(shape) == 1 and shape[0] == 1):
+        return []
+    if shape[0] != 1 or len(shape) == 1:
+        return [shape]
+    batch_first = len(shape) in (2, 4)
+    return [shape[1:], shape] if batch_first else [shape, shape[1:]]
+
+
+def _array(bound: Any) -> Any:
+    """A bound as an array when it is one (list, tuple, ndarray, tensor), else as given."""
+    if isinstance(bound, (list, tuple)) or hasattr(bound, "__array__"):
+        return np.asarray(bound)
+    return bound
 
 
 def as_box(network: Network, lower: Any, upper: Any) -> Box:
@@ -63,7 +98,7 @@ def as_box(network: Network, lower: Any, upper: Any) -> Box:
 def verify(model: ModelLike, lower: Any, upper: Any, options: StabilityOptions = StabilityOptions(),
            data: np.ndarray | None = None, progress: ProgressFn | None = None) -> StabilityReport:
     """Which hidden units are stably active / inactive on the box, with proofs."""
-    net = as_network(model)
+    net = as_network(model, like=_array(lower))
     return analyse(net, as_box(net, lower, upper), options, data=data, progress=progress)
 
 
@@ -81,15 +116,33 @@ class Compression:
 
         return to_module(self.network)
 
+    def save(self, path: str | Path, certificate: str | Path | None = None, overwrite: bool = False,
+             float64: bool = False) -> tuple[Path, Path]:
+        """Write the compressed model (``.pt`` or ``.onnx``), THEN its certificate (default
+        ``PATH.cert.json``) naming the written file by its sha256, so ``leo audit`` can check it.
+        Returns both paths. Neither replaces the original model; existing files only with ``overwrite``."""
+        from leo.certificate import seal
+        from leo.io.files import atomic_write, plan_outputs
+        from leo.io.save import certificate_path, check_output_path, save_network
+
+        out = check_output_path(path, (self.original.metadata.get("source"),), overwrite)
+        side = Path(certificate) if certificate is not None else certificate_path(out)
+        plan_outputs([out, side], (self.original.metadata.get("source"), self.certificate["original"]["path"]),
+                     overwrite)
+        save_network(self.network, out, float64=float64, overwrite=overwrite)
+        with atomic_write(side) as tmp:
+            tmp.write_text(json.dumps(seal(self.certificate, out), indent=1) + "\n")
+        return out, side
+
 
 def compress(model: ModelLike, lower: Any, upper: Any, options: StabilityOptions = StabilityOptions(),
              data: np.ndarray | None = None, progress: ProgressFn | None = None,
              check_points: int = 10_000, model_path: Path | None = None,
              out_path: Path | None = None) -> Compression:
     """Prove stability, reduce, and check the result on sampled points of the box."""
-    net = as_network(model)
+    net = as_network(model, like=_array(lower))
     box = as_box(net, lower, upper)
-    report = analyse(net, box, options, data=data, progress=progress)
+    report = analyse(net, box, _within_budget(net, box, options, check_points), data=data, progress=progress)
     reduction = reduce(net, report)
     check = compare_sampled(net, reduction.network, box, n=check_points, tolerance=1e-6 * (1 + _scale(net, box)))
     if not check.equivalent:
@@ -97,10 +150,24 @@ def compress(model: ModelLike, lower: Any, upper: Any, options: StabilityOptions
             f"internal error: the reduced network differs from the original by {check.max_diff:g} "
             "on a sampled point; please report this model"
         )
-    cert = build_certificate(net, report, reduction, check,
-                             model_path if model_path is not None else (Path(model) if isinstance(model, (str, Path)) and Path(str(model)).is_file() else None),
-                             out_path)
+    source = model_path if model_path is not None else (
+        Path(model) if isinstance(model, (str, Path)) and Path(str(model)).is_file() else None)
+    cert = build_certificate(net, report, reduction, check, source)  # sealed with the output's hash by save()
     return Compression(net, reduction.network, report, reduction, check, cert)
+
+
+def _within_budget(net: Network, box: Box, options: StabilityOptions, check_points: int) -> StabilityOptions:
+    """Options whose time budget leaves room for the sampled check that follows the analysis,
+    so the whole of ``compress`` stays within the budget. The check's cost is measured on
+    256 points (two networks, and room to spare), never more than half the budget."""
+    if options.time_budget is None:
+        return options
+    pts = box.sample(256, np.random.default_rng(0))
+    start = time.perf_counter()
+    net(pts)
+    per_point = (time.perf_counter() - start) / len(pts)
+    reserve = min(3.0 * per_point * check_points + 0.2, options.time_budget / 2)
+    return dataclasses.replace(options, time_budget=options.time_budget - reserve)
 
 
 def _scale(net: Network, box: Box) -> float:

@@ -1,12 +1,30 @@
-"""The certificate that ``leo compress`` writes beside the compressed model: the
-domain, every unit's verdict and the proof behind it, the tolerances, and sizes."""
+"""The certificate that ``leo compress`` writes AFTER the compressed model: evidence that
+``leo audit`` re-checks, each fact stated once.
+
+Layout (schema 2):
+
+- ``schema``, ``kind``, ``claim``, ``created``; ``tool`` (leo, python, numpy versions) and
+  ``solver`` (the MILP solver that made the proofs);
+- ``original`` and ``compressed``: path, sha256, hidden widths and parameter count (the
+  compressed entry is filled in by :func:`seal` once the file exists);
+- ``domain``: the input box;
+- ``tolerances``: solver margin, rounding slack, rank tolerance, largest fold residual;
+- ``settings``: the other analysis options (time limits, engine, seed, ...);
+- ``layers``: per ReLU layer, every unit's verdict, proof method and proven bound;
+- ``reduction``: units removed (stably inactive), folds (stably active units whose weight
+  rows are ``alpha``-combinations of ``basis`` rows, with the residual), merged layers;
+- ``check``: the sampled comparison run before writing.
+"""
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import platform
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from leo.equivalence import CheckResult
 from leo.network import Network
@@ -14,10 +32,14 @@ from leo.reduce import RANK_TOL, Reduction
 from leo.report import StabilityReport
 from solvers.formulation import DROP_TOL
 
+SCHEMA = 2
+KIND = "leo lossless compression certificate"
 CLAIM = (
     "For every x in the domain, compressed(x) equals original(x) up to float rounding: "
     "every removed or folded unit is stable on the whole domain by the proof recorded for it."
 )
+#: Settings stated elsewhere in the certificate (tolerances, solver), so not repeated in ``settings``.
+_STATED_ELSEWHERE = ("margin", "rounding_slack", "solver")
 
 
 def sha256(path: Path) -> str:
@@ -29,50 +51,79 @@ def sha256(path: Path) -> str:
 
 
 def size(network: Network) -> dict[str, Any]:
-    return {"hidden": list(network.hidden), "hidden_units": int(sum(network.hidden)),
-            "layers": len(network.layers), "parameters": network.num_parameters}
+    return {"hidden": list(network.hidden), "parameters": network.num_parameters}
+
+
+def hidden_units(entry: dict[str, Any]) -> int:
+    """Hidden units of an ``original`` or ``compressed`` entry."""
+    return int(sum(entry["hidden"]))
+
+
+def _text(value: Any) -> str:
+    """A verdict or method as its plain name, whether it is a string or an enum."""
+    value = getattr(value, "value", value)
+    return value if isinstance(value, str) else str(value)
+
+
+def _layers(report: StabilityReport) -> list[dict[str, Any]]:
+    out = []
+    for lr in report.layers:
+        units = []
+        for p in lr.proofs:
+            unit: dict[str, Any] = {"verdict": _text(p.verdict), "method": _text(p.method)}
+            if p.bound is not None:
+                unit["bound"] = float(p.bound)
+            units.append(unit)
+        out.append({"layer": lr.layer, "units": units})
+    return out
+
+
+def _reduction(original: Network, reduction: Reduction) -> dict[str, Any]:
+    before, after = sum(original.hidden), sum(reduction.network.hidden)
+    return {
+        "removed_inactive": [list(u) for u in reduction.removed_inactive],
+        "folds": [{"layer": f.layer, "units": list(f.units), "basis": list(f.basis),
+                   "alpha": [list(row) for row in f.alpha], "residual": f.residual} for f in reduction.folds],
+        "merged_layers": list(reduction.merged_layers),
+        "units_removed": before - after,
+        "compression_pct": round(100.0 * (before - after) / max(before, 1), 3),
+    }
 
 
 def build_certificate(original: Network, report: StabilityReport, reduction: Reduction,
-                      check: CheckResult, model_path: Path | None, out_path: Path | None) -> dict[str, Any]:
+                      check: CheckResult, model_path: Path | None) -> dict[str, Any]:
+    """Everything but the compressed file, which does not exist yet (see :func:`seal`)."""
     from leo import __version__
 
-    before, after = size(original), size(reduction.network)
-    removed = before["hidden_units"] - after["hidden_units"]
+    settings = {k: v for k, v in report.settings.items() if k not in _STATED_ELSEWHERE}
     return {
-        "kind": "leo lossless compression certificate",
+        "schema": SCHEMA,
+        "kind": KIND,
         "lossless": True,
         "claim": CLAIM,
-        "leo_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tool": {"leo": __version__, "python": platform.python_version(), "numpy": np.__version__},
+        "solver": report.settings.get("solver"),
         "original": {"path": str(model_path) if model_path else None,
-                     "sha256": sha256(model_path) if model_path and model_path.is_file() else None, **before},
-        "compressed": {"path": str(out_path) if out_path else None, **after},
+                     "sha256": sha256(model_path) if model_path and model_path.is_file() else None,
+                     "architecture_source": original.metadata.get("architecture_source"), **size(original)},
+        "compressed": {"path": None, "sha256": None, **size(reduction.network)},
         "domain": report.box.to_json(),
         "tolerances": {
             "solver_margin": report.settings.get("margin"),
-            "solver_margin_meaning": "a MILP/LP bound proves a sign only when it clears 0 by this margin; "
-                                     "MILPs get the margin as an objective cutoff, so a proof is either a dual "
-                                     "bound at the margin or a search that found nothing below it",
-            "interval_rounding_slack": report.settings.get("rounding_slack"),
+            "rounding_slack": report.settings.get("rounding_slack"),
             "rank_tolerance": RANK_TOL,
+            "fold_residual": reduction.max_fold_residual,
             "milp_dropped_weight_below": DROP_TOL,
-            "milp_dropped_weight_meaning": "smaller weights leave the MILP rows, which widen by the range of "
-                                           "the dropped terms over the variables' bounds (a relaxation: proofs "
-                                           "stay valid)",
-            "max_fold_residual": reduction.max_fold_residual,
         },
-        "solver": report.settings.get("solver"),
-        "settings": report.settings,
-        "reduction": {
-            "removed_inactive": [list(u) for u in reduction.removed_inactive],
-            "folded_active": [list(u) for u in reduction.folded_active],
-            "merged_layers": list(reduction.merged_layers),
-            "units_removed": removed,
-            "compression_pct": round(100.0 * removed / max(before["hidden_units"], 1), 3),
-        },
-        "sizes": {"before": before, "after": after},
-        "check": {"sampled_points": check.points, "max_abs_diff": check.max_diff,
-                  "equivalent": check.equivalent},
-        "analysis": report.to_json(),
+        "settings": settings,
+        "layers": _layers(report),
+        "reduction": _reduction(original, reduction),
+        "check": {"sampled_points": check.points, "max_abs_diff": check.max_diff},
     }
+
+
+def seal(certificate: dict[str, Any], compressed_path: Path) -> dict[str, Any]:
+    """The certificate naming the compressed file, which must be written already."""
+    compressed = {**certificate["compressed"], "path": str(compressed_path), "sha256": sha256(compressed_path)}
+    return {**certificate, "compressed": compressed}

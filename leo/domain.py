@@ -59,6 +59,8 @@ class Box:
 
 
 def _bound(spec: str | float | np.ndarray, dim: int, name: str) -> np.ndarray:
+    if not isinstance(spec, (str, np.ndarray)) and hasattr(spec, "__array__"):  # a torch tensor, say
+        spec = np.asarray(spec)
     if isinstance(spec, np.ndarray):
         values = spec.astype(np.float64).ravel()
     elif isinstance(spec, (int, float)):
@@ -86,5 +88,7 @@ def _bound(spec: str | float | np.ndarray, dim: int, name: str) -> np.ndarray:
 
 
 def make_box(lower: str | float | np.ndarray, upper: str | float | np.ndarray, dim: int) -> Box:
-    """A box from scalars (broadcast to ``dim``), arrays, or paths to ``.npy`` vectors."""
+    """A box from scalars (broadcast to ``dim``), arrays of any shape holding ``dim`` values
+    (one input shaped as the model takes it, e.g. (1, 5, 5), or with a leading batch
+    dimension of 1), tensors, or paths to ``.npy`` arrays."""
     return Box(_bound(lower, dim, "lower"), _bound(upper, dim, "upper"))

@@ -19,9 +19,10 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from leo.engine_unit import MIN_SOLVE_SECONDS, solve_open_units
+from leo.engine_unit import MIN_SOLVE_SECONDS, mark_budget, solve_open_units
 from leo.report import ACTIVE, INACTIVE, UNSTABLE, LayerReport, UnitProof
-from leo.stability import Analysis, LayerWork, Progress
+from leo.stability import DONE, MILP, Analysis, LayerWork, Progress
+from leo.threads import highs_threads
 from solvers.formulation import UnitState, build_prefix, with_columns
 from solvers.highs_backend import HighsModel
 from solvers.result import SolveStatus
@@ -43,13 +44,15 @@ def run_network(state: Analysis) -> list[LayerReport]:
         state.bounds.append(work.bounds)
         state.states.append([UnitState.UNSTABLE if p is None else UnitState(p.verdict) for p in work.proofs])
     candidates = [(k, int(j)) for k, w in works.items() for j in w.open_units()]
-    if candidates:
+    if candidates and not state.expired():
         _solve_network(state, works, candidates, relu_layers[-1])
     for k, work in works.items():  # what the network-wide solve left (a time-out): per unit
-        if work.open_units().size:
+        if work.open_units().size and state.expired():
+            mark_budget(work)
+        elif work.open_units().size:
             solve_open_units(state, work, build_prefix(net, state.box, state.bounds[: k + 1], state.states[:k], k))
             state.states[k] = [UnitState(p.verdict) for p in work.proofs]  # later layers see the new proofs
-            work.progress(state.progress)
+            work.progress(state.progress, DONE)
     reports = []
     for k in relu_layers:
         reports.append(works[k].finish())
@@ -81,7 +84,7 @@ def _solve_network(state: Analysis, works: dict[int, LayerWork], candidates: lis
     extra = sp.coo_matrix((vals, (rows, cols)), shape=(n, base.num_cols + n))
     formulation, f_cols = with_columns(base, np.zeros(n), np.ones(n), np.ones(n, dtype=bool),
                                        [f"flip{k + 1}_{j}" for k, j in candidates], extra, np.array(lo), np.array(hi))
-    model = HighsModel(formulation)
+    model = HighsModel(formulation, threads=highs_threads())
     live = np.ones(n, dtype=bool)
     cost = np.zeros(formulation.num_cols)
     cost[f_cols] = -1.0
@@ -127,6 +130,7 @@ def _solve_network(state: Analysis, works: dict[int, LayerWork], candidates: lis
         model.set_bounds(f_cols[~live], np.zeros(int((~live).sum())), np.zeros(int((~live).sum())))
         if state.progress is not None:
             done = n - int(live.sum())
-            state.progress(Progress(0, done, n, {"milp-network": done}, time.perf_counter() - t0))
+            state.progress(Progress(0, done, n, {"milp-network": done}, time.perf_counter() - t0, MILP,
+                                    None if state.deadline is None else state.seconds_left()))
     for k in works:
         works[k].solves += solves if k == last else 0

@@ -1,34 +1,59 @@
 """Are two networks the same function on the box? Sampling finds differences;
-``exact`` proves their absence with a MILP that maximises |f(x) - g(x)|."""
+``exact`` proves their absence with a MILP that maximises |f(x) - g(x)|.
+
+Soundness: a check is PROVEN only on a proven (dual or LP) bound from a solve that
+finished, and REFUTED only on a point where the networks' own forward passes differ by
+more than the tolerance. A MILP incumbent is neither: the big-M model is a relaxation
+(integrality tolerance times big-M, rows widened for dropped tiny weights), so its
+points can differ in the model and not in the networks.
+"""
 
 from __future__ import annotations
 
+import enum
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from leo.domain import Box
-from leo.network import Network
+from leo.network import Layer, Network
 from leo.stability import StabilityOptions, analyse, bounds_and_states
 from solvers.formulation import Builder, encode
 from solvers.highs_backend import HighsModel
-from solvers.result import SolveStatus
+from solvers.result import SolveResult, SolveStatus
+
+Progress = Callable[[str], None]
+
+
+class Verdict(enum.Enum):
+    """What a check established."""
+
+    PROVEN = "proven equivalent"  # a proven bound <= tolerance over the whole box
+    SAMPLED = "equivalent on the sampled points"  # no difference seen; not a proof
+    REFUTED = "refuted"  # a counterexample confirmed by both forward passes
+    UNDECIDED = "undecided"  # a solve stopped short, or the model's answer was not confirmed
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """``max_diff`` is the largest |f - g| seen; with ``proven_bound`` set, no point of
-    the box differs by more than it (an exact check)."""
+    """``max_diff`` is the largest |f - g| the forward passes showed; ``proven_bound`` (set
+    when PROVEN) bounds |f - g| over the box; ``reason`` says why a check is UNDECIDED."""
 
-    equivalent: bool
+    verdict: Verdict
     max_diff: float
     points: int
-    counterexample: np.ndarray | None
-    output: int | None
+    counterexample: np.ndarray | None = None
+    output: int | None = None
     proven_bound: float | None = None
-    exact: bool = False
-    complete: bool = True  # False when an exact solve ran out of time
+    reason: str = ""
+
+    @property
+    def equivalent(self) -> bool:
+        """No difference found (proven, or on every sampled point)."""
+        return self.verdict in (Verdict.PROVEN, Verdict.SAMPLED)
 
 
 def sample_points(box: Box, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -51,8 +76,17 @@ def compare_sampled(f: Network, g: Network, box: Box, n: int = 100_000, toleranc
         if diff.size and diff.max() > worst:
             r, c = np.unravel_index(int(diff.argmax()), diff.shape)
             worst, where, out = float(diff.max()), chunk[r].copy(), int(c)
-    ok = worst <= tolerance
-    return CheckResult(ok, worst, len(pts), None if ok else where, None if ok else out)
+    if worst <= tolerance:
+        return CheckResult(Verdict.SAMPLED, worst, len(pts))
+    return CheckResult(Verdict.REFUTED, worst, len(pts), where, out)
+
+
+def readable(v: np.ndarray, precision: int = 6, threshold: int = 12) -> str:
+    """A vector on one line, rounded, without the ``-0.`` that array2string prints for
+    negative zeros and for tiny negatives rounded away; long vectors are summarised."""
+    shown = np.round(np.asarray(v, dtype=np.float64), precision) + 0.0  # -0.0 + 0.0 is +0.0
+    return np.array2string(shown, precision=precision, threshold=threshold, max_line_width=10_000,
+                           suppress_small=True)
 
 
 #: Largest |z_g - z_f| (relative to the unit's scale) for two units to count as the same.
@@ -73,6 +107,19 @@ def _candidates(zf: list[np.ndarray], zg: np.ndarray) -> list[tuple[int, int, in
     return out
 
 
+def _affine(layer: Layer, outputs: list[np.ndarray], row: int, num_cols: int) -> np.ndarray:
+    """Unit ``row``'s pre-activation minus its bias, as a cost over the model's columns.
+
+    Read from the weights, not from the unit's z row: that row is widened by the dropped
+    tiny weights, so two units with the same weights would get independent slacks."""
+    cost = np.zeros(num_cols)
+    for s, w in layer.weights.items():
+        cols = outputs[s]
+        keep = cols >= 0  # -1: a constant-zero source
+        np.add.at(cost, cols[keep], w[row, keep])
+    return cost
+
+
 class _Joint:
     """f encoded whole, and g over the same inputs with proven-equal units shared."""
 
@@ -81,20 +128,67 @@ class _Joint:
         b = Builder()
         self.x_cols = b.add_cols(box.lower, box.upper, "x")
         self.f_z, self.f_out, self.f_y = encode(b, f, fb, fs, self.x_cols, len(f.layers) - 1, True)
-        self.g_z, _, self.g_y = encode(b, g, gb, gs, self.x_cols, upto, with_output, shared, prefix="g_")
+        self.g_z, self.g_out, self.g_y = encode(b, g, gb, gs, self.x_cols, upto, with_output, shared, prefix="g_")
         self.formulation = b.build(self.x_cols, self.f_z, self.f_y)
+        self.f, self.g, self.box = f, g, box
+
+    def difference(self, m: int, v: int, k: int, u: int) -> tuple[np.ndarray, float]:
+        """z_g[m][v] - z_f[k][u] as (cost over columns, constant)."""
+        n = self.formulation.num_cols
+        gl, fl = self.g.layers[m], self.f.layers[k]
+        cost = _affine(gl, self.g_out, v, n) - _affine(fl, self.f_out, u, n)
+        return cost, float(gl.bias[v] - fl.bias[u])
+
+    def output_difference(self, i: int) -> tuple[np.ndarray, float]:
+        """f_i - g_i as (cost over columns, constant)."""
+        n = self.formulation.num_cols
+        fl, gl = self.f.layers[-1], self.g.layers[-1]
+        if fl.relu or gl.relu:  # a ReLU on the output: only its own columns express it
+            cost = np.zeros(n)
+            cost[self.f_y[i]] += 1.0
+            cost[self.g_y[i]] -= 1.0
+            return cost, 0.0
+        cost = _affine(fl, self.f_out, i, n) - _affine(gl, self.g_out, i, n)
+        return cost, float(fl.bias[i] - gl.bias[i])
+
+
+def _share_layer(f: Network, g: Network, joint: _Joint, m: int, pairs: list[tuple[int, int, int]],
+                 scale: np.ndarray, time_limit: float) -> dict[int, tuple[int, float]]:
+    """g units of layer ``m`` proven equal to f units: {v: (f's output column, proven |z_g - z_f|)}."""
+    model: HighsModel | None = None
+    found: dict[int, tuple[int, float]] = {}
+    for v, k, u in pairs:
+        if g.layers[m].relu != f.layers[k].relu:
+            continue
+        cost, const = joint.difference(m, v, k, u)
+        if cost.any():  # bound the difference by LP over the joint relaxation
+            model = model or HighsModel(joint.formulation, relax=True)
+            low = model.minimise(cost, None, time_limit)
+            high = model.minimise(-cost, None, time_limit)
+            if low.status is not SolveStatus.OPTIMAL or high.status is not SolveStatus.OPTIMAL:
+                continue
+            eps = max(abs(low.bound + const), abs(-high.bound + const))
+        else:
+            eps = abs(const)
+        col = int(joint.f_out[k + 1][u])
+        if np.isfinite(eps) and eps <= MATCH_TOL * (1.0 + scale[v]) and col >= -1:
+            found[v] = (col, eps)
+    return found
 
 
 def compare_exact(f: Network, g: Network, box: Box, tolerance: float = 1e-4,
-                  time_limit: float = 600.0) -> CheckResult:
+                  time_limit: float = 600.0, progress: Progress | None = None) -> CheckResult:
     """Prove max |f - g| <= tolerance over the box, or find a point where it is not.
 
     Both networks are analysed first (stable units get no binary). Units of g whose
     pre-activation agrees with a unit of f on samples are then *proven* equal, layer by
-    layer, by LP over the joint model; proven-equal units share f's variables, which
-    leaves few binaries for the final MILPs that maximise f_i - g_i and g_i - f_i. The
-    substitutions' tiny proven errors are propagated and added to the final bound.
+    layer (their weights compared over the joint model's columns, by LP where they
+    differ); proven-equal units share f's variables, which leaves few binaries for the
+    final MILPs that maximise f_i - g_i and g_i - f_i. The substitutions' tiny proven
+    errors are propagated and added to the final bound. ``time_limit`` is per solve.
     """
+    say = progress or (lambda _msg: None)
+    say("analysing both networks")
     opts = StabilityOptions(time_limit=min(time_limit, 60.0))
     fb, fs = bounds_and_states(f, box, analyse(f, box, opts))
     gb, gs = bounds_and_states(g, box, analyse(g, box, opts))
@@ -109,52 +203,101 @@ def compare_exact(f: Network, g: Network, box: Box, tolerance: float = 1e-4,
             share = np.full(layer.width, -2)
             pairs = _candidates(zf, zg[m])
             if pairs:
+                say(f"matching layer {m + 1} of g to f")
                 joint = _Joint(f, fb, fs, g, gb, gs, box, shared, m, False)
-                model = HighsModel(joint.formulation, relax=True)
-                for v, k, u in pairs:
-                    cost = np.zeros(joint.formulation.num_cols)
-                    cost[joint.g_z[m][v]] += 1.0
-                    cost[joint.f_z[k][u]] -= 1.0
-                    low = model.minimise(cost, None, time_limit).bound
-                    high = -model.minimise(-cost, None, time_limit).bound
-                    eps = max(abs(low), abs(high))
-                    if np.isfinite(eps) and eps <= MATCH_TOL * (1.0 + float(np.abs(zg[m][:, v]).max())):
-                        share[v] = joint.f_out[k + 1][u] if layer.relu == f.layers[k].relu else -2
-                        if share[v] >= -1:
-                            err[v] = eps + err_z[v]
+                scale = np.abs(zg[m]).max(axis=0)
+                for v, (col, eps) in _share_layer(f, g, joint, m, pairs, scale, time_limit).items():
+                    share[v] = col
+                    err[v] = eps + err_z[v]
             shared[m] = share
         err_out.append(err)
     joint = _Joint(f, fb, fs, g, gb, gs, box, shared, len(g.layers) - 1, True)
     slack = float(err_out[-1].max()) if err_out[-1].size else 0.0
-    result = _maximise_difference(f, g, joint, tolerance, time_limit, target=tolerance - slack)
-    if result.proven_bound is not None:
-        bound = result.proven_bound + slack
-        ok = result.complete and bound <= tolerance
-        return CheckResult(ok, result.max_diff, 0, None, None, bound, exact=True, complete=result.complete)
-    return result
+    return _maximise_difference(joint, tolerance, time_limit, tolerance - slack, slack, say)
 
 
-def _maximise_difference(f: Network, g: Network, joint: _Joint, tolerance: float, time_limit: float,
-                         target: float) -> CheckResult:
+@dataclass(frozen=True)
+class _Side:
+    """One maximisation of sign * (f_i - g_i): its proven bound (inf if none), whether the
+    solve finished with that bound <= target, a confirmed point, and why not proven."""
+
+    bound: float
+    proven: bool
+    point: np.ndarray | None = None  # set only when its diff > tolerance
+    diff: float = 0.0  # the largest |f_i - g_i| seen at the solver's points
+    reason: str = ""
+
+
+def _solve_side(joint: _Joint, model: HighsModel, i: int, sign: float, target: float, tolerance: float,
+                time_limit: float) -> _Side:
+    """Maximise sign * (f_i - g_i): first only asking "can it exceed target?" (the
+    cutoff prunes, the first incumbent above it stops the solve); if that incumbent is
+    not confirmed by the forward passes (a big-M / tolerance artefact), solve to
+    optimality, checking every improving incumbent, for a real point or a final bound."""
+    f, g = joint.f, joint.g
+    cost, const = joint.output_difference(i)
+    cost, const = -sign * cost, -sign * const  # minimise -(sign * (f_i - g_i))
+    best: list = [0.0, None]  # the largest |f_i - g_i| the forward passes showed, and where
+
+    def confirm(x: np.ndarray) -> None:
+        diff = float(abs(f(x[None]) - g(x[None]))[0, i])
+        if diff > best[0]:
+            best[:] = [diff, x.copy()]
+
+    def on_point(v: np.ndarray) -> None:
+        confirm(v[joint.x_cols])
+
+    if not cost.any():  # the difference is a constant: nothing to solve
+        confirm((joint.box.lower + joint.box.upper) / 2)
+        res = SolveResult(SolveStatus.OPTIMAL, 0.0, 0.0, None, 0.0)
+    else:
+        t0 = time.perf_counter()
+        res = model.minimise(cost, threshold=-target - const, time_limit=time_limit, on_point=on_point)
+        if res.point is not None:
+            confirm(res.point)
+        if res.status is SolveStatus.INTERRUPTED and best[0] <= tolerance:
+            left = time_limit - (time.perf_counter() - t0)
+            if left > 0:
+                res = model.minimise(cost, threshold=None, time_limit=left, on_point=on_point)
+                if res.point is not None:
+                    confirm(res.point)
+            else:
+                res = SolveResult(SolveStatus.TIME_LIMIT, res.bound, res.incumbent, res.point, res.seconds)
+    bound = -(res.bound + const) if math.isfinite(res.bound) else math.inf
+    if best[0] > tolerance:
+        return _Side(bound, False, best[1], best[0])
+    if res.status is SolveStatus.OPTIMAL and bound <= target:
+        return _Side(bound, True, diff=best[0])
+    side = f"output {i}, {'f-g' if sign > 0 else 'g-f'}"
+    if res.status is SolveStatus.TIME_LIMIT:
+        why = f"a solve hit the time limit ({side})"
+    elif res.status is SolveStatus.OPTIMAL:
+        model_diff = -(res.incumbent + const) if math.isfinite(res.incumbent) else bound
+        why = (f"the MILP's maximum difference {model_diff:.3g} ({side}) exceeds the tolerance but the "
+               f"networks' forward passes do not confirm it (slack of the MILP model: big-M tolerance, dropped "
+               f"tiny weights)")
+    else:
+        why = f"a solve failed ({side}: {res.status.value})"
+    return _Side(bound, False, diff=best[0], reason=why)
+
+
+def _maximise_difference(joint: _Joint, tolerance: float, time_limit: float, target: float, slack: float,
+                         say: Progress) -> CheckResult:
     """Maximise f_i - g_i and g_i - f_i for every output i, asking the MILP whether the
-    difference can exceed ``target`` (the tolerance less the substitutions' proven error);
-    stop at a real difference > tolerance."""
+    difference can exceed ``target`` (the tolerance less the substitutions' proven error,
+    ``slack``); stop at a confirmed difference > tolerance."""
     model = HighsModel(joint.formulation)
-    worst_bound, worst_seen, complete = 0.0, 0.0, True
-    for i in range(f.output_dim):
+    outputs = joint.f.output_dim
+    worst, seen, reason = 0.0, 0.0, ""
+    for i in range(outputs):
         for sign in (1.0, -1.0):
-            cost = np.zeros(joint.formulation.num_cols)
-            cost[joint.f_y[i]] -= sign  # minimise -(sign * (f_i - g_i))
-            cost[joint.g_y[i]] += sign
-            res = model.minimise(cost, threshold=-target, time_limit=time_limit)
-            if res.point is not None:
-                x = res.point[None]
-                diff = float(abs(f(x) - g(x))[0, i])
-                if diff > tolerance:  # confirmed by the networks' own forward passes
-                    return CheckResult(False, diff, 0, res.point, i, None, exact=True)
-                worst_seen = max(worst_seen, diff)
-            if res.status is SolveStatus.TIME_LIMIT or res.status is SolveStatus.ERROR:
-                complete = False
-            worst_bound = max(worst_bound, -res.bound if math.isfinite(res.bound) else math.inf)
-    ok = complete and worst_bound <= tolerance
-    return CheckResult(ok, worst_seen, 0, None, None, worst_bound, exact=True, complete=complete)
+            say(f"maximising {'f-g' if sign > 0 else 'g-f'} at output {i} (outputs 0-{outputs - 1})")
+            side = _solve_side(joint, model, i, sign, target, tolerance, time_limit)
+            if side.point is not None:
+                return CheckResult(Verdict.REFUTED, side.diff, 0, side.point, i)
+            worst, seen = max(worst, side.bound), max(seen, side.diff)
+            if not side.proven and not reason:
+                reason = side.reason
+    if reason:
+        return CheckResult(Verdict.UNDECIDED, seen, 0, reason=reason)
+    return CheckResult(Verdict.PROVEN, seen, 0, proven_bound=max(worst, 0.0) + slack)

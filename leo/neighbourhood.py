@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from leo.network import Network
+from leo.threads import highs_threads
 from solvers.formulation import Formulation, assignment
 from solvers.highs_backend import HighsModel
 from solvers.result import SolveStatus
@@ -192,7 +193,7 @@ def region_walk(network: Network, formulation: Formulation, layer: int, unit: in
             col_lower=lower, col_upper=upper, integer=np.zeros(n, dtype=bool), names=names,
             x_cols=np.arange(n), z_cols=(),
         )
-        lp = HighsModel(region, relax=True)
+        lp = HighsModel(region, relax=True, threads=highs_threads())
         res = lp.minimise(direction * maps[layer][0][unit], threshold=None, time_limit=left)
         rounds += 1
         if res.status is not SolveStatus.OPTIMAL or res.point is None:

@@ -8,6 +8,12 @@ where ``h_0`` is the input. A plain MLP has one source per layer (the layer
 before); skip connections (from the approximate layer-fusion method) are extra
 sources. Arrays are float64 and read-only: stages build new networks, they never
 mutate one.
+
+``metadata`` (str -> str) travels with a network through every stage that builds a
+new one (reduce, approx, fine-tuning copy it), so facts about where the network came
+from live there: ``input_shape`` (the per-sample shape the model was given, e.g.
+``"1,5,5"``, so written models take the same input) and ``architecture_source``
+(how the architecture was known: read from a graph, or assumed for a bare state_dict).
 """
 
 from __future__ import annotations
@@ -59,6 +65,17 @@ class Layer:
         return tuple(self.weights)
 
 
+INPUT_SHAPE = "input_shape"
+ARCHITECTURE_SOURCE = "architecture_source"
+#: The file a network was read from: outputs are never written over it (leo.io.save).
+SOURCE_PATH = "source_path"
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    """The metadata form of a per-sample input shape."""
+    return ",".join(str(int(d)) for d in shape)
+
+
 @dataclass(frozen=True)
 class Network:
     """Input size plus layers; the last layer is the output."""
@@ -72,6 +89,10 @@ class Network:
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
         if not self.layers:
             raise LeoInputError("the network has no layers")
+        shape = self.input_shape
+        if shape is not None and int(np.prod(shape)) != self.input_dim:
+            raise LeoInputError(f"input shape {shape} holds {int(np.prod(shape))} values, "
+                                f"but the network has {self.input_dim} inputs")
         widths = [self.input_dim] + [layer.width for layer in self.layers]
         for k, layer in enumerate(self.layers, start=1):
             for s, w in layer.weights.items():
@@ -90,6 +111,30 @@ class Network:
         return (Network, (self.input_dim, self.layers, dict(self.metadata)))
 
     # -- shape -------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The per-sample shape of the model's input (no batch dimension), when known."""
+        text = self.metadata.get(INPUT_SHAPE)
+        if not text:
+            return None
+        try:
+            shape = tuple(int(d) for d in text.split(","))
+        except ValueError:
+            raise LeoInputError(f"metadata input_shape {text!r} is not a list of integers") from None
+        if any(d <= 0 for d in shape):
+            raise LeoInputError(f"metadata input_shape {text!r} has a dimension that is not positive")
+        return shape
+
+    def with_metadata(self, **items: str | None) -> Network:
+        """A copy with metadata entries set (or removed, for None)."""
+        meta = dict(self.metadata)
+        for key, value in items.items():
+            if value is None:
+                meta.pop(key, None)
+            else:
+                meta[key] = value
+        return Network(self.input_dim, self.layers, meta)
+
     @property
     def output_dim(self) -> int:
         return self.layers[-1].width

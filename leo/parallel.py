@@ -4,7 +4,8 @@ are independent tasks; chunks keep one persistent model per worker."""
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from leo.network import Network
 from solvers.formulation import Formulation
@@ -16,10 +17,11 @@ def _chunks(tasks: list, parts: int) -> list[list]:
 
 
 def run_chunks(network: Network, formulation: Formulation, layer: int, tasks: list, options,  # noqa: ANN001
-               deadline: float | None = None) -> list:
+               deadline: float | None = None, on_result: Callable | None = None) -> list:
     """``prove`` on every task, wherever the options say. With a ``deadline`` there is one
     chunk per parallel slot: a second chunk queued behind the first on the same worker
-    would find the deadline spent."""
+    would find the deadline spent. ``on_result`` (progress) sees each result as it comes
+    in this process, and each chunk's results as they come from workers."""
     from leo.engine_unit import prove
 
     if not tasks:
@@ -33,12 +35,23 @@ def run_chunks(network: Network, formulation: Formulation, layer: int, tasks: li
             chunks = _chunks(tasks, parts * per_slot)
             net_f, form_f = client.scatter([network, formulation], broadcast=True)
             futures = [client.submit(prove, net_f, form_f, layer, c, options, deadline, pure=False) for c in chunks]
-            results = [r for f in futures for r in f.result()]
+            # in order (distributed's as_completed needs a default client, which this one is not)
+            results = _collect((f.result() for f in futures), on_result)
     elif options.workers > 1 and len(tasks) > 1:
         chunks = _chunks(tasks, options.workers * per_slot)
         with ProcessPoolExecutor(max_workers=options.workers) as pool:
             futures = [pool.submit(prove, network, formulation, layer, c, options, deadline) for c in chunks]
-            results = [r for f in futures for r in f.result()]
+            results = _collect((f.result() for f in as_completed(futures)), on_result)
     else:
-        results = prove(network, formulation, layer, tasks, options, deadline)
+        results = prove(network, formulation, layer, tasks, options, deadline, on_result)
     return sorted(results, key=lambda r: r.unit)
+
+
+def _collect(chunks: Iterable[list], on_result: Callable | None) -> list:
+    """The results of every chunk, passed to ``on_result`` as each chunk completes."""
+    out: list = []
+    for chunk in chunks:
+        out += chunk
+        for r in chunk if on_result is not None else ():
+            on_result(r)
+    return out

@@ -2,18 +2,24 @@
 MILP that proves unit stability.
 
 A property is the *unsafe* set, as in VNN-LIB: a disjunction of conjunctions of
-linear inequalities ``a . y <= c`` on the outputs ``y``. "sat" means a counterexample
-exists: an input in the box whose output lies in the unsafe set. A sat answer always
-comes with a point checked by the network's own forward pass; "unsat" only when
-HiGHS proves every disjunct infeasible; anything else (time-out, a solver point that
-does not check out) is "unknown" (``sat=None``).
+linear inequalities ``a . y <= c`` on the outputs ``y``. The answer (``Answer``) uses
+VNN-COMP's words: SAT means a counterexample exists (an input in the box whose output
+lies in the unsafe set: the property is VIOLATED), and always comes with a point that
+the network's own forward pass confirms; UNSAT (the property HOLDS) only when HiGHS
+proves every disjunct infeasible; TIMEOUT when the time limit ran out, UNKNOWN when a
+solve stopped without a proof or its point failed the forward pass. An interrupted
+solve proves nothing.
 """
 
 from __future__ import annotations
 
+import enum
+import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TextIO
 
 import highspy
 import numpy as np
@@ -22,11 +28,12 @@ import scipy.sparse as sp
 from leo.bounds import LayerBounds
 from leo.domain import Box
 from leo.errors import LeoInputError
+from leo.exitcodes import ExitCode
 from leo.network import Network
 from leo.report import StabilityReport
-from leo.stability import StabilityOptions, analyse, bounds_and_states
+from leo.stability import Progress, StabilityOptions, analyse, bounds_and_states
 from solvers.formulation import Formulation, build_prefix
-from solvers.highs_backend import _to_highs
+from solvers.highs_backend import _to_highs, new_highs
 
 #: A counterexample must put the outputs in the unsafe set up to this much.
 CHECK_TOL = 1e-6
@@ -73,17 +80,43 @@ class OutputProperty:
         return None
 
 
+class Answer(enum.Enum):
+    """The answer to "is there a counterexample?", in VNN-COMP's words (the value)."""
+
+    UNSAT = "unsat"  # no input in the box reaches the unsafe set: the property HOLDS (proven)
+    SAT = "sat"  # a counterexample, confirmed by the network's forward pass: the property is VIOLATED
+    UNKNOWN = "unknown"  # the solver stopped without a proof (numerical trouble, a point that fails the check)
+    TIMEOUT = "timeout"  # the time limit ran out before a proof or a counterexample
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 holds, 1 violated (confirmed counterexample), 3 not decided."""
+        return {Answer.UNSAT: ExitCode.OK, Answer.SAT: ExitCode.REFUTED}.get(self, ExitCode.UNDECIDED)
+
+    @property
+    def meaning(self) -> str:
+        return {Answer.UNSAT: "the property holds (proven)", Answer.SAT: "the property is VIOLATED"}.get(
+            self, "not decided")
+
+
 @dataclass(frozen=True)
 class PropertyResult:
-    """sat: True (counterexample found and checked), False (proven), None (unknown)."""
+    """The answer, and for SAT the counterexample with the output the forward pass gives."""
 
-    sat: bool | None
+    answer: Answer
     counterexample: np.ndarray | None
     seconds: float
-    output: np.ndarray | None = None  # net(counterexample), by the forward pass
+    output: np.ndarray | None = None  # net(counterexample), by the (original) network's forward pass
     disjunct: int | None = None  # which disjunct the counterexample satisfies
-    how: str = ""  # "sampling", "milp", "milp-infeasible", "timeout", "unverified", ...
+    how: str = ""  # "sampling", "gradient search", "milp", "milp-infeasible", "timeout", "unverified", ...
     solves: int = 0
+    reason: str = ""  # for UNKNOWN / TIMEOUT: why nothing was decided, in words
+    hidden_units: tuple[int, int] | None = None  # (before, after) when the network was compressed first
+
+    @property
+    def sat(self) -> bool | None:
+        """True (violated), False (holds, proven), None (not decided)."""
+        return {Answer.SAT: True, Answer.UNSAT: False}.get(self.answer)
 
 
 class _Rows:
@@ -159,9 +192,9 @@ def _disjunct_model(network: Network, base: Formulation, out_bounds: LayerBounds
 
 
 def _solve(f: Formulation, time_limit: float) -> tuple[str, np.ndarray | None]:
-    """Feasibility of ``f``: ("feasible", x), ("infeasible", None) or (why unknown, None)."""
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    """Feasibility of ``f``: ("feasible", x), ("infeasible", None) or (why unknown, None);
+    "timeout" when HiGHS stopped at the time limit."""
+    h = new_highs()
     h.setOptionValue("threads", 1)
     h.setOptionValue("time_limit", float(max(time_limit, 1e-3)))
     h.passModel(_to_highs(f, relax=False))
@@ -181,67 +214,358 @@ def _solve(f: Formulation, time_limit: float) -> tuple[str, np.ndarray | None]:
     return f"solver status {h.modelStatusToString(status)}", None
 
 
-def check_property(network: Network, box: Box, prop: OutputProperty, time_limit: float = 60.0,
-                   *, report: StabilityReport | None = None, samples: int = 1024,
-                   seed: int = 0) -> PropertyResult:
-    """Is there an input in ``box`` whose output lies in ``prop``'s unsafe set?
+#: Progress messages: a callable that takes one line of text (the CLI prints it on stderr).
+Say = Callable[[str], None]
+#: Of the time left, the stability analysis (bounds and unit states for the MILP) gets this share.
+ANALYSIS_SHARE = 0.4
+#: During the analysis, a progress line at least this often (seconds) even if nothing changes.
+PROGRESS_EVERY = 5.0
 
-    Random box points are tried first (a cheap, checked counterexample); then, per
-    disjunct, one MILP feasibility problem over the full network. ``time_limit`` is
-    the budget in seconds for those solves (and the per-solve limit of the stability
-    analysis, which supplies bounds and unit states unless ``report`` is given).
-    """
-    t0 = time.perf_counter()
+
+class _AnalysisProgress:
+    """Turns the analysis's frequent progress events into a line per phase change."""
+
+    def __init__(self, say: Say, label: str) -> None:
+        self.say, self.label = say, label
+        self.key: tuple[int, str] | None = None
+        self.last = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        now = time.perf_counter()
+        if (p.layer, p.phase) == self.key and now - self.last < PROGRESS_EVERY:
+            return
+        self.key, self.last = (p.layer, p.phase), now
+        where = f"layer {p.layer}" if p.layer else "network-wide MILP"
+        self.say(f"{self.label}: {where}, {p.phase}, {p.decided}/{p.total} units decided")
+
+
+def _check_sizes(network: Network, box: Box, prop: OutputProperty) -> None:
     if box.dim != network.input_dim:
         raise LeoInputError(f"the input box has {box.dim} inputs but the network takes {network.input_dim}")
     if prop.output_dim != network.output_dim:
         raise LeoInputError(f"the property speaks of {prop.output_dim} outputs but the network has "
                             f"{network.output_dim}; check that the property file fits this network")
 
-    def done(sat: bool | None, how: str, x: np.ndarray | None = None, i: int | None = None,
-             solves: int = 0) -> PropertyResult:
-        y = network(x[None, :])[0] if x is not None else None
-        return PropertyResult(sat, x, time.perf_counter() - t0, y, i, how, solves)
+
+def _analyse(network: Network, box: Box, deadline: float, seed: int, say: Say, label: str) -> StabilityReport:
+    """Stability analysis within ANALYSIS_SHARE of the time left (units it cannot decide
+    in time stay unstable, which costs the MILP binaries, never soundness)."""
+    budget = max(ANALYSIS_SHARE * (deadline - time.perf_counter()), 1e-3)
+    say(f"{label} (up to {budget:.1f} s)")
+    options = StabilityOptions(time_limit=budget, seed=seed, time_budget=budget)
+    return analyse(network, box, options, progress=_AnalysisProgress(say, label))
+
+
+#: A projected-gradient search for a counterexample gets this share of the time limit.
+ATTACK_SHARE = 0.1
+ATTACK_STARTS, ATTACK_STEPS = 16, 100
+
+
+def _attack(network: Network, box: Box, prop: OutputProperty, seconds: float, seed: int) -> np.ndarray:
+    """Candidate counterexamples from projected signed-gradient descent (PGD) on each
+    disjunct's excess (max over its rows of a . y - c), from random box points; one
+    candidate per disjunct tried. Only candidates: the caller confirms them by the forward pass."""
+    import torch
+
+    from leo.threads import using_threads
+
+    deadline = time.perf_counter() + seconds
+    rng = np.random.default_rng(seed + 1)
+    lo, hi = torch.tensor(box.lower), torch.tensor(box.upper)
+    params = [({s: torch.tensor(w) for s, w in ly.weights.items()}, torch.tensor(ly.bias), ly.relu)
+              for ly in network.layers]
+    found: list[np.ndarray] = []
+    with using_threads(1):
+        for i in range(len(prop.disjuncts)):
+            a, c = (torch.tensor(t) for t in prop.rows(i))
+            if not len(c):
+                continue
+            x = torch.tensor(box.sample(ATTACK_STARTS, rng))
+            best, best_val = x.clone(), torch.full((ATTACK_STARTS,), np.inf, dtype=torch.float64)
+            for step in range(ATTACK_STEPS):
+                if time.perf_counter() >= deadline:
+                    return np.array(found).reshape(-1, box.dim)
+                x = x.detach().requires_grad_(True)
+                outs = [x]
+                for weights, bias, relu in params:
+                    z = bias + sum(outs[s] @ w.T for s, w in weights.items())
+                    outs.append(torch.relu(z) if relu else z)
+                excess = (outs[-1] @ a.T - c).max(dim=1).values
+                with torch.no_grad():
+                    better = excess < best_val
+                    best[better], best_val[better] = x[better], excess[better]
+                    if bool((best_val < 0).any()):
+                        break
+                (grad,) = torch.autograd.grad(excess.sum(), x)
+                with torch.no_grad():
+                    rate = 0.1 * 0.5 ** (4 * step // ATTACK_STEPS)  # 0.1 of the box, halved each quarter
+                    x = torch.minimum(torch.maximum(x - rate * (hi - lo) * grad.sign(), lo), hi)
+            found.append(best[int(best_val.argmin())].numpy())
+    return np.array(found).reshape(-1, box.dim)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One disjunct: "infeasible" (proven), "sat" (a confirmed point), or why it is open."""
+
+    how: str  # "infeasible", "sat", "timeout", "unverified" or "solver status ..."
+    x: np.ndarray | None = None
+    disjunct: int | None = None
+    reason: str = ""
+    solves: int = 0
+
+
+def _solve_disjunct(network: Network, box: Box, base: Formulation, out_bounds: LayerBounds,
+                    prop: OutputProperty, i: int, seconds: float,
+                    confirmed: Callable[[np.ndarray], int | None]) -> _Outcome:
+    """Is disjunct ``i`` reachable? A solver point counts only when ``confirmed`` (the forward
+    pass) agrees; one that fails is retried once on the disjunct tightened by RETRY_MARGIN."""
+    deadline = time.perf_counter() + seconds
+    a, c = prop.rows(i)
+    n = len(prop.disjuncts)
+    solves = 0
+    for margin in (0.0, RETRY_MARGIN):
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return _Outcome("timeout", reason=f"disjunct {i + 1} of {n}: the time limit ran out", solves=solves)
+        tight = c - margin * np.maximum(1.0, np.abs(c))
+        outcome, x = _solve(_disjunct_model(network, base, out_bounds, a, tight), left)
+        solves += 1
+        if outcome == "infeasible":
+            if margin:  # only the tightened problem is infeasible: no proof either way
+                return _Outcome("unverified", reason=f"disjunct {i + 1} of {n}: the solver's point fails the "
+                                "network's forward pass and the tightened problem is infeasible (numerical trouble)",
+                                solves=solves)
+            return _Outcome("infeasible", solves=solves)
+        if x is None:
+            why = "the time limit ran out" if outcome == "timeout" else f"HiGHS stopped with {outcome}"
+            return _Outcome(outcome, reason=f"disjunct {i + 1} of {n}: {why} without a proof", solves=solves)
+        x = np.clip(x, box.lower, box.upper)
+        hit = confirmed(x)
+        if hit is not None:
+            return _Outcome("sat", x, hit, solves=solves)
+    return _Outcome("unverified", reason=f"disjunct {i + 1} of {n}: the solver's points are not counterexamples "
+                    "by the network's forward pass (numerical trouble)", solves=solves)
+
+
+def check_property(network: Network, box: Box, prop: OutputProperty, time_limit: float = 60.0,
+                   *, report: StabilityReport | None = None, samples: int = 1024, seed: int = 0,
+                   original: Network | None = None, compress_first: bool = False,
+                   progress: Say | None = None) -> PropertyResult:
+    """Is there an input in ``box`` whose output lies in ``prop``'s unsafe set?
+
+    Random box points and a gradient search are tried first (cheap counterexamples;
+    ``samples=0`` skips both, so that the MILP decides); then, per disjunct, one MILP
+    feasibility problem over the full network. ``time_limit`` is the
+    budget in seconds for all of it: the stability analysis that supplies bounds and unit
+    states (unless ``report`` is given) gets ANALYSIS_SHARE of it, the MILPs the rest; when
+    it runs out the answer is TIMEOUT. With ``compress_first`` the MILPs run on the network
+    made smaller losslessly by that analysis. A point is a counterexample only when the
+    forward pass of ``original`` (default: ``network``) puts it in the unsafe set; a solver
+    point that fails this is never SAT (the answer becomes UNKNOWN with the reason).
+    """
+    t0 = time.perf_counter()
+    deadline = t0 + time_limit
+    say: Say = progress or (lambda _line: None)
+    _check_sizes(network, box, prop)
+    judge = original if original is not None else network
+    if original is not None:
+        _check_sizes(original, box, prop)
+
+    def done(answer: Answer, how: str, x: np.ndarray | None = None, i: int | None = None,
+             solves: int = 0, reason: str = "", sizes: tuple[int, int] | None = None) -> PropertyResult:
+        y = judge(x[None, :])[0] if x is not None else None
+        return PropertyResult(answer, x, time.perf_counter() - t0, y, i, how, solves, reason, sizes)
+
+    def confirmed(x: np.ndarray) -> int | None:
+        """The disjunct that ``judge``'s forward pass puts ``x`` in, if it is in the box."""
+        if not box.contains(x, tol=0.0)[0]:
+            return None
+        hit = prop.violating(judge(x[None, :]), CHECK_TOL)
+        return None if hit is None else hit[1]
 
     if samples > 0:
+        say(f"sampling {samples + 3} box points")
         rng = np.random.default_rng(seed)
         pts = np.vstack([box.sample(samples, rng), (box.lower + box.upper)[None, :] / 2, box.lower, box.upper])
-        hit = prop.violating(network(pts))
+        hit = prop.violating(judge(pts), 0.0)
         if hit is not None:
-            return done(True, "sampling", pts[hit[0]].copy(), hit[1])
+            return done(Answer.SAT, "sampling", pts[hit[0]].copy(), hit[1])
     if not prop.disjuncts:
-        return done(False, "empty property")
+        return done(Answer.UNSAT, "empty property")
+    if samples > 0:
+        say("gradient search for a counterexample")
+        for x in _attack(judge, box, prop, ATTACK_SHARE * time_limit, seed):
+            hit = confirmed(x)
+            if hit is not None:
+                return done(Answer.SAT, "gradient search", x, hit)
+    sizes = None
+    if compress_first:
+        from leo.reduce import reduce
+
+        full = report or _analyse(network, box, deadline, seed, say, "stability analysis to compress")
+        small = reduce(network, full).network
+        sizes = (sum(network.hidden), sum(small.hidden))
+        say(f"compressed: hidden units {sizes[0]} -> {sizes[1]}")
+        network, report = small, None
     if report is None:
-        report = analyse(network, box, StabilityOptions(time_limit=time_limit, seed=seed))
-    deadline = time.perf_counter() + time_limit
+        report = _analyse(network, box, deadline, seed, say, "stability analysis")
     bounds, states = bounds_and_states(network, box, report)
     base = build_prefix(network, box, bounds, states, upto=len(network.layers) - 1)
-    unknown: list[str] = []
+    n = len(prop.disjuncts)
+    undecided: dict[int, _Outcome] = {}
     solves = 0
-    for i in range(len(prop.disjuncts)):
-        a, c = prop.rows(i)
-        for margin in (0.0, RETRY_MARGIN):
+    pending = list(range(n))
+    for again in (False, True):  # disjuncts that time out get a second go with the time the others left
+        timed_out: list[int] = []
+        for k, i in enumerate(pending):
             left = deadline - time.perf_counter()
             if left <= 0:
-                unknown.append("timeout")
-                break
-            tight = c - margin * np.maximum(1.0, np.abs(c))
-            outcome, x = _solve(_disjunct_model(network, base, bounds[-1], a, tight), left)
-            solves += 1
-            if outcome == "infeasible":
-                if margin:  # only the tightened problem is infeasible: no proof either way
-                    unknown.append("unverified")
-                break
-            if x is None:
-                unknown.append(outcome)
-                break
-            x = np.clip(x, box.lower, box.upper)
-            if prop.excess(network(x[None, :]), i)[0] <= CHECK_TOL:
-                return done(True, "milp", x, i, solves)
-            if margin:
-                unknown.append("unverified")  # the solver's point fails the forward pass
-    if unknown:
-        how = "timeout" if "timeout" in unknown else unknown[0]
-        return done(None, how, solves=solves)
-    return done(False, "milp-infeasible", solves=solves)
+                out = _Outcome("timeout", reason=f"the time limit of {time_limit:g} s ran out before "
+                                                 f"disjunct {i + 1} of {n} was decided")
+            else:
+                share = left / (len(pending) - k)  # the disjuncts still to solve share what is left
+                say(f"MILP for disjunct {i + 1} of {n}{' (again)' if again else ''}, up to {share:.1f} s")
+                out = _solve_disjunct(network, box, base, bounds[-1], prop, i, share, confirmed)
+            solves += out.solves
+            if out.how == "sat":
+                return done(Answer.SAT, "milp", out.x, out.disjunct, solves, sizes=sizes)
+            if out.how == "infeasible":
+                undecided.pop(i, None)
+                continue
+            undecided[i] = out
+            if out.how == "timeout":
+                timed_out.append(i)
+        pending = timed_out
+        if not pending or deadline - time.perf_counter() <= 0:
+            break
+    if undecided:
+        left_open = sorted(undecided.items())
+        timed = [o for _, o in left_open if o.how == "timeout"]
+        first = (timed or [o for _, o in left_open])[0]
+        return done(Answer.TIMEOUT if timed else Answer.UNKNOWN, first.how, solves=solves, reason=first.reason,
+                    sizes=sizes)
+    return done(Answer.UNSAT, "milp-infeasible", solves=solves, sizes=sizes)
 
+
+# -- reporting: progress lines, the answer in words, the VNN-COMP results file -----------
+
+#: While one phase lasts (a long MILP), its progress line is repeated this often (seconds).
+HEARTBEAT = 15.0
+#: Counterexamples with more inputs than this are summarised on stdout, not listed.
+LIST_AT_MOST = 16
+
+
+class ProgressLines:
+    """Progress on a stream (stderr): ``leo: [  12.3 s] phase``, and the phase again every
+    ``heartbeat`` seconds while it lasts, so a minutes-long solve is visibly alive."""
+
+    def __init__(self, quiet: bool = False, stream: TextIO | None = None, heartbeat: float = HEARTBEAT) -> None:
+        self.quiet, self.stream, self.heartbeat = quiet, stream or sys.stderr, heartbeat
+        self.t0 = time.perf_counter()
+        self.phase = "starting"
+        self.printed = self.t0  # when the last line was printed
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> ProgressLines:
+        if not self.quiet:
+            self._thread = threading.Thread(target=self._beat, name="leo-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __call__(self, line: str) -> None:
+        self.phase = line
+        self._print(line)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(1.0, self.heartbeat)):
+            if time.perf_counter() - self.printed >= self.heartbeat:
+                self._print(f"{self.phase} (still running)")
+
+    def _print(self, line: str) -> None:
+        if self.quiet:
+            return
+        with self._lock:
+            self.printed = time.perf_counter()
+            print(f"leo: [{self.printed - self.t0:7.1f} s] {line}", file=self.stream, flush=True)
+
+
+def number(v: float) -> str:
+    """The shortest text that reads back as exactly ``v`` (Python's repr), never ``-0.0``."""
+    return repr(float(v) + 0.0)
+
+
+def results_text(result: PropertyResult) -> str:
+    """The VNN-COMP results file: the answer on line 1; for sat the witness
+    ``(``, ``(X_i v)`` for every input, ``(Y_j v)`` for every output, ``)``."""
+    lines = [result.answer.value]
+    if result.answer is Answer.SAT:
+        assert result.counterexample is not None and result.output is not None
+        lines.append("(")
+        lines += [f"(X_{i} {number(v)})" for i, v in enumerate(result.counterexample)]
+        lines += [f"(Y_{j} {number(v)})" for j, v in enumerate(result.output)]
+        lines.append(")")
+    return "\n".join(lines) + "\n"
+
+
+def _values(name: str, v: np.ndarray) -> str:
+    return ", ".join(f"{name}_{i} = {number(x)}" for i, x in enumerate(v))
+
+
+def _summary(x: np.ndarray, box: Box) -> str:
+    at_lo = int(np.count_nonzero(x == box.lower))
+    at_hi = int(np.count_nonzero(x == box.upper))
+    centre = (box.lower + box.upper) / 2
+    return (f"{x.size} inputs in [{number(x.min())}, {number(x.max())}]; {at_lo} at their lower bound, "
+            f"{at_hi} at their upper bound; largest move from the box centre {number(np.abs(x - centre).max())}")
+
+
+def describe(result: PropertyResult, prop: OutputProperty, box: Box, saved: Sequence[str] = ()) -> list[str]:
+    """The answer in words for stdout; the first word is the answer (sat, unsat, unknown, timeout)."""
+    took = f"[{result.how}, {result.solves} MILP solves, {result.seconds:.2f} s]"
+    head = f"{result.answer.value}: {result.answer.meaning}"
+    lines: list[str] = []
+    if result.hidden_units is not None:
+        lines.append(f"compressed first: hidden units {result.hidden_units[0]} -> {result.hidden_units[1]}")
+    if result.answer is Answer.UNSAT:
+        return lines + [f"{head}: no input in the box gives outputs in the unsafe set {took}"]
+    if result.answer is not Answer.SAT:
+        return lines + [f"{head} ({result.reason or result.how}) {took}"]
+    x, y, i = result.counterexample, result.output, result.disjunct
+    assert x is not None and y is not None and i is not None
+    lines.append(f"{head}: a counterexample, confirmed by the network's forward pass {took}")
+    if x.size <= LIST_AT_MOST:
+        lines.append(f"  input:  {_values('X', x)}")
+    else:
+        where = f"; the full point is in {' and '.join(saved)}" if saved else \
+            "; use --results FILE or --counterexample FILE.npy for the full point"
+        lines.append(f"  input:  {_summary(x, box)}{where}")
+    lines.append(f"  output: {_values('Y', y)}")
+    depth = -float(prop.excess(y, i)[0])
+    lines.append(f"  the output is in disjunct {i + 1} of {len(prop.disjuncts)} of the unsafe set "
+                 f"(inside by {depth:.3g})")
+    return lines
+
+
+def save_outputs(result: PropertyResult, results: str | None, counterexample: str | None) -> list[str]:
+    """Write the results file (always) and the counterexample .npy (when sat), atomically;
+    the paths written."""
+    from leo.io.files import atomic_write
+
+    written: list[str] = []
+    if results:
+        with atomic_write(results) as tmp:
+            tmp.write_text(results_text(result))
+        written.append(results)
+    if counterexample and result.counterexample is not None:
+        with atomic_write(counterexample) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, result.counterexample)
+        written.append(counterexample)
+    return written

@@ -31,6 +31,20 @@ class _Layer:
 
 
 @dataclass(frozen=True)
+class Fold:
+    """One fold, recorded so that a certificate can be re-checked: in original layer
+    ``layer``, the weight rows of ``units`` equal ``alpha.T`` times the rows of ``basis``
+    (original unit indices) up to ``residual`` (max |B^T alpha - D^T|), over the layer's
+    weights at the time of the fold (after inactive units left and earlier layers merged)."""
+
+    layer: int
+    units: tuple[int, ...]
+    basis: tuple[int, ...]
+    alpha: tuple[tuple[float, ...], ...]  # (|basis|, |units|)
+    residual: float
+
+
+@dataclass(frozen=True)
 class Reduction:
     """The reduced network and what happened to every unit."""
 
@@ -40,6 +54,7 @@ class Reduction:
     merged_layers: tuple[int, ...]  # original 1-based layer indices multiplied into the next
     max_fold_residual: float = 0.0
     kept: tuple[tuple[int, ...], ...] = field(default=())
+    folds: tuple[Fold, ...] = field(default=())
 
 
 def _readers(layers: list[_Layer], source: int) -> list[_Layer]:
@@ -57,19 +72,19 @@ def _delete_units(layers: list[_Layer], k: int, drop: np.ndarray) -> None:
         reader.weights[k + 1] = reader.weights[k + 1][:, keep]
 
 
-def _fold_dependent(layers: list[_Layer], k: int) -> tuple[list[int], float]:
+def _fold_dependent(layers: list[_Layer], k: int, layer_id: int) -> Fold | None:
     """Fold active units whose weight rows are combinations of other active rows."""
     ly = layers[k]
     active = np.array([i for i, s in enumerate(ly.status) if s == ACTIVE], dtype=int)
     if active.size < 2:
-        return [], 0.0
+        return None
     rows = np.hstack([ly.weights[s][active] for s in sorted(ly.weights)])  # (|A|, n_in)
     scale = max(float(np.abs(rows).max()), 1e-300)
     _, r, piv = scipy.linalg.qr(rows.T, mode="economic", pivoting=True)
     diag = np.abs(np.diag(r))
     rank = int((diag > RANK_TOL * scale * max(rows.shape)).sum())
     if rank == active.size:
-        return [], 0.0
+        return None
     basis = np.sort(active[piv[:rank]])
     dependent = np.setdiff1d(active, basis)
     b_rows = np.hstack([ly.weights[s][basis] for s in sorted(ly.weights)])
@@ -77,7 +92,7 @@ def _fold_dependent(layers: list[_Layer], k: int) -> tuple[list[int], float]:
     alpha, *_ = np.linalg.lstsq(b_rows.T, d_rows.T, rcond=None)  # (|S|, |D|)
     residual = float(np.abs(b_rows.T @ alpha - d_rows.T).max())
     if residual > RANK_TOL * scale * max(rows.shape) * 10:
-        return [], 0.0  # not an exact combination after all: keep the units
+        return None  # not an exact combination after all: keep the units
     offset = ly.bias[dependent] - alpha.T @ ly.bias[basis]  # (|D|,)
     for reader in _readers(layers, k + 1):
         w = reader.weights[k + 1].copy()
@@ -85,9 +100,10 @@ def _fold_dependent(layers: list[_Layer], k: int) -> tuple[list[int], float]:
         w[:, basis] += wd @ alpha.T
         reader.bias = reader.bias + wd @ offset
         reader.weights[k + 1] = w
-    folded = [ly.origin[i] for i in dependent]
+    fold = Fold(layer_id, tuple(ly.origin[i] for i in dependent), tuple(ly.origin[i] for i in basis),
+                tuple(tuple(float(a) for a in row) for row in alpha), residual)
     _delete_units(layers, k, dependent)
-    return folded, residual
+    return fold
 
 
 def _merge_linear(layers: list[_Layer], k: int) -> None:
@@ -119,6 +135,7 @@ def reduce(network: Network, report: StabilityReport) -> Reduction:
     removed = {i: [] for i in ids}
     folded = {i: [] for i in ids}
     merged: list[int] = []
+    folds: list[Fold] = []
     worst = 0.0
     k = 0
     while k < len(layers) - 1:
@@ -127,9 +144,11 @@ def reduce(network: Network, report: StabilityReport) -> Reduction:
             inactive = np.array([i for i, s in enumerate(ly.status) if s == INACTIVE], dtype=int)
             removed[ids[k]] += [ly.origin[i] for i in inactive]
             _delete_units(layers, k, inactive)
-            f, res = _fold_dependent(layers, k)
-            folded[ids[k]] += f
-            worst = max(worst, res)
+            fold = _fold_dependent(layers, k, ids[k])
+            if fold is not None:
+                folds.append(fold)
+                folded[ids[k]] += fold.units
+                worst = max(worst, fold.residual)
         if all(s == ACTIVE for s in ly.status) or not ly.relu:
             merged.append(ids[k])
             _merge_linear(layers, k)
@@ -154,4 +173,5 @@ def reduce(network: Network, report: StabilityReport) -> Reduction:
         merged_layers=tuple(merged),
         max_fold_residual=worst,
         kept=tuple(tuple(ly.origin) for ly in layers),
+        folds=tuple(folds),
     )

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
-import highspy
 import numpy as np
 
 from leo.bounds import ROUNDING_SLACK, LayerBounds, interval_layer, symbolic_layer
@@ -26,8 +25,10 @@ from leo.domain import Box
 from leo.errors import LeoInputError
 from leo.network import Network
 from leo.report import ACTIVE, INACTIVE, UNSTABLE, LayerReport, StabilityReport, UnitProof
+from leo.threads import DEFAULT_THREADS, highs_threads, using_threads
 from leo.witnesses import Witnesses, local_search, seed_points
 from solvers.formulation import Formulation, UnitState, build_prefix
+from solvers.highs_backend import highs_version
 
 ENGINES = ("unit", "network")
 
@@ -52,23 +53,37 @@ class StabilityOptions:
     neighbourhood: bool = True  # neighbourhood search for a crossing before each MILP (--no-search)
     lp_bounds: bool = False  # LP-relaxation bounds for earlier layers before a layer's MILPs (--lp-bounds)
     time_budget: float | None = None  # seconds for the whole analysis; None: no limit but time_limit per solve
+    threads: int = DEFAULT_THREADS  # torch and HiGHS threads during the analysis (leo.threads); 0: one per core
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise LeoInputError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise LeoInputError(f"the time budget must be positive, got {self.time_budget}")
+        if self.threads < 0:
+            raise LeoInputError(f"threads must be 0 (one per core) or positive, got {self.threads}")
+
+
+#: What a progress event can say the analysis is doing, cheapest first.
+BOUNDS, WITNESSES, LOCAL_SEARCH, LP, MILP, DONE = "bounds", "witnesses", "local search", "LP", "MILP", "done"
+PHASES = (BOUNDS, WITNESSES, LOCAL_SEARCH, LP, MILP, DONE)
 
 
 @dataclass(frozen=True)
 class Progress:
-    """``layer`` 0 stands for the network-wide MILP."""
+    """Where the analysis is: ``layer`` 0 stands for the network-wide MILP; ``decided``
+    of ``total`` units are decided (``how``: by which method); ``phase`` (one of
+    ``PHASES``) is what runs now, so a display does not stand still during a long
+    witness or local-search step; ``eta`` is the estimated seconds until the layer is
+    done, where one exists (the MILP phase: its pace so far, capped by the deadline)."""
 
     layer: int
     decided: int
     total: int
     how: dict[str, int]
     seconds: float
+    phase: str = DONE
+    eta: float | None = None
 
 
 ProgressFn = Callable[[Progress], None]
@@ -82,6 +97,7 @@ class LayerWork:
         self.bounds = bounds
         self.started = time.perf_counter()
         self.solves = 0
+        self.phase = BOUNDS
         self.proofs: list[UnitProof | None] = [None] * bounds.lower.size
         self._decide_by_bounds()
 
@@ -113,14 +129,20 @@ class LayerWork:
             if zmax[j] > 0 and zmin[j] < 0:
                 self.proofs[j] = UnitProof(UNSTABLE, method, witness=(int(amax[j]), int(amin[j])))
 
-    def progress(self, fn: ProgressFn | None) -> None:
+    def progress(self, fn: ProgressFn | None, phase: str | None = None, eta: float | None = None,
+                 extra: dict[str, int] | None = None) -> None:
+        """Tell ``fn`` where the layer is; ``phase`` (if given) is the step starting now;
+        ``extra`` counts verdicts found but not yet recorded (a running MILP phase)."""
+        if phase is not None:
+            self.phase = phase
         if fn is None:
             return
-        how: dict[str, int] = {}
+        how: dict[str, int] = dict(extra or {})
         for p in self.proofs:
             if p is not None:
                 how[p.method] = how.get(p.method, 0) + 1
-        fn(Progress(self.k + 1, sum(how.values()), self.width, how, time.perf_counter() - self.started))
+        fn(Progress(self.k + 1, min(sum(how.values()), self.width), self.width, how,
+                    time.perf_counter() - self.started, self.phase, eta))
 
     def finish(self) -> LayerReport:
         """The layer's report; MILP-proven signs tighten the bounds used downstream."""
@@ -155,9 +177,16 @@ class Analysis:
         self.bounds: list[LayerBounds] = []
         self.states: list[list[UnitState]] = []
 
-    def seconds_left(self) -> float:
-        """What is left of the time budget (infinite without one)."""
-        return math.inf if self.deadline is None else max(self.deadline - time.time(), 0.0)
+    def seconds_left(self, deadline: float | None = None) -> float:
+        """What is left until ``deadline`` (default: the budget's; infinite without one)."""
+        deadline = self.deadline if deadline is None else deadline
+        return math.inf if deadline is None else max(deadline - time.time(), 0.0)
+
+    def expired(self, deadline: float | None = None) -> bool:
+        """Whether ``deadline`` (default: the budget's) has passed: a step that finds it
+        passed does not start, and what it would have decided stays open."""
+        deadline = self.deadline if deadline is None else deadline
+        return deadline is not None and time.time() >= deadline
 
     def layer_deadline(self, k: int) -> float | None:
         """When the solves of layer ``k`` must end: an equal share of the budget left for
@@ -176,26 +205,34 @@ class Analysis:
         return b
 
     def cheap_pass(self, k: int) -> LayerWork:
-        """Bounds, then witnesses, then a local search for the units still open."""
+        """Bounds, then witnesses, then a local search for the units still open (within
+        the layer's share of the budget)."""
+        deadline = self.layer_deadline(k)
+        if self.progress is not None:
+            self.progress(Progress(k + 1, 0, self.network.layers[k].width, {}, 0.0, BOUNDS))
         work = LayerWork(k, self.layer_bounds(k))
-        work.progress(self.progress)
+        work.progress(self.progress, WITNESSES)
         work.mark_witnessed(self.witnesses)
-        self.search(work)
-        work.progress(self.progress)
+        self.search(work, deadline=deadline)
+        work.progress(self.progress, None if work.open_units().size else DONE)
         return work
 
-    def search(self, work: LayerWork, method: str = "witness") -> None:
+    def search(self, work: LayerWork, method: str = "witness", deadline: float | None = None,
+               phase: str | None = LOCAL_SEARCH) -> None:
         """Local search for the open units of a layer, from the witness nearest to the
-        sign not seen yet; marks the units it shows unstable."""
+        sign not seen yet, until ``deadline`` (default: the budget's); marks the units
+        it shows unstable. ``phase``: what progress says runs (None: the phase goes on)."""
         open_units = work.open_units()
-        if not (self.options.local_search and open_units.size):
+        deadline = self.deadline if deadline is None else deadline
+        if not (self.options.local_search and open_units.size) or self.expired(deadline):
             return
+        work.progress(self.progress, phase)
         zmax, amax, zmin, amin = self.witnesses.signs(work.k)
         seen_pos = zmax[open_units] > 0
         direction = np.where(seen_pos, -1.0, 1.0)
         starts = self.witnesses.points[np.where(seen_pos, amin[open_units], amax[open_units])]
         self.witnesses.add(local_search(self.network, self.box, work.k, open_units, starts, direction,
-                                        seed=self.options.seed))
+                                        seed=self.options.seed, deadline=deadline))
         work.mark_witnessed(self.witnesses, method)
 
     def directions(self, k: int, units: np.ndarray) -> np.ndarray:
@@ -203,8 +240,9 @@ class Analysis:
         zmax = self.witnesses.signs(k)[0]
         return np.where(zmax[units] > 0, 1, -1)
 
-    def tighten_with_lp(self, upto: int) -> int:
-        """LP-relaxation bounds for the unstable units of the ReLU layers before ``upto``.
+    def tighten_with_lp(self, upto: int, deadline: float | None = None) -> int:
+        """LP-relaxation bounds for the unstable units of the ReLU layers before ``upto``,
+        until ``deadline`` (default: the budget's; an LP cut short gives no bound).
 
         Tighter bounds give smaller big-M values, hence stronger relaxations for the
         MILPs that follow. Worth it only when a MILP is coming, so engines call it
@@ -221,12 +259,14 @@ class Analysis:
             units = [j for j, st in enumerate(self.states[k]) if st is UnitState.UNSTABLE]
             if not units:
                 continue
+            if self.expired(deadline):
+                break
             f = build_prefix(self.network, self.box, self.bounds[: k + 1], self.states[:k], k)
-            model = HighsModel(f, relax=True)
+            model = HighsModel(f, relax=True, threads=highs_threads())
             lo, hi = lb.lower.copy(), lb.upper.copy()
             for j in units:
                 for sign in (1.0, -1.0):
-                    left = min(self.options.time_limit, self.seconds_left())
+                    left = min(self.options.time_limit, self.seconds_left(deadline))
                     if left <= 0:
                         break
                     res = model.minimise(f.objective(k, j, sign), threshold=None, time_limit=left)
@@ -259,8 +299,9 @@ def analyse(network: Network, box: Box, options: StabilityOptions = StabilityOpt
 
     engines = {"unit": run_per_unit, "network": run_network}
     t0 = time.perf_counter()
-    state = Analysis(network, box, options, data, progress)
-    reports = engines[options.engine](state)
+    with using_threads(options.threads):
+        state = Analysis(network, box, options, data, progress)
+        reports = engines[options.engine](state)
     report = StabilityReport(box, tuple(reports), state.witnesses.points, _settings(options),
                              time.perf_counter() - t0)
     return _compact(report)
@@ -268,7 +309,7 @@ def analyse(network: Network, box: Box, options: StabilityOptions = StabilityOpt
 
 def _settings(options: StabilityOptions) -> dict[str, object]:
     out: dict[str, object] = asdict(options)
-    out["solver"] = f"HiGHS {highspy.Highs().version()}"
+    out["solver"] = f"HiGHS {highs_version()}"
     out["rounding_slack"] = ROUNDING_SLACK
     if options.cuts:
         from solvers.cuts import ROUNDING

@@ -256,13 +256,15 @@ def _parse_hidden(ctx: click.Context, param: click.Parameter, value: str) -> tup
               help="SGD steps (paper: 120 epochs of 60k images = 56,250)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="where to save the state_dict (.pt)")
+              help="where to save the model (.pt, TorchScript: loads with torch.jit.load)")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 def train_command(hidden: tuple[int, ...], l1: float, rs: float, rs_eps: float, steps: int,
-                  seed: int, output: Path) -> None:
-    """Train an MNIST MLP with the LEO paper's recipe and save its state_dict."""
+                  seed: int, output: Path, force: bool) -> None:
+    """Train an MNIST MLP with the LEO paper's recipe and save it as TorchScript."""
     from leo.data import load_mnist  # noqa: PLC0415 - only this command reads MNIST
-    from leo.io.files import atomic_write  # noqa: PLC0415
+    from leo.io.files import atomic_write, plan_outputs  # noqa: PLC0415
 
+    plan_outputs([output], (), force)
     try:
         options = TrainOptions(hidden=hidden, l1=l1, rs=rs, steps=steps, seed=seed, rs_eps=rs_eps)
     except LeoInputError as exc:
@@ -281,8 +283,8 @@ def train_command(hidden: tuple[int, ...], l1: float, rs: float, rs_eps: float, 
     start = time.perf_counter()
     model = train_mlp(data.x_train, data.y_train, options, progress=report)
     seconds = time.perf_counter() - start
-    with atomic_write(output) as tmp:
-        torch.save(model.state_dict(), tmp)
+    with atomic_write(output) as tmp:  # TorchScript records the architecture, a state_dict would not
+        torch.jit.save(torch.jit.script(model), str(tmp))
     click.echo(f"train accuracy {accuracy(model, data.x_train, data.y_train):.4f}, "
                f"test accuracy {accuracy(model, data.x_test, data.y_test):.4f}, "
                f"sum|W| {float(l1_norm(model).detach()):.2f}, {seconds:.0f}s")

@@ -53,9 +53,12 @@ def exact_ranges(net: Network, lower: np.ndarray, upper: np.ndarray, layer: int)
         b_ub = np.array(rhs) if rows else None
         for j in range(ly.width):
             for sign in (1.0, -1.0):
-                res = linprog(sign * za[j], A_ub=a_ub, b_ub=b_ub, bounds=list(zip(lower, upper)), method="highs")
+                # costs are normalised: HiGHS treats cost entries below its dual tolerance (1e-7) as 0
+                scale = float(np.abs(za[j]).max()) or 1.0
+                res = linprog(sign * za[j] / scale, A_ub=a_ub, b_ub=b_ub, bounds=list(zip(lower, upper)),
+                              method="highs")
                 if res.status == 0:
-                    val = sign * res.fun + zc[j]
+                    val = float(za[j] @ res.x) + zc[j]  # the value at the optimum
                     lo[j] = min(lo[j], val) if sign > 0 else lo[j]
                     hi[j] = max(hi[j], val) if sign < 0 else hi[j]
     return lo, hi

@@ -15,6 +15,7 @@ from torch import nn
 
 from leo.cli import main
 from leo.io.load import load_network
+from leo.io.save import certificate_path
 
 
 def _model(seed: int = 0, sizes=(4, 12, 10, 3), shift: float = -0.3) -> nn.Sequential:
@@ -65,21 +66,21 @@ def test_compress_writes_torchscript_and_certificate(capsys, ckpt, tmp_path):
     x = torch.rand(2000, 4)
     original = _model()
     torch.testing.assert_close(scripted(x), original(x), atol=1e-5, rtol=1e-5)
-    cert = json.loads(out_path.with_suffix(".cert.json").read_text())
+    cert = json.loads(certificate_path(out_path).read_text())
     assert cert["lossless"] is True
-    assert cert["sizes"]["before"]["hidden_units"] == 22
-    assert cert["sizes"]["after"]["hidden_units"] == sum(load_network(out_path).hidden)
+    assert sum(cert["original"]["hidden"]) == 22
+    assert sum(cert["compressed"]["hidden"]) == sum(load_network(out_path).hidden)
     assert cert["tolerances"]["solver_margin"] > 0
     assert cert["original"]["sha256"] == before
     removed = sum(len(u) for u in cert["reduction"]["removed_inactive"])
-    inactive = sum(len(layer["inactive"]) for layer in cert["analysis"]["layers"])
+    inactive = sum(unit["verdict"] == "inactive" for layer in cert["layers"] for unit in layer["units"])
     assert removed == inactive
-    for layer in cert["analysis"]["layers"]:
-        for proof in layer["proofs"]:
-            assert proof["method"] in ("interval", "symbolic", "milp", "lp-cuts", "witness", "milp-witness", "milp-network",
-                                       "timeout", "not-proven", "budget")
-            if proof["status"] != "unstable":
-                assert "bound" in proof
+    for layer in cert["layers"]:
+        for unit in layer["units"]:
+            assert unit["method"] in ("interval", "symbolic", "milp", "lp-cuts", "witness", "milp-witness", "milp-network",
+                                      "timeout", "not-proven", "budget")
+            if unit["verdict"] != "unstable":
+                assert "bound" in unit
 
 
 def test_compress_to_onnx_runs_in_onnxruntime(capsys, ckpt, tmp_path):
@@ -131,7 +132,7 @@ def test_builtin_model_and_console_script(tmp_path):
     assert out.is_file()
 
 
-@pytest.mark.parametrize("command", ["verify", "compress", "check", "export", "property", "train"])
+@pytest.mark.parametrize("command", ["verify", "compress", "check", "export", "property", "train", "audit"])
 def test_help_on_every_command(capsys, command):
     code, out, _ = run(capsys, command, "--help")
     assert code == 0 and "Usage" in out
@@ -244,7 +245,7 @@ def test_property_command_sat_and_unsat(capsys, ckpt, tmp_path):
     sat_file.write_text(header + f"(assert (>= Y_0 {seen - 0.05}))\n")
     unsat_file.write_text(header + f"(assert (>= Y_0 {proven + 0.05}))\n")
     code, out, _ = run(capsys, "property", ckpt, sat_file)
-    assert code == 0 and out.startswith("sat") and "counterexample" in out
+    assert code == 1 and out.startswith("sat") and "counterexample" in out  # 1: violated, with a witness
     for extra in ([], ["--compress-first"]):
         code, out, _ = run(capsys, "property", ckpt, unsat_file, *extra)
         assert code == 0 and "unsat" in out
@@ -259,9 +260,9 @@ def test_approximate_method_writes_report_not_certificate(capsys, ckpt, tmp_path
     code, text, _ = run(capsys, "compress", ckpt, "--lower", "0", "--upper", "1", "-o", out, "--method",
                         "exact,linearity", "--data", tmp_path / "d.npz", "-q")
     assert code == 0 and "NOT lossless" in text
-    report = json.loads(out.with_suffix(".report.json").read_text())
+    report = json.loads(out.with_name(out.name + ".report.json").read_text())
     assert report["lossless"] is False
-    assert not out.with_suffix(".cert.json").exists()
+    assert not certificate_path(out).exists()
     assert [s["method"] for s in report["steps"]] == ["exact", "linearity"]
     _bad(capsys, tmp_path, "compress", ckpt, "--lower", "0", "--upper", "1", "-o", tmp_path / "x.pt",
          "--method", "pq-index")

@@ -13,7 +13,7 @@ from leo.errors import LeoInputError
 from leo.io.onnx_export import save_onnx
 from leo.io.onnx_import import load_onnx
 from leo.network import Layer, Network, mlp
-from leo.property import Inequality, OutputProperty, check_property
+from leo.property import Answer, Inequality, OutputProperty, PropertyResult, check_property, describe, number, results_text
 from leo.reduce import reduce
 from leo.stability import StabilityOptions, analyse
 from leo.vnnlib import read_vnnlib
@@ -143,7 +143,8 @@ def test_sampling_finds_easy_counterexamples_and_budget_zero_is_unknown() -> Non
     assert result.how == "sampling"
     _assert_checked(net, box, easy, result)
     hard = OutputProperty(1, (_at_least(1, 0, hi[0] + GAP),))
-    assert check_property(net, box, hard, 0.0, report=analyse(net, box), samples=0).sat is None
+    result = check_property(net, box, hard, 0.0, report=analyse(net, box), samples=0)
+    assert result.sat is None and result.answer is Answer.TIMEOUT and "time limit" in result.reason
 
 
 def test_output_count_must_match() -> None:
@@ -212,3 +213,128 @@ def test_a_solver_point_that_fails_the_forward_pass_is_not_sat(monkeypatch: pyte
     monkeypatch.setattr(prop_module, "_solve", lambda f, t: ("feasible", box.lower.copy()))
     result = check_property(net, box, OutputProperty(1, (_at_least(1, 0, hi[0] + GAP),)), 30.0, samples=0)
     assert result.sat is None and result.how == "unverified"
+    assert result.answer is Answer.UNKNOWN and "forward pass" in result.reason
+
+
+# -- the answer type: timeout versus unknown, the original network as judge, compress-first -----
+
+def test_a_solver_that_stops_without_proof_is_unknown_not_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HiGHS stopping for another reason than the clock (numerical trouble) is UNKNOWN, exit 3."""
+    import leo.property as prop_module
+
+    net = random_mlp(np.random.default_rng(5), [2, 4, 1])
+    box = make_box(-1, 1, 2)
+    monkeypatch.setattr(prop_module, "_solve", lambda f, t: ("solver status Unknown", None))
+    result = check_property(net, box, OutputProperty(1, (_at_least(1, 0, 100.0),)), 30.0, samples=0)
+    assert result.answer is Answer.UNKNOWN and result.sat is None
+    assert "Unknown" in result.reason and int(result.answer.exit_code) == 3
+
+
+def test_a_solve_that_hits_the_time_limit_is_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    import leo.property as prop_module
+
+    net = random_mlp(np.random.default_rng(5), [2, 4, 1])
+    box = make_box(-1, 1, 2)
+    calls: list[float] = []
+
+    def slow(f, t):  # noqa: ANN001, ANN202 - a solve that uses up its time
+        calls.append(t)
+        import time
+
+        time.sleep(min(t, 0.2))
+        return "timeout", None
+
+    monkeypatch.setattr(prop_module, "_solve", slow)
+    result = check_property(net, box, OutputProperty(1, (_at_least(1, 0, 100.0),)), 1.0, samples=0)
+    assert result.answer is Answer.TIMEOUT and int(result.answer.exit_code) == 3
+    assert len(calls) >= 2  # the disjunct that timed out got a second go with the time left
+
+
+def test_a_point_that_fails_on_the_original_network_is_never_sat() -> None:
+    """The MILP runs on ``network``; the counterexample must also hold on ``original``.
+    Here ``original`` computes -y, so no point of the MILP on ``network`` can be confirmed."""
+    rng = np.random.default_rng(8)
+    net = random_mlp(rng, [2, 5, 1])
+    box = make_box(-1, 1, 2)
+    lo, hi = _range(net, box)
+    last = net.layers[-1]
+    negated = Network(net.input_dim, (net.layers[0], Layer({1: -last.weights[1]}, -last.bias, relu=False)))
+    prop = OutputProperty(1, (_at_least(1, 0, hi[0] - GAP),))  # reachable on net; on -net only if -lo >= hi - GAP
+    assert -lo[0] < hi[0] - GAP - 1e-3
+    alone = check_property(net, box, prop, 30.0, samples=0)
+    assert alone.answer is Answer.SAT
+    judged = check_property(net, box, prop, 30.0, samples=0, original=negated)
+    assert judged.answer is Answer.UNKNOWN and judged.how == "unverified" and judged.counterexample is None
+
+
+@pytest.mark.parametrize("seed", [7, 10])
+def test_compress_first_answers_like_the_full_network(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    net = random_mlp(rng, [3, 5, 4, 1], bias_shift=0.8)
+    box = make_box(0, 1, 3)
+    lo, hi = _range(net, box)
+    for t, expected in ((hi[0] + GAP, Answer.UNSAT), (hi[0] - GAP, Answer.SAT)):
+        prop = OutputProperty(1, (_at_least(1, 0, t),))
+        result = check_property(net, box, prop, 30.0, samples=0, compress_first=True)
+        assert result.answer is expected
+        before, after = result.hidden_units
+        assert before == sum(net.hidden) and after < before
+        if expected is Answer.SAT:  # checked on, and its output from, the ORIGINAL network
+            _assert_checked(net, box, prop, result)
+            np.testing.assert_array_equal(result.output, net(result.counterexample[None, :])[0])
+
+
+def test_gradient_search_finds_a_counterexample_sampling_misses() -> None:
+    """A narrow unsafe set near the maximum: 4 random points miss it, the gradient search not."""
+    rng = np.random.default_rng(2)
+    net = random_mlp(rng, [6, 16, 16, 1])
+    box = make_box(-1, 1, 6)
+    hi = net(box.sample(50_000, np.random.default_rng(9)))[:, 0].max()
+    prop = OutputProperty(1, (_at_least(1, 0, hi - 0.02),))
+    result = check_property(net, box, prop, 30.0, samples=1)
+    assert result.answer is Answer.SAT and result.how == "gradient search"
+    _assert_checked(net, box, prop, result)
+
+
+def test_progress_names_the_phases() -> None:
+    net = random_mlp(np.random.default_rng(5), [2, 4, 1])
+    box = make_box(-1, 1, 2)
+    _, hi = _range(net, box)
+    lines: list[str] = []
+    result = check_property(net, box, OutputProperty(1, (_at_least(1, 0, hi[0] + GAP),)), 30.0,
+                            progress=lines.append)
+    assert result.answer is Answer.UNSAT
+    text = "\n".join(lines)
+    for phase in ("sampling", "gradient search", "stability analysis", "MILP for disjunct 1 of 1"):
+        assert phase in text, text
+
+
+def test_results_text_round_trips_the_point_exactly() -> None:
+    """VNN-COMP format; every value reads back as the same float, so the point re-checks."""
+    x = np.array([-0.0, 1 / 3, -2.5e-7, 0.1 + 0.2])
+    y = np.array([np.pi, -0.0])
+    result = PropertyResult(Answer.SAT, x, 0.1, y, 0, "milp")
+    lines = results_text(result).splitlines()
+    assert lines[:2] == ["sat", "("] and lines[-1] == ")"
+    pairs = [line.strip("()").split() for line in lines[2:-1]]
+    assert [p[0] for p in pairs] == ["X_0", "X_1", "X_2", "X_3", "Y_0", "Y_1"]
+    values = np.array([float(p[1]) for p in pairs])
+    np.testing.assert_array_equal(values, np.concatenate([x, y]))  # bit for bit (and -0.0 == 0.0)
+    assert "-0.0" not in results_text(result)
+    for answer in (Answer.UNSAT, Answer.UNKNOWN, Answer.TIMEOUT):
+        assert results_text(PropertyResult(answer, None, 0.1)) == answer.value + "\n"
+
+
+def test_describe_is_readable_and_summarises_big_inputs() -> None:
+    assert number(-0.0) == "0.0" and float(number(1 / 3)) == 1 / 3
+    prop = OutputProperty(1, (_at_least(1, 0, 0.5),))
+    small = PropertyResult(Answer.SAT, np.array([-0.0, 0.25]), 0.1, np.array([0.75]), 0, "milp")
+    text = "\n".join(describe(small, prop, make_box(-1, 1, 2)))
+    assert text.startswith("sat: the property is VIOLATED") and "X_0 = 0.0, X_1 = 0.25" in text
+    assert "-0." not in text and "Y_0 = 0.75" in text and "inside by 0.25" in text
+    big = PropertyResult(Answer.SAT, np.linspace(0, 1, 100), 0.1, np.array([0.75]), 0, "milp")
+    text = "\n".join(describe(big, prop, make_box(0, 1, 100), saved=["r.txt"]))
+    assert "X_50" not in text and "100 inputs" in text and "r.txt" in text
+    for answer, first in ((Answer.UNSAT, "unsat: the property holds (proven)"),
+                          (Answer.TIMEOUT, "timeout: not decided"), (Answer.UNKNOWN, "unknown: not decided")):
+        assert describe(PropertyResult(answer, None, 0.1), prop, make_box(0, 1, 1))[0].startswith(first)

@@ -177,6 +177,6 @@ def test_command_trains_and_saves(tmp_path: Path) -> None:
         train_command, ["--hidden", "8", "--l1", "1e-4", "--steps", "30", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert SPLIT_DESCRIPTION in result.output and "test accuracy" in result.output
-    network = from_state_dict(torch.load(out, weights_only=True))
+    network = from_module(torch.jit.load(str(out)))
     assert network.widths == (784, 8, 10)
     assert list(out.parent.iterdir()) == [out]  # no temporary left behind

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from leo.errors import LeoInputError
 
 
 @contextlib.contextmanager
@@ -25,3 +27,33 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def plan_outputs(outputs: Sequence[str | Path], inputs: Sequence[str | Path | None] = (),
+                 overwrite: bool = False) -> tuple[Path, ...]:
+    """Check, before any work is done, that writing ``outputs`` loses nothing the user has.
+
+    Refused (LeoInputError, so exit 2 from the CLI): two outputs that are the same file; an
+    output that is one of the ``inputs`` (even with ``overwrite``); an output that is a
+    folder; an output that exists already, unless ``overwrite``.
+    """
+    paths = tuple(Path(p) for p in outputs)
+    sources = [Path(p) for p in inputs if p is not None and str(p)]
+    for i, p in enumerate(paths):
+        for q in paths[:i]:
+            if _same_file(p, q):
+                raise LeoInputError(f"two outputs would be the same file {p}; give each its own name")
+        for src in sources:
+            if _same_file(p, src):
+                raise LeoInputError(f"output {p} would overwrite the input {src}; choose another name")
+        if p.is_dir():
+            raise LeoInputError(f"output {p} is a folder; give a file name")
+        if p.exists() and not overwrite:
+            raise LeoInputError(f"output {p} exists already; choose another name or pass --force to replace it")
+    return paths

@@ -5,18 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from leo.errors import LeoInputError
-from leo.network import Network
+from leo.network import SOURCE_PATH, Network
 
 
 def load_network(path: str | Path, allow_pickle: bool = False) -> Network:
-    """A ``.onnx`` model, a TorchScript archive, or a PyTorch state_dict checkpoint."""
+    """A ``.onnx`` model, a TorchScript archive, a ``torch.export`` program (``.pt2``), or a
+    PyTorch state_dict checkpoint; other files are recognised by their content."""
     p = Path(path)
+    if p.is_dir():
+        raise LeoInputError(f"{p} is a directory, not a model file")
     if not p.is_file():
         raise LeoInputError(f"no such model file: {p}")
     if p.suffix.lower() == ".onnx":
         from leo.io.onnx_import import load_onnx
 
-        return load_onnx(p)
-    from leo.io.torch_io import load_torch
+        network = load_onnx(p)
+    else:
+        from leo.io.torch_io import load_torch
 
-    return load_torch(p, allow_pickle=allow_pickle)
+        network = load_torch(p, allow_pickle=allow_pickle)
+    return network.with_metadata(**{SOURCE_PATH: str(p.resolve())})

@@ -1,5 +1,7 @@
 """ONNX output built node by node (Gemm, MatMul/Add for skips, Relu), so it needs
-no exporter and keeps the network exactly as leo sees it."""
+no exporter and keeps the network exactly as leo sees it. The model takes the input
+shape the original took (``Network.input_shape``), flattened by a Flatten node in
+front; with no recorded shape it takes (batch, input_dim)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,10 @@ def to_onnx(network: Network, dtype: type = np.float32):  # noqa: ANN201 - onnx.
     elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
     nodes, inits = [], []
     names = ["input"]  # names[s] is the tensor holding the output of source s
+    shape = network.input_shape or (network.input_dim,)
+    if len(shape) > 1:
+        nodes.append(helper.make_node("Flatten", ["input"], ["flat_input"], name="flatten", axis=1))
+        names = ["flat_input"]
     for k, layer in enumerate(network.layers, start=1):
         terms = []
         for s, w in layer.weights.items():
@@ -43,7 +49,7 @@ def to_onnx(network: Network, dtype: type = np.float32):  # noqa: ANN201 - onnx.
     nodes.append(helper.make_node("Identity", [names[-1]], ["output"], name="output"))
     graph = helper.make_graph(
         nodes, "leo",
-        [helper.make_tensor_value_info("input", elem, ["batch", network.input_dim])],
+        [helper.make_tensor_value_info("input", elem, ["batch", *shape])],
         [helper.make_tensor_value_info("output", elem, ["batch", network.output_dim])],
         initializer=inits,
     )

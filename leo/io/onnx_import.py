@@ -20,7 +20,7 @@ from typing import Any, Union
 import numpy as np
 
 from leo.errors import LeoInputError
-from leo.network import Layer, Network
+from leo.network import ARCHITECTURE_SOURCE, INPUT_SHAPE, Layer, Network, shape_text
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,9 @@ def _dense(t: np.ndarray) -> np.ndarray:
 class _Graph:
     """The state of the walk: the value of every tensor name and the layers so far."""
 
-    def __init__(self, input_name: str, shape: tuple[int, ...]) -> None:
+    def __init__(self, input_name: str, shape: tuple[int, ...], batch: int | None = None) -> None:
         n = int(np.prod(shape))
+        self.batch = batch  # the static batch size of an export made at a fixed batch, else None
         self.values: dict[str, Value] = {input_name: Affine({0: np.ones(n)}, np.zeros(n), shape)}
         self.layers: list[Layer] = []
 
@@ -284,9 +285,9 @@ def _flatten(g: _Graph, node: _Node) -> list[Value]:
     return [x.reshaped((lead, x.size // lead))]
 
 
-def _target_shape(node: _Node, x: Affine, target: list[int]) -> tuple[int, ...]:
+def _target_shape(node: _Node, x: Affine, target: list[int], batch: int | None) -> tuple[int, ...]:
     """Per-sample shape of a Reshape that keeps the batch dimension first."""
-    if len(target) < 2 or target[0] not in (-1, 0, 1):
+    if len(target) < 2 or target[0] not in (-1, 0, 1, batch):
         raise node.fail(f"reshape to {target} does not keep the batch dimension first")
     rest = list(target[1:])
     if not node.attrs.get("allowzero", 0):
@@ -314,7 +315,7 @@ def _reshape(g: _Graph, node: _Node) -> list[Value]:
             target = [x.shape[i] if d == 0 else d for i, d in enumerate(target)]
         return [x.reshape(target)]
     assert isinstance(x, Affine)
-    return [x.reshaped(_target_shape(node, x, target))]
+    return [x.reshaped(_target_shape(node, x, target, g.batch))]
 
 
 def _identity(g: _Graph, node: _Node) -> list[Value]:
@@ -415,11 +416,24 @@ def _read_model(path: Path) -> Any:
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning-like errors, ...
-        raise LeoInputError(f"cannot read {path} as an ONNX model ({type(exc).__name__}: {exc}); "
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise LeoInputError(f"cannot read {path} as an ONNX model ({type(exc).__name__}: {first}); "
                             "is it a valid .onnx file?") from None
     if not model.graph.node or not model.graph.input:
         raise LeoInputError(f"{path} holds no ONNX graph (no nodes or no inputs); is it a valid .onnx file?")
+    _check(model, str(path))
     return model
+
+
+def _check(model: Any, what: str) -> None:
+    """A damaged file (a flipped bit, a cut-off tensor) fails here, not deep in the walk."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # noqa: BLE001 - ValidationError and protobuf errors
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise LeoInputError(f"{what} is not a valid ONNX model: {first}") from None
 
 
 def _input_shape(value_info: Any) -> tuple[int, ...]:
@@ -433,11 +447,25 @@ def _input_shape(value_info: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in known[1:])  # type: ignore[arg-type]
 
 
+def supported_ops() -> list[str]:
+    return sorted(_OPS)
+
+
 def load_onnx(path: str | Path) -> Network:
     """The network of an ONNX file; unsupported ops raise LeoInputError naming them."""
+    return network_from_onnx(_read_model(Path(path)))
+
+
+def network_from_onnx(model: Any, source: str = "onnx", batch: int | None = None,
+                      op_label: str = "ONNX op", where: str = "") -> Network:
+    """The network of an ONNX ``ModelProto``, with its input shape and ``source`` in the metadata.
+
+    ``batch`` is the batch size of an export traced at a fixed batch (a Reshape may
+    name it); ``op_label`` names operations in errors ("ONNX op" for files) and
+    ``where`` says whose graph it is.
+    """
     from onnx import helper, numpy_helper
 
-    model = _read_model(Path(path))
     graph = model.graph
     inits = {t.name: _float(numpy_helper.to_array(t)) for t in graph.initializer}
     real = [i for i in graph.input if i.name not in inits]
@@ -447,15 +475,15 @@ def load_onnx(path: str | Path) -> Network:
     if len(graph.output) != 1:
         raise LeoInputError(f"the ONNX graph has {len(graph.output)} outputs; leo needs exactly one")
     shape = _input_shape(real[0])
-    g = _Graph(real[0].name, shape)
+    g = _Graph(real[0].name, shape, batch)
     g.values.update(inits)
     for i, node in enumerate(graph.node):
         name = node.name or (node.output[0] if node.output else f"#{i}")
         op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
         handler = _OPS.get(op)
         if handler is None:
-            raise LeoInputError(f"unsupported ONNX op {op} at node '{name}': leo reads feed-forward ReLU "
-                                f"networks (supported: {', '.join(sorted(_OPS))})")
+            raise LeoInputError(f"unsupported {op_label} {op} at node '{name}'{where}: leo reads feed-forward ReLU "
+                                f"networks (supported: {', '.join(supported_ops())})")
         missing = [t for t in node.input if t and t not in g.values]
         if missing:
             raise LeoInputError(f"ONNX node '{name}' reads tensor '{missing[0]}' that no earlier node produces")
@@ -471,4 +499,5 @@ def load_onnx(path: str | Path) -> Network:
         raise LeoInputError(f"the ONNX output '{out_name}' does not depend on the input")
     if not (g.layers and out.is_identity_of(len(g.layers))):
         g.emit(out, relu=False)
-    return Network(input_dim=int(np.prod(shape)), layers=tuple(g.layers))
+    meta = {INPUT_SHAPE: shape_text(shape), ARCHITECTURE_SOURCE: source}
+    return Network(input_dim=int(np.prod(shape)), layers=tuple(g.layers), metadata=meta)

@@ -5,27 +5,35 @@ from __future__ import annotations
 from pathlib import Path
 
 from leo.errors import LeoInputError
-from leo.io.files import atomic_write
-from leo.network import Network
+from leo.io.files import atomic_write, plan_outputs
+from leo.network import SOURCE_PATH, Network
 
 FORMATS = (".pt", ".onnx")
 
 
-def check_output_path(path: str | Path, inputs: tuple[str | Path, ...] = ()) -> Path:
-    """Refuse an unknown suffix, or an output that would overwrite an input."""
+def check_output_path(path: str | Path, inputs: tuple[str | Path | None, ...] = (), overwrite: bool = False) -> Path:
+    """Refuse an unknown suffix, an output over an input, or (unless ``overwrite``) over any file."""
     p = Path(path)
     if p.suffix.lower() not in FORMATS:
         raise LeoInputError(f"output {p} must end in .pt (TorchScript) or .onnx")
-    for src in inputs:
-        if Path(src).exists() and p.exists() and p.resolve() == Path(src).resolve():
-            raise LeoInputError(f"output {p} would overwrite the input model; choose another name")
-    return p
+    return plan_outputs([p], inputs, overwrite)[0]
 
 
-def save_network(network: Network, path: str | Path, float64: bool = False) -> None:
+def certificate_path(output: Path) -> Path:
+    """The default certificate of an output: ``m.pt`` -> ``m.pt.cert.json``, so that ``m.pt``
+    and ``m.onnx`` each keep their own."""
+    return output.with_name(output.name + ".cert.json")
+
+
+def save_network(network: Network, path: str | Path, float64: bool = False, overwrite: bool = False) -> Path:
+    """Write ``network`` to ``path`` (``.pt`` TorchScript or ``.onnx``), atomically.
+
+    Never over the file the network was read from; over another existing file only with
+    ``overwrite=True``.
+    """
     import numpy as np
 
-    p = check_output_path(path)
+    p = check_output_path(path, (network.metadata.get(SOURCE_PATH),), overwrite)
     with atomic_write(p) as tmp:
         if p.suffix.lower() == ".onnx":
             from leo.io.onnx_export import save_onnx
@@ -37,3 +45,4 @@ def save_network(network: Network, path: str | Path, float64: bool = False) -> N
             from leo.io.torch_io import save_torchscript
 
             save_torchscript(network, tmp, torch.float64 if float64 else torch.float32)
+    return p

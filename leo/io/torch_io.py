@@ -1,10 +1,21 @@
-"""PyTorch in and out: state_dicts of ``nn.Sequential`` MLPs, TorchScript archives,
-``nn.Module`` objects, and TorchScript output that loads without leo."""
+"""PyTorch in and out: state_dicts of Linear-ReLU chains, TorchScript archives,
+``torch.export`` programs, ``nn.Module`` objects, and TorchScript output that loads
+without leo and takes the input shape the original model took.
+
+A state_dict records no architecture, so it is read as Linear→ReLU→...→Linear and
+leo says so (a warning, and ``architecture_source`` in the metadata); every other
+form is read from its graph (``leo.io.graph``), or by a short path for plain
+``nn.Sequential`` chains and leo's own ``SkipNet``.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import re
+import warnings
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,22 +24,28 @@ import torch
 from torch import nn
 
 from leo.errors import LeoInputError
-from leo.network import Layer, Network, mlp
+from leo.network import ARCHITECTURE_SOURCE, INPUT_SHAPE, Layer, Network, mlp, shape_text
+
+log = logging.getLogger(__name__)
 
 _KEY = re.compile(r"^(?P<prefix>.*?)(?P<index>\d+)\.(?P<kind>weight|bias)$")
 _WRAPPERS = ("state_dict", "model_state_dict", "model", "net")
+_SIMPLE = ("Linear", "ReLU", "Flatten", "Identity", "Dropout")
+STATE_DICT_SOURCE = "state_dict (assumed Linear-ReLU chain)"
+_EXTRA = "leo.json"  # leo's metadata inside the TorchScript archives it writes
+_NOT_A_MODEL = "is not a PyTorch checkpoint, TorchScript archive, torch.export program or ONNX model"
 
 
-def _is_torchscript(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
-    except zipfile.BadZipFile:
-        return False
+def state_dict_note(path: object) -> str:
+    return (f"read {path} as a state_dict: assumed Linear→ReLU→...→Linear (a state_dict records no "
+            "architecture); give TorchScript, torch.export (.pt2) or ONNX to be exact")
 
 
 def from_state_dict(state: Mapping[str, object], final_relu: bool = False) -> Network:
-    """An MLP from ``{'0.weight', '0.bias', '2.weight', ...}``: ReLU between Linear layers."""
+    """An MLP from ``{'0.weight', '0.bias', '2.weight', ...}``: ReLU between Linear layers.
+
+    The chain is an assumption (a state_dict has no graph); the metadata says so.
+    """
     for key in _WRAPPERS:
         inner = state.get(key) if isinstance(state, Mapping) else None
         if isinstance(inner, Mapping) and inner:
@@ -57,18 +74,49 @@ def from_state_dict(state: Mapping[str, object], final_relu: bool = False) -> Ne
             raise LeoInputError(
                 f"layer sizes do not chain: {weights[i - 1].shape[0]} outputs feed {weights[i].shape[1]} inputs"
             )
-    return mlp(weights, biases, final_relu=final_relu)
+    return mlp(weights, biases, final_relu=final_relu).with_metadata(**{ARCHITECTURE_SOURCE: STATE_DICT_SOURCE})
 
 
-def from_module(module: nn.Module) -> Network:
-    """A network from an ``nn.Module`` made of Linear, ReLU, Flatten, Identity, Dropout
-    (or a ``SkipNet`` that leo wrote)."""
+def from_module(module: nn.Module, input_shape: tuple[int, ...] | None = None,
+                source: str = "nn.Module") -> Network:
+    """Leo's network of any ``nn.Module`` (or TorchScript module) built of supported ops.
+
+    ``input_shape`` is the per-sample shape of its input when known (it is then kept in
+    the metadata); otherwise a plain chain starting with Linear has a flat input and
+    any other module is run on a flat vector as wide as its first weight matrix.
+    """
     if _kind(module) == "SkipNet":
-        return _from_skipnet(module)
+        net = _from_skipnet(module)
+    else:
+        net = _sequential(module, source)
+        if net is None:  # any other module: read its graph on a known or guessed input shape
+            from leo.io.graph import module_network
+
+            net = module_network(module, input_shape or _guess_shape(module), source)
+            net = net.with_metadata(**{INPUT_SHAPE: None})  # a guess is no record of the shape
+    if input_shape is not None:
+        net = net.with_metadata(**{INPUT_SHAPE: shape_text(input_shape)})
+    return net.with_metadata(**{ARCHITECTURE_SOURCE: source})
+
+
+def _guess_shape(module: nn.Module) -> tuple[int, ...]:
+    from leo.io.graph import guess_input_shape
+
+    return guess_input_shape(module)
+
+
+def _sequential(module: nn.Module, source: str) -> Network | None:
+    """The short path: a (nested) Sequential of Linear/ReLU/Flatten/Identity/Dropout in
+    chain order; None for anything else, which the graph reader handles."""
+    if _kind(module) != "Sequential":
+        return None
     children = _flatten(module)
     weights, biases, relus = [], [], []
-    for name, child in children:
-        kind = getattr(child, "original_name", type(child).__name__)
+    flat_first = True
+    for _, child in children:
+        kind = _kind(child)
+        if kind not in _SIMPLE:
+            return None
         if kind == "Linear":
             weights.append(child.weight.detach().to(torch.float64).cpu().numpy())
             bias = child.bias
@@ -77,17 +125,20 @@ def from_module(module: nn.Module) -> Network:
             relus.append(False)
         elif kind == "ReLU":
             if not weights or relus[-1]:
-                raise LeoInputError(f"layer {name}: a ReLU must follow a Linear layer")
+                return None
             relus[-1] = True
-        elif kind in ("Flatten", "Identity", "Dropout"):
-            if kind == "Flatten" and weights:
-                raise LeoInputError(f"layer {name}: Flatten is only supported before the first Linear layer")
-        else:
-            raise LeoInputError(f"unsupported layer {name} ({kind}): leo reads Linear and ReLU layers")
+        elif kind == "Flatten":
+            if weights:
+                return None
+            flat_first = False
     if not weights:
-        raise LeoInputError("the model has no Linear layers")
+        return None
     layers = tuple(Layer({k: w}, b, r) for k, (w, b, r) in enumerate(zip(weights, biases, relus)))
-    return Network(int(weights[0].shape[1]), layers)
+    n = int(weights[0].shape[1])
+    meta = {ARCHITECTURE_SOURCE: source}
+    if flat_first:  # the first op is a Linear layer: the input is a flat vector
+        meta[INPUT_SHAPE] = shape_text((n,))
+    return Network(n, layers, meta)
 
 
 def _kind(module: nn.Module) -> str:
@@ -95,18 +146,7 @@ def _kind(module: nn.Module) -> str:
 
 
 def _flatten(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
-    """The leaf layers of a (nested) ``nn.Sequential``, in forward order.
-
-    Only Sequential containers are opened: a custom module's ``forward`` could do
-    anything, so it is refused rather than guessed at.
-    """
-    if _kind(module) != "Sequential":
-        if prefix == "" and list(module.children()):
-            raise LeoInputError(
-                f"leo reads nn.Sequential models, got {_kind(module)}: pass its Sequential part, "
-                "save its state_dict, or export it to ONNX"
-            )
-        return [(prefix or _kind(module), module)]
+    """The leaf layers of a (nested) ``nn.Sequential``, in forward order."""
     out: list[tuple[str, nn.Module]] = []
     for name, child in module.named_children():
         sub = f"{prefix}.{name}" if prefix else name
@@ -114,25 +154,114 @@ def _flatten(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]
     return out
 
 
-def load_torch(path: Path, allow_pickle: bool = False) -> Network:
-    """Read a state_dict checkpoint, a TorchScript archive or (opt-in) a pickled module."""
-    if _is_torchscript(path):
-        try:
-            module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:  # noqa: BLE001 - torch raises many kinds here
-            raise LeoInputError(f"cannot read TorchScript archive {path}: {str(exc).splitlines()[0]}") from None
-        return from_module(module)
+# -- files ---------------------------------------------------------------------------------
+
+def _first_line(exc: BaseException) -> str:
+    """The first sentence of an error, which is what says what went wrong."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line.split(". ")[0][:200]
+
+
+def _zip_names(path: Path) -> list[str] | None:
+    """The member names of an intact zip archive; None when it is damaged (torch does not
+    check the stored CRCs, so a flipped bit in the weights would be read silently)."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+        with zipfile.ZipFile(path) as zf:
+            return None if zf.testzip() is not None else zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error, NotImplementedError):
+        return None
+
+
+def _is_text(head: bytes) -> bool:
+    """Whether the first bytes read as text (a multi-byte character may be cut at the end)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:
+            return False
+        text = head[:exc.start].decode("utf-8")
+    return bool(text) and all(c.isprintable() or c in "\t\r\n" for c in text)
+
+
+def load_torch(path: Path, allow_pickle: bool = False) -> Network:
+    """Read a file by its content: a TorchScript archive, a torch.export program, a
+    PyTorch checkpoint (a state_dict; a pickled module only with ``allow_pickle``), or
+    an ONNX model whatever its name."""
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    if not head:
+        raise LeoInputError(f"{path} is empty")
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return _load_archive(path, allow_pickle)
+    if head[:1] == b"\x80":  # a pickle (torch.save's legacy format)
+        return _load_checkpoint(path, allow_pickle)
+    if _is_text(head):
+        raise LeoInputError(f"{path} {_NOT_A_MODEL} (it starts with text)")
+    if head[:1] == b"\x08":  # a protobuf whose first field is an integer, as ONNX files start
+        from leo.io.onnx_import import load_onnx
+
+        return load_onnx(path)
+    raise LeoInputError(f"{path} {_NOT_A_MODEL} (unrecognised content)")
+
+
+def _load_archive(path: Path, allow_pickle: bool) -> Network:
+    names = _zip_names(path)
+    if names is None:
+        raise LeoInputError(f"{path} is a damaged zip archive (truncated or corrupted); "
+                            f"it cannot be a valid checkpoint, TorchScript or torch.export file")
+    if any(n.endswith("/archive_format") or n.endswith("serialized_exported_program.json") for n in names):
+        from leo.io.graph import load_exported_program
+
+        return load_exported_program(path)
+    if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+        return _load_torchscript(path)
+    return _load_checkpoint(path, allow_pickle)
+
+
+def _load_torchscript(path: Path) -> Network:
+    extra = {_EXTRA: ""}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds here
+        raise LeoInputError(f"cannot read TorchScript archive {path}: {_first_line(exc)}") from None
+    shape = None
+    if extra[_EXTRA]:
+        try:
+            shape = tuple(int(d) for d in json.loads(extra[_EXTRA]).get(INPUT_SHAPE) or ()) or None
+        except (ValueError, TypeError, AttributeError):
+            raise LeoInputError(f"{path}: leo's metadata in the archive is damaged") from None
+    return from_module(module, input_shape=shape, source="torchscript")
+
+
+def _load_checkpoint(path: Path, allow_pickle: bool) -> Network:
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols; the error says enough
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
     except Exception as exc:  # noqa: BLE001
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = "" if allow_pickle else " (a pickled whole module needs --allow-pickle, which runs its code)"
-        raise LeoInputError(f"cannot read {path} as a PyTorch checkpoint: {first[:200]}{hint}") from None
+        raise LeoInputError(_checkpoint_error(path, exc, allow_pickle)) from None
     if isinstance(obj, nn.Module):
-        return from_module(obj)
+        return from_module(obj, source="nn.Module (pickled)")
     if isinstance(obj, Mapping):
-        return from_state_dict(obj)
+        net = from_state_dict(obj)
+        log.warning(state_dict_note(path))
+        return net
     raise LeoInputError(f"{path} holds a {type(obj).__name__}, not a state_dict or a module")
+
+
+def _checkpoint_error(path: Path, exc: BaseException, allow_pickle: bool) -> str:
+    """One line; --allow-pickle is suggested only when weights-only loading refused
+    the pickle (the file is whole but loading it would run code)."""
+    text = str(exc)
+    if not allow_pickle and "Weights only load failed" in text:
+        after = text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in text else ""
+        why = next((ln.strip() for ln in after.splitlines() if ln.strip()), "")
+        why = why.split(" was not an allowed global")[0].replace("Unsupported global: GLOBAL ", "it needs ")
+        return (f"{path} is a pickle that weights-only loading refuses ({why[:120] or 'unsupported content'}): "
+                "loading it could run code. Only if you trust the file, --allow-pickle loads it "
+                "(a pickled whole module needs that)")
+    return f"cannot read {path} as a PyTorch checkpoint: {_first_line(exc)}"
 
 
 class SkipBlock(nn.Module):
@@ -182,11 +311,17 @@ def _from_skipnet(module: nn.Module) -> Network:
     return Network(int(next(iter(first.values())).shape[1]), tuple(layers))
 
 
+def _flat_input(network: Network) -> bool:
+    shape = network.input_shape
+    return shape is not None and len(shape) == 1
+
+
 def to_module(network: Network, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """A plain ``nn.Sequential`` for an MLP, else a ``SkipNet``."""
+    """A plain ``nn.Sequential`` for an MLP, else a ``SkipNet``; both take the input shape
+    the original model took (a Flatten in front unless that input was a flat vector)."""
     if not network.is_mlp:
-        return SkipNet(network, dtype)
-    mods: list[nn.Module] = []
+        return SkipNet(network, dtype)  # it flattens its input itself
+    mods: list[nn.Module] = [] if _flat_input(network) else [nn.Flatten()]
     for k, layer in enumerate(network.layers):
         w = layer.weights[k]
         lin = nn.Linear(w.shape[1], w.shape[0], dtype=dtype)
@@ -200,4 +335,7 @@ def to_module(network: Network, dtype: torch.dtype = torch.float32) -> nn.Module
 
 
 def save_torchscript(network: Network, path: Path, dtype: torch.dtype = torch.float32) -> None:
-    torch.jit.save(torch.jit.script(to_module(network, dtype)), str(path))
+    """A TorchScript archive; leo's metadata (the input shape) rides along as an extra
+    file, so leo reads the archive back with the shape it was written with."""
+    extra = {_EXTRA: json.dumps({INPUT_SHAPE: list(network.input_shape or ()) or None})}
+    torch.jit.save(torch.jit.script(to_module(network, dtype)), str(path), _extra_files=extra)

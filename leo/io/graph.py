@@ -1,0 +1,203 @@
+"""One reader for every PyTorch form that records its architecture: an ``nn.Module``
+(any class), a traced or scripted TorchScript module, and a ``torch.export`` program.
+
+Why through ONNX: ``torch.onnx.export(..., dynamo=False)`` (the TorchScript-based
+exporter that ships with torch, no extra package) turns all three into one graph of
+standard ops, and ``leo.io.onnx_import`` already walks such a graph with a table of op
+handlers (Gemm/MatMul, Relu, Add, Flatten, Reshape, BatchNormalization, ...) that folds
+linear ops into leo's layers. So one table serves ONNX files and PyTorch models, and a
+later op (Conv, pooling) is added once, there. Checked with torch 2.13: nn.Module,
+``torch.jit.script``/``trace`` results (also after save/load) and
+``ExportedProgram.module()`` export this way; the newer dynamo exporter would read an
+ExportedProgram directly but needs the ``onnxscript`` package, which leo does not
+depend on. An ExportedProgram's module cannot switch train/eval mode, hence
+``TrainingMode.PRESERVE``; it also guards its input shapes, so it is exported at the
+shape it was exported with (a Reshape may then name that batch size).
+
+The export runs in memory; the module's own dtype is kept (a float64 module stays
+float64), so leo's network computes what the module computes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from leo.errors import LeoInputError
+from leo.network import Network
+
+
+def _dtype(module: nn.Module) -> torch.dtype:
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporter warns about tracing and constant folding; none of it is the user's concern."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch_log = logging.getLogger("torch")
+        level = torch_log.level
+        torch_log.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            torch_log.setLevel(level)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+@contextlib.contextmanager
+def _evaluating(module: nn.Module) -> Iterator[None]:
+    """Inference mode for the block, the module's own mode after it (an exported
+    program's module has no modes to switch)."""
+    was = module.training
+    switch = was and not isinstance(module, torch.fx.GraphModule)
+    if switch:
+        module.eval()
+    try:
+        with torch.no_grad(), _quiet():
+            yield
+    finally:
+        if switch:
+            module.train(was)
+
+
+def runs_on(module: nn.Module, shape: tuple[int, ...]) -> bool:
+    """Whether ``module`` accepts a batch of one input of per-sample ``shape``."""
+    try:
+        with _evaluating(module):
+            module(torch.zeros((1, *shape), dtype=_dtype(module)))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not this shape"
+        return False
+
+
+def guess_input_shape(module: nn.Module, candidates: Iterable[tuple[int, ...]] = ()) -> tuple[int, ...]:
+    """A per-sample input shape the module runs on: the candidates first, then a flat
+    vector as wide as a weight matrix's columns (the first Linear's inputs)."""
+    tried: list[tuple[int, ...]] = []
+    widths = [(int(p.shape[1]),) for p in module.parameters() if p.ndim == 2]
+    for shape in [*candidates, *widths]:
+        if shape in tried:
+            continue
+        tried.append(shape)
+        if runs_on(module, shape):
+            return shape
+    shown = ", ".join(str(s) for s in tried) or "none (the module has no weight matrix)"
+    raise LeoInputError(f"cannot find an input shape the model accepts (tried {shown}); "
+                        "give the bounds in the model's input shape")
+
+
+def _export(module: nn.Module, example: torch.Tensor, dynamic_batch: bool, exported: bool) -> bytes:
+    """The ONNX bytes of ``module`` traced on ``example``.
+
+    Tracing records one path through Python code: a forward that branches on, or
+    converts, the input's values would be baked in for the example. torch says so with a
+    TracerWarning, which is an error here, except for a torch.export program (its graph
+    has no Python control flow; its input-shape guards trigger the warning). Such a
+    program cannot switch train/eval mode, so its mode is preserved.
+    """
+    training = torch.onnx.TrainingMode.PRESERVE if exported else torch.onnx.TrainingMode.EVAL
+    buf = io.BytesIO()
+    axes = {"x": {0: "batch"}} if dynamic_batch else None
+    with torch.no_grad(), _quiet(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", torch.jit.TracerWarning)
+        torch.onnx.export(module, (example,), buf, dynamo=False, input_names=["x"], output_names=["y"],
+                          dynamic_axes=axes, training=training, opset_version=17)
+    for w in [] if exported else caught:
+        if issubclass(w.category, torch.jit.TracerWarning) and "Converting a tensor to a Python" in str(w.message):
+            raise LeoInputError(f"the model's forward depends on the values of its input in Python code "
+                                f"({str(w.message).split('.')[0]}), so no graph records it; script it with "
+                                "torch.jit.script or write it without data-dependent Python code")
+    return buf.getvalue()
+
+
+def module_network(module: nn.Module, shape: tuple[int, ...], source: str, *,
+                   batch: int = 1, exported: bool = False) -> Network:
+    """Leo's network of ``module`` on inputs of per-sample ``shape``, via an in-memory ONNX export.
+
+    Unsupported operations become a LeoInputError naming the op and its node; the result
+    is confirmed against the module's own forward on random inputs.
+    """
+    import onnx
+
+    from leo.io.onnx_import import network_from_onnx
+
+    example = torch.zeros((batch, *shape), dtype=_dtype(module))
+    dynamic_batch = not exported  # an exported program guards its batch size
+    try:
+        data = _export(module, example, dynamic_batch, exported)
+    except LeoInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds
+        raise LeoInputError(f"cannot read the {source} model's graph: {_first_line(exc)} "
+                            "(leo reads Linear, ReLU, Add, Flatten/reshape and affine ops)") from None
+    model = onnx.load_from_string(data)
+    net = network_from_onnx(model, source=source, batch=batch if not dynamic_batch else None,
+                            op_label="operation", where=f" of the {source} model")
+    _confirm(module, net, shape, batch, source)
+    return net
+
+
+def _confirm(module: nn.Module, net: Network, shape: tuple[int, ...], batch: int, source: str) -> None:
+    """leo's network computes what the module computes, on 64 random inputs (a last guard
+    against a graph that does not say everything the forward does)."""
+    dtype = _dtype(module)
+    x = torch.randn((64 // batch) * batch or batch, *shape, generator=torch.Generator().manual_seed(0),
+                    dtype=dtype)
+    try:
+        with _evaluating(module):
+            want = torch.cat([module(chunk).reshape(len(chunk), -1) for chunk in x.split(batch)])
+    except Exception as exc:  # noqa: BLE001
+        raise LeoInputError(f"the {source} model fails on inputs of shape {tuple(x.shape[1:])}: "
+                            f"{_first_line(exc)}") from None
+    want_np = want.to(torch.float64).numpy()
+    got = net(x.reshape(len(x), -1).to(torch.float64).numpy())
+    tol = 1e-9 if dtype == torch.float64 else 1e-4
+    diff = float(abs(got - want_np).max()) if got.shape == want_np.shape else float("inf")
+    if not diff <= tol * (1.0 + float(abs(want_np).max())):
+        raise LeoInputError(f"leo's reading of the {source} model differs from its own forward by {diff:.3g} "
+                            "on random inputs; the model does something leo's graph reader does not see")
+
+
+def load_exported_program(path: Path) -> Network:
+    """A ``torch.export`` program saved with ``torch.export.save`` (``.pt2``)."""
+    try:
+        with _quiet():
+            program = torch.export.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - a damaged archive fails in many ways
+        raise LeoInputError(f"cannot read {path} as a torch.export program: {_first_line(exc)}") from None
+    user = [n for n in program.graph.nodes if n.op == "placeholder"
+            and n.name in set(program.graph_signature.user_inputs)]
+    if len(user) != 1:
+        raise LeoInputError(f"the torch.export program {path} takes {len(user)} inputs; leo needs exactly one")
+    val = user[0].meta.get("val")
+    if val is None or not hasattr(val, "shape") or len(val.shape) < 2:
+        raise LeoInputError(f"the torch.export program {path} takes an input without a (batch, ...) shape")
+    dims = [_concrete(d) for d in val.shape]
+    module = program.module()
+    return module_network(module, tuple(dims[1:]), "torch.export", batch=dims[0], exported=True)
+
+
+def _concrete(dim: object) -> int:
+    """A dimension of an exported input: an int, or a symbolic one's example value."""
+    if isinstance(dim, int):
+        return dim
+    hint = getattr(getattr(dim, "node", None), "hint", None)
+    if hint is None:
+        raise LeoInputError(f"the torch.export program has an input dimension {dim} without a known size")
+    return int(hint)
