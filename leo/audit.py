@@ -43,6 +43,7 @@ import scipy.sparse
 
 from leo.errors import LeoInputError
 from leo.exitcodes import ExitCode
+from leo.io.files import sha256
 from leo.network import Layer, Network
 
 SCHEMA = 2
@@ -107,21 +108,11 @@ def _model_file(given: str | None, recorded: str | None, cert_path: Path, what: 
     raise LeoInputError(f"the {what} file {recorded} is missing; give --{what}")
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _check_hash(path: Path, recorded: str | None, what: str) -> str:
     """Refuted on a mismatch; the outcome in words otherwise."""
     if recorded is None:  # e.g. a certificate of an in-memory model: the replay still checks the file
         return f"no sha256 recorded for the {what} file"
-    actual = _sha256(path)
+    actual = sha256(path)
     if actual != recorded:
         raise Refuted(f"{what} file {path}: sha256 {actual[:16]}... is not the certificate's {recorded[:16]}...")
     return ""

@@ -19,7 +19,6 @@ Layout (schema 2):
 from __future__ import annotations
 
 import datetime
-import hashlib
 import platform
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from leo.equivalence import CheckResult
+from leo.io.files import sha256
 from leo.network import Network
 from leo.reduce import RANK_TOL, Reduction
 from leo.report import StabilityReport
@@ -41,13 +41,6 @@ CLAIM = (
 #: Settings stated elsewhere in the certificate (tolerances, solver), so not repeated in ``settings``.
 _STATED_ELSEWHERE = ("margin", "rounding_slack", "solver")
 
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def size(network: Network) -> dict[str, Any]:

@@ -158,7 +158,7 @@ def test_python_api_writes_the_model_then_a_certificate_audit_accepts(tmp_path):
     out, cert_path = result.save(tmp_path / "api.onnx")
     assert cert_path == certificate_path(out)
     cert = json.loads(cert_path.read_text())
-    from leo.certificate import sha256
+    from leo.io.files import sha256
 
     assert cert["compressed"]["sha256"] == sha256(out) and cert["original"]["sha256"] == sha256(model)
     from leo.audit import audit
@@ -211,7 +211,7 @@ def test_swapped_compressed_file_is_refuted(capsys, tmp_path, planted):
     _compress(capsys, other_model, other)
     code, text = _audit(capsys, certificate_path(out), "--compressed", other)
     assert code == 1 and "sha256" in text
-    from leo.certificate import sha256
+    from leo.io.files import sha256
 
     cert["compressed"]["sha256"] = sha256(other)  # a forger edits the hash too: the replay catches it
     code, text = _audit(capsys, _write(cert, tmp_path / "t.json"), "--compressed", other)
@@ -220,7 +220,7 @@ def test_swapped_compressed_file_is_refuted(capsys, tmp_path, planted):
 
 def test_edited_weight_in_compressed_file_is_refuted(capsys, tmp_path, planted):
     """Same shapes, one weight off by 1e-4 (far above float32 rounding), hash re-recorded."""
-    from leo.certificate import sha256
+    from leo.io.files import sha256
     from leo.network import Layer, Network
 
     _, out, cert = planted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -57,3 +58,12 @@ def plan_outputs(outputs: Sequence[str | Path], inputs: Sequence[str | Path | No
         if p.exists() and not overwrite:
             raise LeoInputError(f"output {p} exists already; choose another name or pass --force to replace it")
     return paths
+
+
+def sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, read in blocks (certificates name files by it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
