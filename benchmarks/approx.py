@@ -5,10 +5,11 @@ split, 20,000 SGD steps, seed 0; cached by ``benchmarks.common.get_network``):
 
 * exact alone (LEO: stability proven on [0, 1]^784, then reduce);
 * linearity fusion (Dobler & Lemmerich 2025) at fixed activation-rate thresholds and at
-  target sizes of 75 / 50 / 25 % of the parameters;
+  target sizes of 75 / 50 / 25 % of the paper-counted size (all but the first layer; the
+  paper's fixed-size mode, see ``benchmarks/seeds.py`` for its experiments);
 * linear-dependence elimination (Shah et al. 2020) at several accuracy budgets, and
   once with fine-tuning between rounds;
-* structured PQ-index pruning (Diao et al. 2023) after 1, 2, 3, 5, 10 rounds, and 10
+* our structured variant of PQ-index pruning (units, not the paper's SAP on weights) after 1, 2, 3, 5, 10 rounds, and 10
   rounds with fine-tuning;
 * chains exact -> linearity, pq-index -> exact, exact -> dependence; and the
   interference of pruning with exact compression: units proven stable before and after
@@ -108,11 +109,11 @@ def run_network(l1: float, steps: int, quick: bool, log: Callable[[str], None]) 
     out, (exact,) = run_chain(net, box, ["exact"], chain_data, opts)
     add("exact", "[0,1]^784", out, exact)
     for t in s["linearity_thresholds"]:
-        out, rep = linearity_fusion(net, None, options=LinearityOptions(threshold=t), split=split)
+        out, rep = linearity_fusion(net, None, options=LinearityOptions(mode="threshold", threshold=t), split=split)
         add("linearity", f"threshold {t:g}", out, rep)
     for target in s["linearity_targets"]:
-        out, rep = linearity_fusion(net, None, options=LinearityOptions(target=target), split=split)
-        add("linearity", f"target {target:.0%} (t={rep.parameters['threshold_used']:.3f})", out, rep)
+        out, rep = linearity_fusion(net, None, options=LinearityOptions(rate=target), split=split)
+        add("linearity", f"target {target:.0%} (t={rep.parameters['threshold_used']})", out, rep)
     for budget in s["dependence_budgets"]:
         out, rep = dependence_elimination(net, None, options=DependenceOptions(budget=budget, tol_max=0.5),
                                           split=split)
@@ -122,18 +123,18 @@ def run_network(l1: float, steps: int, quick: bool, log: Callable[[str], None]) 
             net, None, options=DependenceOptions(budget=0.02, tol_max=0.5, finetune=FINETUNE), split=split)
         add("dependence+ft", "budget 0.02, 200 steps", out, rep)
     for rounds in s["pq_rounds"]:
-        out, rep = pq_prune(net, None, options=PQOptions(max_rounds=rounds), split=split)
+        out, rep = pq_prune(net, None, options=PQOptions(structure="units", beta=1.0, rounds=rounds), split=split)
         add("pq-index", f"{rounds} round(s)", out, rep)
     if s["finetune"]:
-        out, rep = pq_prune(net, None, options=PQOptions(max_rounds=10, finetune=FINETUNE), split=split)
+        out, rep = pq_prune(net, None, options=PQOptions(structure="units", beta=1.0, rounds=10, retrain=FINETUNE), split=split)
         add("pq-index+ft", "10 rounds, 200 steps", out, rep)
 
     chains: list[dict[str, Any]] = []
     chain_specs = [
         (["exact"], opts),
-        (["exact", "linearity"], ChainOptions(stability=STABILITY, linearity=LinearityOptions(threshold=0.99))),
+        (["exact", "linearity"], ChainOptions(stability=STABILITY, linearity=LinearityOptions(mode="threshold", threshold=0.99))),
         (["exact", "linearity"], ChainOptions(stability=STABILITY, linearity=LinearityOptions(only_proven=True))),
-        (["pq-index", "exact"], ChainOptions(stability=STABILITY, pq_index=PQOptions(max_rounds=3))),
+        (["pq-index", "exact"], ChainOptions(stability=STABILITY, pq_index=PQOptions(structure="units", beta=1.0, rounds=3))),
         (["exact", "dependence"], ChainOptions(stability=STABILITY, dependence=DependenceOptions(budget=0.01,
                                                                                             tol_max=0.5))),
     ]
@@ -161,7 +162,7 @@ def run_network(l1: float, steps: int, quick: bool, log: Callable[[str], None]) 
             f"acc {entry['test_accuracy']:.4f}  agree {entry['agreement']:.4f}  lossless {entry['lossless']}  "
             f"stable {entry['stable_per_exact_step']}")
     inter = interference(net, box, chain_data, "pq-index",
-                         ChainOptions(stability=STABILITY, pq_index=PQOptions(max_rounds=3)))
+                         ChainOptions(stability=STABILITY, pq_index=PQOptions(structure="units", beta=1.0, rounds=3)))
     log(f"  interference pq-index(3 rounds): stable {inter['exact_alone']['stable']} -> "
         f"{inter['exact_after_approx']['stable']} (removed {inter['stable_units_removed']}, "
         f"still stable {inter['still_stable']}/{inter['stable_units_surviving_removal']}, "

@@ -26,7 +26,7 @@ import numpy as np
 
 from leo.approx.dependence import DependenceOptions, dependence_elimination
 from leo.approx.linearity import LinearityOptions, linearity_fusion
-from leo.approx.pq_index import PQOptions, pq_prune
+from leo.approx.pq_index import PQOptions, count_nonzero, pq_prune
 from leo.approx.report import ApproxReport, DataSplit, split_data
 from leo.domain import Box
 from leo.equivalence import compare_sampled
@@ -282,7 +282,8 @@ def chain_summary(original: Network, final: Network, reports: Sequence[StepRepor
         "lossless": all(r.lossless for r in reports),
         "hidden_units": {"before": int(sum(original.hidden)), "after": int(sum(final.hidden))},
         "parameters_count": {"before": original.num_parameters, "after": final.num_parameters,
-                             "ratio": round(final.num_parameters / original.num_parameters, 6)},
+                             "ratio": round(final.num_parameters / original.num_parameters, 6),
+                             "nonzero_before": count_nonzero(original), "nonzero_after": count_nonzero(final)},
     }
     chain = as_chain_data(data)
     x = chain.x_eval if chain.x_eval is not None else chain.x

@@ -23,11 +23,21 @@ the smallest exact residual wins. The exact fit is a least-squares solve on the 
 factor of the QR decomposition of those activations (the same problem as on the data,
 in width + 1 rows). A layer always keeps one unit.
 
-Annealing: the tolerance starts at ``tol_start`` and is multiplied by ``tol_factor``
+Annealing on a trained model (``dependence_elimination``, the default): the tolerance starts at ``tol_start`` and is multiplied by ``tol_factor``
 each round up to ``tol_max``; after every round (and its optional fine-tuning) the
 accuracy (or, without labels, the agreement with the original) on a validation split
 of the data is compared with the original's; the first round that drops it by more
 than ``budget`` is undone and the search stops.
+
+Annealing during training (``dependence_training``): the network trains epoch by epoch;
+after each epoch the greedy pass runs at the current tolerance, and its result is kept
+when the validation accuracy (or agreement) after the pass is within ``budget`` of the
+accuracy just before it; the tolerance then grows by ``tol_factor`` up to ``tol_max``.
+
+The paper (Shah, Olivier, Raj 2020) has no public code; where its text leaves a choice
+open, the choices here are: the relative residual as the dependence measure, the
+greedy one-unit-at-a-time order (smallest residual first), least squares with a
+constant term, the geometric tolerance schedule and the accuracy budget as the stopping rule.
 """
 
 from __future__ import annotations
@@ -238,4 +248,40 @@ def dependence_elimination(network: Network, x: Any, y: Any = None,
                "kept_units": {k + 1: o for k, o in enumerate(origins)},
                "fit_samples": int(x_tr.shape[0]), "validation_samples": int(x_val.shape[0])}
     report = make_report("dependence", params, network, net, split, time.perf_counter() - start, details, notes)
+    return net, report
+
+
+def dependence_training(network: Network, x: Any, y: Any, train: FinetuneOptions, epochs: int,
+                        options: DependenceOptions = DependenceOptions(), *, x_eval: Any = None,
+                        y_eval: Any = None, split: DataSplit | None = None) -> tuple[Network, ApproxReport]:
+    """Train ``network`` for ``epochs`` epochs of ``train.steps`` steps each, eliminating
+    dependent units after every epoch at an annealed tolerance (see the module text).
+    The report compares the final network with the network as it was given."""
+    start = time.perf_counter()
+    if epochs < 1:
+        raise LeoInputError(f"dependence training: epochs={epochs} must be at least 1")
+    if split is None:
+        split = split_data(network, x, y, x_eval, y_eval, options.holdout, options.seed)
+    if split.y_fit is None:
+        raise LeoInputError("dependence training needs labels")
+    metric = "accuracy"
+    inner = split_data(network, split.x_fit, split.y_fit, holdout=options.validation, seed=options.seed + 1)
+    net, tol, epochs_info = network, options.tol_start, []
+    for e in range(epochs):
+        net = finetune(net, inner.x_fit, inner.y_fit, FinetuneOptions(**{**asdict(train), "seed": train.seed + e}))
+        before = _score(metric, net, net, inner.x_eval, inner.y_eval)
+        cand, removed = eliminate_dependent(net, inner.x_fit, tol)
+        after = _score(metric, net, cand, inner.x_eval, inner.y_eval)
+        accepted = bool(removed) and before - after <= options.budget
+        if accepted:
+            net = cand
+        epochs_info.append({"epoch": e + 1, "tolerance": tol, "removed": len(removed), "accepted": accepted,
+                            "validation_before": before, "validation_after": after, "hidden": list(net.hidden)})
+        tol = min(tol * options.tol_factor, options.tol_max)
+    details = {"metric": metric, "epochs": epochs_info, "steps_per_epoch": train.steps,
+               "removed_units": int(sum(network.hidden) - sum(net.hidden))}
+    notes = ("approximate: units are eliminated during training; the result is a retrained network",)
+    params = {**asdict(options), "train": asdict(train), "epochs": epochs}
+    report = make_report("dependence-training", params, network, net, split, time.perf_counter() - start,
+                         details, notes)
     return net, report

@@ -11,6 +11,7 @@ numbers change.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,13 +31,18 @@ class FinetuneOptions:
     batch: int = 128
     l1: float = 0.0
     seed: int = 0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    cosine: bool = False  # cosine annealing of lr to 0 over the steps (else constant)
 
     def __post_init__(self) -> None:
         ok = (self.steps >= 0 and self.batch >= 1 and self.lr > 0 and 0 <= self.momentum < 1
-              and self.l1 >= 0 and all(math.isfinite(v) for v in (self.lr, self.momentum, self.l1)))
+              and self.l1 >= 0 and self.weight_decay >= 0
+              and all(math.isfinite(v) for v in (self.lr, self.momentum, self.l1, self.weight_decay))
+              and (not self.nesterov or self.momentum > 0))
         if not ok:
             raise LeoInputError(f"invalid fine-tuning options {self}: steps >= 0, batch >= 1, lr > 0, "
-                                "0 <= momentum < 1, l1 >= 0")
+                                "0 <= momentum < 1, l1 >= 0, weight_decay >= 0, nesterov needs momentum")
 
 
 class _TorchNet(nn.Module):
@@ -71,15 +77,36 @@ class _TorchNet(nn.Module):
         return Network(like.input_dim, tuple(layers), dict(like.metadata))
 
 
+def _mask_tensors(network: Network, masks: Mapping[tuple[int, int], np.ndarray] | None) -> list[torch.Tensor | None]:
+    """One float mask (or None) per weight of ``_TorchNet``, in its order."""
+    out: list[torch.Tensor | None] = []
+    for k, ly in enumerate(network.layers, start=1):
+        for s, w in ly.weights.items():
+            m = None if masks is None else masks.get((k, s))
+            if m is not None and np.shape(m) != w.shape:
+                raise LeoInputError(f"mask of layer {k} source {s} has shape {np.shape(m)}, weights {w.shape}")
+            out.append(None if m is None else torch.tensor(np.asarray(m, dtype=np.float32)))
+    return out
+
+
+def _apply(model: _TorchNet, keep: list[torch.Tensor | None]) -> None:
+    with torch.no_grad():
+        for w, m in zip(model.weights, keep):
+            if m is not None:
+                w.mul_(m)
+
+
 def pseudo_labels(teacher: Network, x: np.ndarray) -> np.ndarray:
     """The teacher's argmax class per row of ``x``."""
     return np.argmax(teacher(x), axis=1).astype(np.int64)
 
 
 def finetune(network: Network, x: np.ndarray, y: np.ndarray | None = None,
-             options: FinetuneOptions = FinetuneOptions(), teacher: Network | None = None) -> Network:
+             options: FinetuneOptions = FinetuneOptions(), teacher: Network | None = None,
+             masks: Mapping[tuple[int, int], np.ndarray] | None = None) -> Network:
     """``options.steps`` SGD steps on ``(x, y)``; without ``y``, on the argmax labels of
-    ``teacher`` (default: the network itself before fine-tuning)."""
+    ``teacher`` (default: the network itself before fine-tuning). ``masks`` ({(layer,
+    source): bool array}): weights where the mask is False stay zero (pruned weights)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != network.input_dim or x.shape[0] == 0:
         raise LeoInputError(f"fine-tuning data must be (n >= 1) x {network.input_dim}, got shape {x.shape}")
@@ -97,10 +124,16 @@ def finetune(network: Network, x: np.ndarray, y: np.ndarray | None = None,
         gen = torch.Generator().manual_seed(options.seed)
         xt = torch.tensor(x, dtype=torch.float32)
         yt = torch.tensor(labels, dtype=torch.int64)
-        opt = torch.optim.SGD(model.parameters(), lr=options.lr, momentum=options.momentum)
+        opt = torch.optim.SGD(model.parameters(), lr=options.lr, momentum=options.momentum,
+                              weight_decay=options.weight_decay, nesterov=options.nesterov)
+        keep = _mask_tensors(network, masks)
+        _apply(model, keep)
         order = torch.randperm(len(xt), generator=gen)
         pos = 0
-        for _ in range(options.steps):
+        for step in range(options.steps):
+            if options.cosine:
+                for group in opt.param_groups:
+                    group["lr"] = 0.5 * options.lr * (1 + math.cos(math.pi * step / options.steps))
             if pos >= len(order):
                 order, pos = torch.randperm(len(xt), generator=gen), 0
             idx = order[pos:pos + options.batch]
@@ -111,6 +144,7 @@ def finetune(network: Network, x: np.ndarray, y: np.ndarray | None = None,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            _apply(model, keep)
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise LeoInputError("fine-tuning diverged (NaN or infinite weights): lower the learning rate")
         return model.to_network(network)

@@ -1,35 +1,43 @@
 """Linearity-based layer fusion (Dobler & Lemmerich, "Linearity-based neural network
-compression", arXiv 2506.21146, 2025).
+compression", arXiv 2506.21146, 2025), as the paper and its public code define it.
 
 A ReLU unit that is active on (almost) every input behaves like the identity, h = z.
-Such *linear* units can be removed: their contribution to each layer ``r`` that reads
+Such *linear* units are removed: their contribution to each layer ``r`` that reads
 layer ``l`` is an affine function of layer ``l``'s own inputs, so for the set ``L`` of
-linear units and every source ``s`` of layer ``l``
+linear units and every source ``s`` of layer ``l`` (its input, and the inputs of any
+skip connection into it)
 
-    W_{r,s} += W_{r,l}[:, L] W_{l,s}[L, :]      (a skip connection s -> r when r did not read s)
+    W_{r,s} += W_{r,l}[:, L] W_{l,s}[L, :]      (a bias-free skip s -> r when r did not read s)
     b_r     += W_{r,l}[:, L] b_l[L]
 
 and rows ``L`` of layer ``l`` and columns ``L`` of its readers are deleted.
 
-*Activation rate* of a unit: the share of data samples on which z > 0. A unit is
-treated as linear when its rate is at least the threshold, or when the exact stability
-analysis proved it active on the box (pass the StabilityReport): those count as rate 1
-and their fusion is exact on the box.
+*Activation rate* of a unit: the share of data samples on which z > 0, measured once on
+the network given (the paper's code caches the rates of the original model). A unit is
+linear when its rate is at least the threshold t, or when the exact stability analysis
+proved it active on the box (pass the StabilityReport): those count as rate 1 and their
+fusion is exact on the box.
 
-*Is it worth it?* Removing k units of layer l saves k·(sum of source widths + sum of
-reader widths + 1) parameters; the new skips cost width(r)·width(s) for every reader r
-and source s of layer l that r does not read yet. For a plain MLP this is the rule
-(n_prev + n_next + 1)·k > n_prev·n_next; a skip that already exists costs nothing.
-The layer is rewritten only when the saving is strictly larger than the cost.
+Layers are visited from the first hidden layer to the last (the output layer is never
+compressed). A layer with k linear units is rewritten when its *layer rule* allows it:
 
-Layers are visited from the last hidden layer back to the first, so the activation
-rates measured on the original network stay the rates of the layer being decided (the
-layers before it are untouched). The output layer is never compressed.
+* ``cost`` (the paper's "optimal"/"best"): (n_prev + n_next + 1)·k > n_prev·n_next, with
+  n_prev the width of everything the layer reads (earlier skip inputs included) and
+  n_next the width of its readers; n_prev·n_next is the new skip. Where a reader already
+  reads a source, that part of the skip costs nothing (never the case in an MLP);
+* ``count``: k > ``layer_min`` (the paper's integer layer threshold; 0: any linear unit);
+* ``fraction``: k / width > ``layer_min`` (the paper's float layer threshold).
 
-Modes: a fixed ``threshold``, or a ``target`` share of the original parameters: the
-thresholds tried are the distinct activation rates, from the highest down, and the
-first (highest, so the fewest units fused) whose network has at most ``target`` × the
-original parameters is used.
+Modes:
+
+* ``fixed-size`` (default; the paper's experiments): the size is counted as the paper's
+  code counts it, every weight and bias *except the first Linear layer's* (skip weights
+  included); t is lowered from 1 in steps of ``step`` (first try 1 - step) and the first
+  t whose network has at most ``rate`` × the original count is used, with the cost rule.
+  Defaults rate 0.5, step 0.05 (the code's defaults; its experiments use step 0.1).
+* ``threshold``: one t (the paper's threshold sweep), with the chosen layer rule.
+
+No fine-tuning follows (the paper has none).
 """
 
 from __future__ import annotations
@@ -49,26 +57,40 @@ from leo.report import StabilityReport
 
 ProvenActive = StabilityReport | Mapping[int, Iterable[int]] | None
 
+MODES = ("fixed-size", "threshold")
+LAYER_RULES = ("cost", "count", "fraction")
+
 
 @dataclass(frozen=True)
 class LinearityOptions:
-    """``threshold``: minimal activation rate of a linear unit (fixed mode); ``target``:
-    when set, the share of the original parameters to reach (threshold searched).
-    ``only_proven``: fuse only units the stability analysis proved active (exact)."""
+    """``mode``: ``fixed-size`` (reach ``rate`` of the paper-counted size by lowering t in
+    steps of ``step``) or ``threshold`` (one ``threshold``). ``layer_rule``/``layer_min``:
+    when a layer is worth rewriting (fixed-size always uses ``cost``, as the paper's code).
+    ``only_proven``: fuse only units the stability analysis proved active (exact on the box)."""
 
-    threshold: float = 0.99
-    target: float | None = None
+    mode: str = "fixed-size"
+    rate: float = 0.5
+    step: float = 0.05
+    threshold: float = 0.95
+    layer_rule: str = "cost"
+    layer_min: float = 0.0
     only_proven: bool = False
     holdout: float = 0.2  # share of the data held out for the report (when no held-out set is given)
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise LeoInputError(f"linearity mode={self.mode!r}: use one of {', '.join(MODES)}")
+        if self.layer_rule not in LAYER_RULES:
+            raise LeoInputError(f"linearity layer_rule={self.layer_rule!r}: use one of {', '.join(LAYER_RULES)}")
         if not 0.0 <= self.threshold <= 1.0:
             raise LeoInputError(f"linearity threshold={self.threshold}: give an activation rate in [0, 1]")
-        if self.target is not None and not 0.0 < self.target <= 1.0:
-            raise LeoInputError(f"linearity target={self.target}: give the share of parameters to keep, in (0, 1]")
-        if self.target is not None and self.only_proven:
-            raise LeoInputError("linearity: only_proven fuses exactly the proven units, it cannot aim at a target size")
+        if not 0.0 < self.rate <= 1.0:
+            raise LeoInputError(f"linearity rate={self.rate}: give the share of the size to keep, in (0, 1]")
+        if not 0.0 < self.step <= 1.0:
+            raise LeoInputError(f"linearity step={self.step}: give a threshold step in (0, 1]")
+        if self.layer_min < 0 or (self.layer_rule == "fraction" and self.layer_min >= 1):
+            raise LeoInputError(f"linearity layer_min={self.layer_min}: a count >= 0, or a share in [0, 1)")
 
 
 def activation_rates(network: Network, x: np.ndarray) -> dict[int, np.ndarray]:
@@ -107,38 +129,66 @@ def proven_active(network: Network, stability: ProvenActive) -> dict[int, frozen
     return out
 
 
+def paper_size(network: Network) -> int:
+    """Size as the paper's code counts it (``get_num_weights(without_in=True)``): every
+    weight and bias except those of the first layer (skip weights from the input count)."""
+    first = network.layers[0]
+    return network.num_parameters - int(first.bias.size + sum(w.size for w in first.weights.values()))
+
+
+def _edit_paper_size(ed: Editable) -> int:
+    """``paper_size`` of a working copy; a first layer emptied by fusion counts 0."""
+    first = next((ly for ly in ed.layers if ly.name == 1), None)
+    own = 0 if first is None else first.bias.size + sum(w.size for w in first.weights.values())
+    return ed.num_parameters() - int(own)
+
+
 @dataclass(frozen=True)
 class _Plan:
     network: Network
     layers: list[dict[str, Any]]
     fused: int
     fused_exact: int
+    paper_size: int
+
+
+def _worth_it(rule: str, layer_min: float, n: int, width: int, saved: int, cost: int) -> bool:
+    if n == 0:
+        return False
+    if rule == "cost":
+        return saved > cost
+    if rule == "count":
+        return n > layer_min
+    return n / width > layer_min
 
 
 def _fuse(network: Network, rates: Mapping[int, np.ndarray], exact: Mapping[int, frozenset[int]],
-          threshold: float | None) -> _Plan:
-    """Fuse, from the last hidden layer back, the linear units of every layer where it
-    saves parameters. ``threshold=None``: only the proven units are linear."""
+          threshold: float | None, rule: str, layer_min: float) -> _Plan:
+    """Fuse, from the first hidden layer to the last, the linear units of every layer the
+    layer rule allows. ``threshold=None``: only the proven units are linear."""
     ed = Editable(network)
     decisions: list[dict[str, Any]] = []
     fused = fused_exact = 0
-    for k in range(len(network.layers) - 1, 0, -1):
-        ly = ed.layer(k)  # layers before k are untouched: index and units are the original ones
-        proven = exact.get(k, frozenset())
-        rate = np.array(rates[k], dtype=np.float64)
+    for name in range(1, len(network.layers)):
+        k = next(i for i, ly in enumerate(ed.layers, start=1) if ly.name == name)
+        ly = ed.layer(k)  # its units are still the original ones: only its inputs changed
+        proven = exact.get(name, frozenset())
+        rate = np.array(rates[name], dtype=np.float64)
         linear = set(proven)
         if threshold is not None:
             linear |= {int(j) for j in np.flatnonzero(rate >= threshold)}
         units = np.array(sorted(linear), dtype=int)
         n = int(units.size)
         readers = ed.readers(k)
-        saved = n * (sum(ed.width(s) for s in ly.weights) + sum(ed.width(r) for r in readers) + 1)
+        n_prev = sum(ed.width(s) for s in ly.weights)
+        n_next = sum(ed.width(r) for r in readers)
+        saved = n * (n_prev + n_next + 1)
         cost = sum(ed.width(r) * ed.width(s) for r in readers for s in ly.weights if s not in ed.layer(r).weights)
-        rewrite = n > 0 and saved > cost
+        rewrite = _worth_it(rule, layer_min, n, ly.width, saved, cost)
         n_exact = sum(1 for j in units if int(j) in proven)
         decisions.append({
-            "layer": k, "units": ly.width, "linear": n, "exact": n_exact,
-            "saved": int(saved), "skip_cost": int(cost), "rewritten": bool(rewrite),
+            "layer": name, "units": ly.width, "linear": n, "exact": n_exact, "n_prev": int(n_prev),
+            "n_next": int(n_next), "saved": int(saved), "skip_cost": int(cost), "rewritten": bool(rewrite),
             "fused_units": [int(j) for j in units] if rewrite else [],
             "min_rate_fused": float(min((1.0 if int(j) in proven else rate[j]) for j in units)) if rewrite else None,
         })
@@ -146,8 +196,7 @@ def _fuse(network: Network, rates: Mapping[int, np.ndarray], exact: Mapping[int,
             ed.fuse_linear(k, units)
             fused += n
             fused_exact += n_exact
-    decisions.reverse()
-    return _Plan(ed.network(), decisions, fused, fused_exact)
+    return _Plan(ed.network(), decisions, fused, fused_exact, _edit_paper_size(ed))
 
 
 def fuse_units(network: Network, layer: int, units: Iterable[int]) -> Network:
@@ -161,6 +210,39 @@ def fuse_units(network: Network, layer: int, units: Iterable[int]) -> Network:
     ed = Editable(network)
     ed.fuse_linear(layer, sel)
     return ed.network()
+
+
+def _fixed_size(network: Network, rates: Mapping[int, np.ndarray], exact: Mapping[int, frozenset[int]],
+                options: LinearityOptions) -> tuple[_Plan, float | None, list[dict[str, Any]], bool]:
+    """Lower t from 1 in steps until the paper-counted size is at most ``rate`` of the
+    original: the plan, t, the thresholds tried and whether the aim was reached. When no
+    t >= 0 reaches it (the paper's loop would not end), the smallest plan tried that is
+    smaller than the original is kept, else none."""
+    aim = options.rate * paper_size(network)
+    tried: list[dict[str, Any]] = []
+    if paper_size(network) <= aim:  # the paper's loop does not run
+        return _unchanged(network), None, tried, True
+    best: tuple[_Plan, float] | None = None
+    i = 0
+    while True:
+        i += 1
+        t = max(0.0, round(1.0 - i * options.step, 12))
+        plan = _fuse(network, rates, exact, t, "cost", 0.0)
+        tried.append({"threshold": t, "paper_size": plan.paper_size, "parameters": plan.network.num_parameters})
+        if plan.paper_size <= aim:
+            return plan, t, tried, True
+        if best is None or plan.paper_size < best[0].paper_size:
+            best = (plan, t)
+        if t <= 0.0:
+            break
+    assert best is not None
+    if best[0].paper_size < paper_size(network):
+        return best[0], best[1], tried, False
+    return _unchanged(network), None, tried, False
+
+
+def _unchanged(network: Network) -> _Plan:
+    return _Plan(network, [], 0, 0, paper_size(network))
 
 
 def linearity_fusion(network: Network, x: Any, y: Any = None, options: LinearityOptions = LinearityOptions(), *,
@@ -181,30 +263,21 @@ def linearity_fusion(network: Network, x: Any, y: Any = None, options: Linearity
     rates = activation_rates(network, split.x_fit)
     exact = proven_active(network, stability)
     notes: list[str] = []
-    searched: list[dict[str, Any]] = []
+    details: dict[str, Any] = {}
+    threshold: float | None
     if options.only_proven:
-        plan, threshold = _fuse(network, rates, exact, None), None
-    elif options.target is None:
+        plan, threshold = _fuse(network, rates, exact, None, options.layer_rule, options.layer_min), None
+    elif options.mode == "threshold":
         threshold = options.threshold
-        plan = _fuse(network, rates, exact, threshold)
+        plan = _fuse(network, rates, exact, threshold, options.layer_rule, options.layer_min)
     else:
-        goal = options.target * network.num_parameters
-        candidates = sorted({float(v) for r in rates.values() for v in r} | {1.0}, reverse=True)
-        plan, threshold = None, None
-        best: tuple[_Plan, float] | None = None
-        for t in candidates:
-            trial = _fuse(network, rates, exact, t)
-            searched.append({"threshold": t, "parameters": trial.network.num_parameters})
-            if best is None or trial.network.num_parameters < best[0].network.num_parameters:
-                best = (trial, t)
-            if trial.network.num_parameters <= goal:
-                plan, threshold = trial, t
-                break
-        if plan is None:
-            assert best is not None
-            plan, threshold = best
-            notes.append(f"target {options.target:g} of the parameters not reachable by fusion: "
-                         f"smallest found is {plan.network.num_parameters} of {network.num_parameters}")
+        plan, threshold, tried, reached = _fixed_size(network, rates, exact, options)
+        details["threshold_search"] = tried
+        details["target_reached"] = reached
+        if not reached:
+            notes.append(f"size {options.rate:g} of the paper-counted size ({paper_size(network)}, all but the "
+                         f"first layer) not reachable by fusion at any threshold >= 0: kept "
+                         f"{plan.paper_size} ({plan.paper_size / max(1, paper_size(network)):.1%})")
     all_exact = plan.fused == plan.fused_exact
     if plan.fused == 0:
         notes.append("no layer was worth rewriting: the network is unchanged")
@@ -213,14 +286,13 @@ def linearity_fusion(network: Network, x: Any, y: Any = None, options: Linearity
                      "(lossless on the box, but this step issues no certificate)")
     params = asdict(options)
     params["threshold_used"] = threshold
-    details: dict[str, Any] = {
+    details.update({
         "layers": plan.layers, "fused_units": plan.fused, "fused_exact": plan.fused_exact,
         "fit_samples": int(split.x_fit.shape[0]),
         "skip_connections": sum(len(ly.weights) - 1 for ly in plan.network.layers),
-    }
-    if searched:
-        details["threshold_search"] = searched
-        details["target_reached"] = plan.network.num_parameters <= options.target * network.num_parameters
+        "paper_size": {"before": paper_size(network), "after": plan.paper_size,
+                       "definition": "all weights and biases but the first layer's (skip weights count)"},
+    })
     report = make_report("linearity", params, network, plan.network, split, time.perf_counter() - start,
                          details, tuple(notes), exact_on_box=all_exact)
     return plan.network, report

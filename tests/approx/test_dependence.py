@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from leo.approx.dependence import DependenceOptions, dependence_elimination, eliminate_dependent
+from leo.approx.dependence import DependenceOptions, dependence_elimination, dependence_training, eliminate_dependent
 from leo.approx.finetune import FinetuneOptions
 from leo.errors import LeoInputError
 from leo.network import Network, mlp
@@ -79,3 +79,20 @@ def test_bad_inputs(rng: np.random.Generator) -> None:
         DependenceOptions(tol_start=0.5, tol_max=0.1)
     with pytest.raises(LeoInputError, match="accuracy"):
         dependence_elimination(net, x, options=DependenceOptions(metric="accuracy"))
+
+
+def test_elimination_during_training(rng: np.random.Generator) -> None:
+    """The planted redundant units go in the first epoch (a tiny learning rate keeps them
+    redundant); epochs are logged with an annealed tolerance."""
+    net, x = _planted(rng)
+    y = np.argmax(net(x), axis=1)
+    train = FinetuneOptions(steps=5, lr=1e-9)
+    out, rep = dependence_training(net, x, y, train, epochs=3,
+                                   options=DependenceOptions(tol_start=1e-6, tol_factor=10, tol_max=1e-4, budget=0.0))
+    epochs = rep.details["epochs"]
+    assert [e["tolerance"] for e in epochs] == pytest.approx([1e-6, 1e-5, 1e-4])
+    assert epochs[0]["removed"] >= 2 and epochs[0]["accepted"]
+    assert out.hidden[0] <= 10 and rep.details["removed_units"] == sum(net.hidden) - sum(out.hidden)
+    assert rep.agreement > 0.99
+    with pytest.raises(LeoInputError, match="epochs"):
+        dependence_training(net, x, y, train, epochs=0)

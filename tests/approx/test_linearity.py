@@ -1,5 +1,5 @@
-"""Linearity-based layer fusion: exactness on proven-active units, the saving rule,
-target-size mode, and export of the fused (skip-connected) network."""
+"""Linearity-based layer fusion: exactness on proven-active units, the paper's three layer
+rules, its fixed-size mode and size count, and export of the fused (skip-connected) network."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from leo.approx.linearity import LinearityOptions, activation_rates, fuse_units, linearity_fusion
+from leo.approx.linearity import LinearityOptions, activation_rates, fuse_units, linearity_fusion, paper_size
 from leo.domain import make_box
 from leo.errors import LeoInputError
 from leo.io.torch_io import to_module
@@ -75,7 +75,7 @@ def test_saving_rule(rng: np.random.Generator, linear: int, skip: bool, rewrite:
     rates = activation_rates(net, x)
     assert np.all(rates[1][:linear] == 1.0) and np.all(rates[1][linear:] < 0.9)
     assert np.all(rates[2] < 0.9)
-    out, rep = linearity_fusion(net, x, options=LinearityOptions(threshold=0.99))
+    out, rep = linearity_fusion(net, x, options=LinearityOptions(mode="threshold", threshold=0.99))
     layer1 = rep.details["layers"][0]
     assert layer1["linear"] == linear
     assert layer1["skip_cost"] == (0 if skip else 16)
@@ -88,26 +88,89 @@ def test_saving_rule(rng: np.random.Generator, linear: int, skip: bool, rewrite:
     assert np.abs(out(x) - net(x)).max() < 1e-9
 
 
-def test_target_mode_reaches_target(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize(("rule", "layer_min", "linear", "rewrite"), [
+    ("count", 0, 1, True),  # the paper's integer layer threshold 0: any linear unit, even at a loss
+    ("count", 1, 1, False),  # more than one needed
+    ("fraction", 0.5, 1, False),  # 1/3 of the layer is not more than half
+    ("fraction", 0.5, 2, True),  # 2/3 is
+])
+def test_count_and_fraction_rules(rng: np.random.Generator, rule: str, layer_min: float, linear: int,
+                                  rewrite: bool) -> None:
+    net, x = _rule_net(rng, linear, False)
+    out, rep = linearity_fusion(net, x, options=LinearityOptions(mode="threshold", threshold=0.99,
+                                                                 layer_rule=rule, layer_min=layer_min))
+    assert rep.details["layers"][0]["rewritten"] is rewrite
+    assert out.hidden[0] == (3 - linear if rewrite else 3)
+    assert np.abs(out(x) - net(x)).max() < 1e-9
+
+
+def test_paper_size_by_hand(rng: np.random.Generator) -> None:
+    net, x = _rule_net(rng, 2, False)  # 4 -> 3 -> 4 -> 2
+    assert paper_size(net) == (3 * 4 + 4) + (4 * 2 + 2)  # all but the first Linear layer
+    out, rep = linearity_fusion(net, x, options=LinearityOptions(mode="threshold", threshold=0.99))
+    # layer 1 keeps 1 unit; layer 2 reads it (4 x 1 + 4) and the input through a bias-free skip (4 x 4)
+    assert out.hidden == (1, 4)
+    assert paper_size(out) == (4 * 1 + 4 + 4 * 4) + (4 * 2 + 2)
+    assert rep.details["paper_size"] == {"before": 26, "after": 34, "definition": rep.details["paper_size"]["definition"]}
+
+
+def test_fixed_size_mode_lowers_the_threshold_in_steps(rng: np.random.Generator) -> None:
     net = mlp([rng.normal(size=(30, 10)), rng.normal(size=(30, 30)) / 5, rng.normal(size=(3, 30))],
               [rng.normal(size=30) + 1.0, rng.normal(size=30) + 1.0, np.zeros(3)])
     x = rng.normal(size=(3000, 10)) * 0.3
-    for target in (0.75, 0.5, 0.25):
-        out, rep = linearity_fusion(net, x, options=LinearityOptions(target=target))
-        assert out.num_parameters <= target * net.num_parameters
-        assert rep.details["target_reached"]
+    rates = activation_rates(net, x)
+    for rate, step in ((0.75, 0.05), (0.5, 0.1), (0.25, 0.05)):
+        out, rep = linearity_fusion(net, x, options=LinearityOptions(rate=rate, step=step))
+        aim = rate * paper_size(net)
         search = rep.details["threshold_search"]
-        # the threshold used is the highest one that reaches the target
-        assert search[-1]["threshold"] == rep.parameters["threshold_used"]
-        assert all(s["parameters"] > target * net.num_parameters for s in search[:-1])
+        ts = [s["threshold"] for s in search]
+        assert ts == pytest.approx([1 - step * i for i in range(1, len(ts) + 1)])  # from 1 - step down
+        assert rep.details["target_reached"] and paper_size(out) <= aim
+        assert all(s["paper_size"] > aim for s in search[:-1])  # the first threshold that reaches it
+        t = rep.parameters["threshold_used"]
+        assert t == search[-1]["threshold"]
+        # independent check of what was fused: exactly the units whose rate is >= t, in the
+        # layers the cost rule accepted
+        for d in rep.details["layers"]:
+            if d["rewritten"]:
+                assert d["fused_units"] == [int(j) for j in np.flatnonzero(rates[d["layer"]] >= t)]
         assert rep.params_after == out.num_parameters and rep.lossless is False
         json.dumps(rep.to_json())
+
+
+def test_fixed_size_not_reachable_says_so(rng: np.random.Generator) -> None:
+    # 10 -> 3 -> 2: the only hidden layer feeds a 2-unit output; fusing it needs a 10 x 2
+    # skip, so the paper-counted size (the 2 x 3 + 2 output layer) can never reach 25 %
+    net = mlp([rng.normal(size=(3, 10)), rng.normal(size=(2, 3))], [np.full(3, 5.0), np.zeros(2)])
+    x = rng.normal(size=(500, 10)) * 0.1
+    out, rep = linearity_fusion(net, x, options=LinearityOptions(rate=0.25, step=0.1))
+    assert rep.details["target_reached"] is False
+    assert any("not reachable" in n for n in rep.notes)
+    assert out.num_parameters == net.num_parameters
+
+
+def test_consecutive_layers_count_earlier_skip_inputs(rng: np.random.Generator) -> None:
+    # 4 -> 6 -> 6 -> 6 -> 2; four units of layer 1 and all of layer 2 always active: once
+    # layer 1 is fused, layer 2 reads its 2 remaining units and the input (skip): n_prev = 2 + 4
+    ws = [rng.normal(size=(6, 4)), rng.normal(size=(6, 6)) / 6, rng.normal(size=(6, 6)), rng.normal(size=(2, 6))]
+    x = rng.uniform(-1, 1, size=(2000, 4))
+    b1 = np.r_[np.full(4, 20.0), np.zeros(2)]
+    h2 = np.maximum(np.maximum(x @ ws[0].T + b1, 0) @ ws[1].T + 40, 0)
+    bs = [b1, np.full(6, 40.0), -np.median(h2 @ ws[2].T, axis=0), np.zeros(2)]
+    net = mlp(ws, bs)
+    out, rep = linearity_fusion(net, x, options=LinearityOptions(mode="threshold", threshold=1.0,
+                                                                 layer_rule="count"))
+    d1, d2, d3 = rep.details["layers"]
+    assert d1["rewritten"] and d1["n_prev"] == 4 and d1["fused_units"] == [0, 1, 2, 3]
+    assert d2["rewritten"] and d2["n_prev"] == 2 + 4
+    assert not d3["rewritten"]
+    assert np.abs(out(x) - net(x)).max() < 1e-8
 
 
 def _fused(rng: np.random.Generator) -> tuple[Network, np.ndarray]:
     net = _mixed_net(rng)
     x = make_box(-1.0, 1.0, 3).sample(500, rng)
-    fused, rep = linearity_fusion(net, x, options=LinearityOptions(threshold=0.999))
+    fused, rep = linearity_fusion(net, x, options=LinearityOptions(mode="threshold", threshold=0.999))
     assert not fused.is_mlp and rep.details["skip_connections"] > 0
     return fused, x
 
@@ -151,8 +214,12 @@ def test_bad_inputs(rng: np.random.Generator) -> None:
         linearity_fusion(net, np.zeros((0, 3)))
     with pytest.raises(LeoInputError, match="threshold"):
         LinearityOptions(threshold=1.5)
-    with pytest.raises(LeoInputError, match="target"):
-        LinearityOptions(target=0.0)
+    with pytest.raises(LeoInputError, match="rate"):
+        LinearityOptions(rate=0.0)
+    with pytest.raises(LeoInputError, match="mode"):
+        LinearityOptions(mode="magic")
+    with pytest.raises(LeoInputError, match="layer_rule"):
+        LinearityOptions(layer_rule="magic")
     with pytest.raises(LeoInputError, match="out of range"):
         linearity_fusion(net, np.zeros((10, 3)), stability={1: [99]})
 
@@ -164,7 +231,7 @@ def test_whole_layer_fused_drops_the_layer(rng: np.random.Generator) -> None:
     h2 = np.maximum(x @ ws[0].T, 0) @ ws[1].T + 50.0
     bs = [np.zeros(8), np.full(8, 50.0), -np.median(h2 @ ws[2].T, axis=0), np.zeros(2)]  # layer 3 half active
     net = mlp(ws, bs)
-    out, rep = linearity_fusion(net, x, options=LinearityOptions(threshold=1.0))
+    out, rep = linearity_fusion(net, x, options=LinearityOptions(mode="threshold", threshold=1.0))
     assert len(out.layers) == 3 and out.hidden == (8, 8) and out.is_mlp  # 1 -> 3 became 1 -> 2
     assert [d["rewritten"] for d in rep.details["layers"]] == [False, True, False]
     assert np.abs(out(x) - net(x)).max() < 1e-9
