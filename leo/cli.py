@@ -373,10 +373,11 @@ def _compress_approx(net, box, methods: list[str], out: Path, report_path: Path,
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--allow-pickle", is_flag=True, help="Allow pickled whole modules.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@_force_option
 @_threads_option
 def check(original: str, compressed: str, lower: str | None, upper: str | None, vnnlib: str | None,
           exact: bool, points: int, tolerance: float, time_limit: float, counterexample: str | None,
-          seed: int, allow_pickle: bool, quiet: bool) -> None:
+          seed: int, allow_pickle: bool, quiet: bool, force: bool) -> None:
     """Compare two models on the box. Exit 0 when equivalent (with --exact: proven), 1 with a
     counterexample the forward passes confirm, 3 when --exact could not decide."""
     import time
@@ -388,9 +389,7 @@ def check(original: str, compressed: str, lower: str | None, upper: str | None, 
     if counterexample:
         if Path(counterexample).suffix.lower() != ".npy":
             _fail(f"--counterexample {counterexample} must end in .npy")
-        inputs = [resolve_path(original), resolve_path(compressed), vnnlib]
-        inputs += [v for v in (lower, upper) if v is not None and v.lower().endswith(".npy")]
-        plan_outputs([counterexample], inputs, overwrite=True)
+        plan_outputs([counterexample], _inputs(original, str(resolve_path(compressed)), lower, upper, vnnlib), force)
     f = _load(original, allow_pickle)
     g = _load(compressed, allow_pickle)
     if (f.input_dim, f.output_dim) != (g.input_dim, g.output_dim):

@@ -142,3 +142,10 @@ def test_stdout_of_json_dash_is_json_only():
     report = json.loads(proc.stdout)
     assert [layer["layer"] for layer in report["layers"]] == [1, 2]
     assert "stably active" in proc.stderr  # the table still reaches the user, on stderr
+
+
+def test_check_counterexample_never_replaces_an_existing_file(capsys, model, tmp_path):
+    (tmp_path / "cx.npy").write_bytes(b"the user's own file")
+    err = _refused(capsys, tmp_path, "check", model, model, "--lower", "0", "--upper", "1", "--points", "10",
+                   "--counterexample", tmp_path / "cx.npy")
+    assert "--force" in err
