@@ -15,7 +15,7 @@ import numpy as np
 from leo.certificate import build_certificate
 from leo.domain import Box, make_box
 from leo.equivalence import CheckResult, compare_sampled
-from leo.network import Network
+from leo.network import SOURCE_PATH, Network
 from leo.reduce import Reduction, reduce
 from leo.report import StabilityReport
 from leo.stability import ProgressFn, StabilityOptions, analyse
@@ -125,10 +125,10 @@ class Compression:
         from leo.io.files import atomic_write, plan_outputs
         from leo.io.save import certificate_path, check_output_path, save_network
 
-        out = check_output_path(path, (self.original.metadata.get("source"),), overwrite)
+        inputs = (self.original.metadata.get(SOURCE_PATH), self.certificate["original"]["path"])
+        out = check_output_path(path, inputs, overwrite)
         side = Path(certificate) if certificate is not None else certificate_path(out)
-        plan_outputs([out, side], (self.original.metadata.get("source"), self.certificate["original"]["path"]),
-                     overwrite)
+        plan_outputs([out, side], inputs, overwrite)
         save_network(self.network, out, float64=float64, overwrite=overwrite)
         with atomic_write(side) as tmp:
             tmp.write_text(json.dumps(seal(self.certificate, out), indent=1) + "\n")

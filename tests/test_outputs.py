@@ -149,3 +149,12 @@ def test_check_counterexample_never_replaces_an_existing_file(capsys, model, tmp
     err = _refused(capsys, tmp_path, "check", model, model, "--lower", "0", "--upper", "1", "--points", "10",
                    "--counterexample", tmp_path / "cx.npy")
     assert "--force" in err
+
+
+def test_compression_save_never_puts_the_certificate_over_the_model_it_read(model, tmp_path):
+    net = leo.load_network(model)  # a Network: the certificate learns its file from the metadata only
+    before = _digest(model)
+    result = leo.compress(net, 0.0, 1.0)
+    with pytest.raises(LeoInputError, match="input"):
+        result.save(tmp_path / "small.onnx", certificate=model, overwrite=True)
+    assert _digest(model) == before and not (tmp_path / "small.onnx").exists()
