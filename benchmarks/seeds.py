@@ -630,8 +630,12 @@ DEVIATIONS = [
     "the skip's out_features there, which we take for a slip.",
     "PQ index: the CNN and the larger data sets of the paper are not run (leo handles MLPs); T rounds and epochs "
     "per round are scaled down (see scale); the cosine schedule restarts each round over its own epochs.",
-    "Linear dependence: no public code, and the paper's text was not available to us; the architecture "
-    "(784-300-100-10), the annealing schedule and the budgets are our choices, named in the settings.",
+    "Linear dependence: no public code, and the paper's body was not found (searched 2026-11-30: title, arXiv "
+    "2005.14070, authors and terms, in stored pages, code, docs and issues; every hit held the abstract only), so "
+    "the method is built from the abstract; the dependence measure (relative least-squares residual on the other "
+    "units of the layer and a constant), the greedy one-unit order, the annealing schedule, the accuracy budget "
+    "as the stopping rule, the architecture (784-300-100-10) and the budgets are our choices, named in the "
+    "settings and listed in leo/approx/dependence.py.",
     "leo rows: the exact step runs with a time budget (units not proven stay, so it stays lossless); its "
     "interference counts units proven stable, which the exact reduction removes or folds. The MNIST network is "
     "trained with l1 = 1e-3 (10,000 steps of the leo train recipe): with l1 = 1e-4 the exact method proved no "

@@ -15,6 +15,10 @@ hidden units are stably active or inactive:
 * ``leo-60s``: ``leo`` with a time budget of 60 s for the whole analysis
   (``StabilityOptions.time_budget``): what leo proves when it must answer within the
   target time. It is exact only when it leaves no unit unproven.
+* ``leo-scip``, ``leo-gurobi``: ``leo`` with ``StabilityOptions(solver="scip"|"gurobi")``,
+  one per MILP back-end installed besides HiGHS (``solvers.backend.available()``); by
+  default every installed one runs. Gurobi's pip package has a size-limited licence: a
+  network too large for it gives that run an ``error``, recorded as such.
 
 Each (network, method) runs in a fresh process (``spawn``), so the peak memory
 (``ru_maxrss``) is the method's own; the clock covers everything the method does
@@ -38,6 +42,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -46,7 +51,9 @@ from leo.domain import Box
 from leo.network import Network
 from leo.threads import DEFAULT_THREADS, resolve, set_threads
 
-METHODS = ("naive", "omlt", "leo", "leo-network", "leo-60s")
+#: leo with each MILP back-end other than HiGHS (``leo`` itself runs HiGHS).
+BACKEND_METHODS = {"leo-scip": "scip", "leo-gurobi": "gurobi"}
+METHODS = ("naive", "omlt", "leo", "leo-network", "leo-60s", *BACKEND_METHODS)
 BUDGET = 60.0  # leo-60s's time budget, seconds
 DEFAULT_CAP = 3600.0
 QUICK_NETWORK = "2x100-l1=1e-4"
@@ -54,8 +61,7 @@ QUICK_BASELINE_CAP = 120.0
 QUICK_LEO_CAP = 60.0
 KILL_GRACE = 30.0  # seconds past the cap before a process is killed (model building is not interruptible)
 SEED = 0
-# one thread for every method: numpy's BLAS, torch and HiGHS (on a shared 2-core machine,
-# multi-threaded BLAS in leo's witness passes ran 10x slower under load)
+# the thread variables set for every method's process (leo.threads sets the rest)
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -84,14 +90,18 @@ SPECS = (
 
 
 # -- the methods -----------------------------------------------------------------
-def _leo(engine: str, time_limit: float | None, budget: float | None = None, threads: int = DEFAULT_THREADS
-         ) -> Callable[[Network, Box, float | None], dict[str, Any]]:
+def _leo(engine: str, time_limit: float | None, budget: float | None = None, threads: int = DEFAULT_THREADS,
+         solver: str | None = None) -> Callable[[Network, Box, float | None], dict[str, Any]]:
     def run(network: Network, box: Box, cap: float | None) -> dict[str, Any]:  # noqa: ARG001 - killed at the cap
         from leo.stability import StabilityOptions, analyse
 
         kwargs: dict[str, Any] = {} if time_limit is None else {"time_limit": time_limit}
         if budget is not None:
             kwargs["time_budget"] = budget
+        if solver is not None:
+            if "solver" not in StabilityOptions.__dataclass_fields__:
+                raise RuntimeError("this leo has no StabilityOptions.solver")
+            kwargs["solver"] = solver
         if "threads" in StabilityOptions.__dataclass_fields__:
             kwargs["threads"] = threads
         if "engine" in StabilityOptions.__dataclass_fields__:
@@ -106,7 +116,7 @@ def _leo(engine: str, time_limit: float | None, budget: float | None = None, thr
         active = [lr.active for lr in report.layers]
         inactive = [lr.inactive for lr in report.layers]
         timeouts = sum(1 for lr in report.layers for p in lr.proofs if p.method == "timeout")
-        return {"seconds": seconds, "solves": report.solves,
+        return {"seconds": seconds, "solves": report.solves, "solver": str(report.settings.get("solver", "")),
                 "stable": sum(map(len, active)) + sum(map(len, inactive)), "capped": False,
                 "active": active, "inactive": inactive, "timeouts": timeouts, "unproven": report.num_unproven,
                 "layer_seconds": [lr.seconds for lr in report.layers]}
@@ -126,6 +136,7 @@ def method_function(name: str, leo_time_limit: float | None = None, threads: int
         "leo": _leo("unit", leo_time_limit, threads=threads),
         "leo-network": _leo("network", leo_time_limit, threads=threads),
         "leo-60s": _leo("unit", leo_time_limit, BUDGET, threads),
+        **{m: _leo("unit", leo_time_limit, threads=threads, solver=s) for m, s in BACKEND_METHODS.items()},
     }
     if name not in table:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
@@ -301,6 +312,7 @@ def benchmark(networks: Sequence[tuple[str, Network]], methods: Sequence[str],
         entries.append({
             "name": name,
             "hidden": list(net.hidden),
+            "weights": weight_counts(net),
             "methods": {m: _summary(r) for m, r in full.items()},
             **check,
         })
@@ -309,9 +321,28 @@ def benchmark(networks: Sequence[tuple[str, Network]], methods: Sequence[str],
     return entries
 
 
+def weight_counts(network: Network) -> dict[str, Any]:
+    """How many weights the network has, and how many nonzero ones leo leaves out of its
+    MILP rows for being below ``DROP_TOL``."""
+    from leo.encoding import DROP_TOL
+
+    ws = [np.asarray(w) for layer in network.layers for w in layer.weights.values()]
+    tiny = sum(int(np.sum((np.abs(w) < DROP_TOL) & (w != 0))) for w in ws)
+    return {"total": sum(int(w.size) for w in ws), "tiny": tiny, "drop_tol": DROP_TOL}
+
+
 # -- reporting -------------------------------------------------------------------
+def default_methods() -> tuple[str, ...]:
+    """Every method whose solver is installed here (leo with each installed back-end)."""
+    from solvers.backend import available
+
+    installed = available()
+    return tuple(m for m in METHODS if BACKEND_METHODS.get(m, "highs") in installed)
+
+
 def machine() -> dict[str, Any]:
-    from solvers.highs_backend import highs_version
+    """Facts about where the benchmark runs, read when it runs."""
+    from solvers.backend import available, backend_version
 
     cpu = platform.processor()
     try:
@@ -327,7 +358,8 @@ def machine() -> dict[str, Any]:
             versions[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001
             versions[mod] = None
-    versions["highs"] = highs_version()
+    for solver in available():
+        versions[solver] = backend_version(solver)
     return {"cpu": cpu, "cores": os.cpu_count(), "load_average": list(os.getloadavg()),
             "platform": platform.platform(), "versions": versions}
 
@@ -366,9 +398,10 @@ def to_markdown(data: dict[str, Any]) -> str:
     lines += ["Caps (seconds per method and network): " + ", ".join(f"{m} {c:g}" if c else f"{m} none"
                                                                    for m, c in caps.items()), ""]
     tl = data.get("leo_time_limit")
-    lines += [f"leo's per-MILP time limit: {f'{tl:g} s' if tl else 'StabilityOptions default (60 s)'}; "
+    limit = f"{tl:g} s" if tl else f"StabilityOptions default ({_defaults(data).time_limit:g} s)"
+    lines += [f"leo's per-MILP time limit: {limit}; "
               "a unit whose MILP times out is unproven, and that run is not exact.", ""]
-    lines += [f"Threads (torch, BLAS, HiGHS; `--threads`, 0 = one per core): {data.get('threads', 1)}", ""]
+    lines += [f"Threads (torch, BLAS, the solver; `--threads`, 0 = one per core): {data.get('threads', 1)}", ""]
     if data.get("quick"):
         lines += [f"**Quick run**: {QUICK_NETWORK} only, the baselines capped at "
                   f"{caps.get('naive', QUICK_BASELINE_CAP):g} s and leo at {caps.get('leo', QUICK_LEO_CAP):g} s; "
@@ -377,6 +410,10 @@ def to_markdown(data: dict[str, Any]) -> str:
         agree = {True: "yes", False: "**NO**", None: "not compared (fewer than two finished)"}[entry["agree"]]
         lines += [f"## {entry['name']} (hidden {'-'.join(map(str, entry['hidden']))})", "",
                   f"Same stable set: {agree} (compared: {', '.join(entry['compared']) or 'none'})", ""]
+        if entry.get("weights"):
+            w = entry["weights"]
+            lines += [f"Weights: {w['total']:,}, of which {w['tiny']:,} nonzero with |w| < {w['drop_tol']:g} "
+                      "(left out of leo's MILP rows, which are widened instead; the baselines keep them)", ""]
         if entry.get("inexact"):
             lines += ["Not exact (units left unproven by a MILP time-out, the time budget or the margin; not compared): "
                       + ", ".join(f"{m} {n}" for m, n in entry["inexact"].items()), ""]
@@ -397,11 +434,7 @@ def to_markdown(data: dict[str, Any]) -> str:
         if errors or notes:
             lines += [""] + errors + notes
         lines.append("")
-    checks = targets(data)
-    if checks:
-        lines += ["## Targets of issue 3", "", "| target | method | result | met |", "|---|---|---|---|"]
-        lines += [f"| {t} | {m} | {res} | {ok} |" for t, m, res, ok in checks] + [""]
-    lines += ["## Notes", ""] + [f"- {n}" for n in NOTES] + [""]
+    lines += ["## Notes", ""] + [f"- {n}" for n in method_notes(data)] + [""]
     return "\n".join(lines)
 
 
@@ -409,80 +442,59 @@ def _exact(r: dict[str, Any]) -> bool:
     return r.get("seconds") is not None and not r.get("capped") and "error" not in r and not _unproven(r)
 
 
-def targets(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(target, method, what was measured, met?) for the issue's speed targets."""
-    out = []
-    leos = [m for m in ("leo", "leo-network", "leo-60s") if any(m in e["methods"] for e in data["networks"])]
-    for e in data["networks"]:
-        name, ms = e["name"], e["methods"]
-        if e["hidden"] == [100, 100]:
-            limit = 1.0 if e.get("l1") == 5e-4 else 5.0
-            for m in leos:
-                if m in ms:
-                    r = ms[m]
-                    ok = _exact(r) and r["seconds"] <= limit
-                    out.append((f"{name}: exact analysis <= {limit:g} s", m, _fmt_seconds(r) + " s"
-                                + ("" if _exact(r) else " (not exact)"), "yes" if ok else "no"))
-            if e.get("l1") == 1e-4 and "naive" in ms:
-                for m in leos:
-                    if m in ms and _exact(ms[m]) and ms["naive"].get("seconds"):
-                        ratio = ms["naive"]["seconds"] / ms[m]["seconds"]
-                        met = "yes" if ratio >= 100 else ("not shown (naive capped)" if ms["naive"].get("capped")
-                                                          else "no")
-                        out.append((f"{name}: >= 100x faster than naive", m, _speedup(ms[m], ms["naive"]), met))
-            if e.get("l1") == 1e-4 and "omlt" in ms:
-                for m in leos:
-                    if m in ms and _exact(ms[m]) and ms["omlt"].get("seconds"):
-                        faster = ms[m]["seconds"] < ms["omlt"]["seconds"]
-                        out.append((f"{name}: faster than omlt", m,
-                                    f"{_fmt_seconds(ms[m])} s vs {_fmt_seconds(ms['omlt'])} s", "yes" if faster else "no"))
-        elif e.get("l1") == 1e-4:
-            for m in leos:
-                if m in ms:
-                    r = ms[m]
-                    ok = _exact(r) and r["seconds"] <= 60
-                    out.append((f"{name}: exact analysis <= 60 s", m, _fmt_seconds(r) + " s"
-                                + ("" if _exact(r) else f" (not exact: {_unproven(r) or 'capped'} unproven)"),
-                                "yes" if ok else "no"))
+def leo_defaults() -> dict[str, Any]:
+    """leo's default options that the text names, recorded with each run."""
+    from leo.stability import StabilityOptions
+
+    d = StabilityOptions()
+    return {"time_limit": d.time_limit, "samples": d.samples, "margin": d.margin, "solver": d.solver}
+
+
+def _defaults(data: dict[str, Any]) -> Any:
+    """The run's recorded defaults (runs from before they were recorded: today's)."""
+    return SimpleNamespace(**(data.get("leo_defaults") or leo_defaults()))
+
+
+def method_notes(data: dict[str, Any]) -> list[str]:
+    """What each column and method is; numbers from the run's data or leo's own settings."""
+    d = _defaults(data)
+    omlt = data.get("machine", {}).get("versions", {}).get("omlt")
+    threads = data.get("threads", DEFAULT_THREADS)
+    out = [
+        "Seconds: wall clock of the method from the loaded network to its verdicts, model building "
+        "included; training, process start and imports are not counted. One process per method and "
+        "network (`spawn`), so peak MiB is that process's `ru_maxrss`; it includes the interpreter, "
+        "torch and Pyomo (`baseline_mib` in the JSON: the peak before the method starts), and "
+        "'+ over start' is what the method added on top (0 when it stayed below the import peak).",
+        f"Threads for every method: {threads} (`--threads`; 0 = one per core): `leo.threads.set_threads` gives "
+        "torch, numpy's BLAS and the solver that many, and OMP/OPENBLAS/MKL_NUM_THREADS are set to it too.",
+        "naive = LEO (CPAIOR 2020): per hidden layer one Pyomo big-M model of the prefix (interval "
+        "big-M only; units proven stable by interval arithmetic or an earlier MILP fixed, no binary), "
+        "then max z and min z of every unit the intervals leave open, each solved to optimality "
+        "(mip_rel_gap 0) with HiGHS through Pyomo's persistent appsi interface (only the objective "
+        "changes between solves).",
+        f"omlt = OMLT {omlt or ''} `ReluBigMFormulation` of the prefix network per hidden layer (OMLT's own "
+        "interval big-M, a binary for every hidden unit), then max and min of every unit its "
+        "intervals leave open, same solver settings.",
+        "leo = `analyse(..., StabilityOptions(engine=\"unit\"))`: interval/symbolic bounds, then "
+        f"{d.samples:,} random box points and a multi-start local search as witnesses, then per open unit a loop "
+        "of ideal-formulation cuts (Anderson et al. 2020) on the LP relaxation, then a search for a crossing "
+        "between linear regions (region walk and neighbourhood MILPs) and, if those do not decide it, one MILP "
+        "on a persistent prefix model with the binding cuts and the margin as the solver's objective cutoff; "
+        "leo-network = `engine=\"network\"` (the network-wide MILP; the units a time-out of it leaves are "
+        f"solved per unit). Default options otherwise (no data points as witnesses, {d.time_limit:g} s per MILP, "
+        f"solver {d.solver}).",
+        "leo-scip, leo-gurobi = leo with `StabilityOptions(solver=\"scip\")` / `(solver=\"gurobi\")` "
+        "(solvers/backend.py; versions in the machine line); each runs where its solver is installed.",
+        f"A unit is stable on a proven bound beyond the margin {d.margin:g} (max z <= -{d.margin:g} or "
+        f"min z >= {d.margin:g}), or on an interval/symbolic bound (upper <= 0 or lower >= 0).",
+        f"leo-60s = leo with `time_budget={BUDGET:g}` for the whole analysis (each ReLU layer an equal share of "
+        "what is left, each solve an equal share of its layer's); units it cuts short stay unproven.",
+        "Capped: the method was stopped at its cap (the baselines stop themselves; a process still "
+        "running at cap + grace is killed); its seconds are a lower bound and it is not compared.",
+        "Speedup vs naive = naive seconds / method seconds; '≥' when naive was capped.",
+    ]
     return out
-
-
-NOTES = (
-    "Seconds: wall clock of the method from the loaded network to its verdicts, model building "
-    "included; training, process start and imports are not counted. One process per method and "
-    "network (`spawn`), so peak MiB is that process's `ru_maxrss`; it includes the interpreter, "
-    "torch and Pyomo (`baseline_mib` in the JSON: the peak before the method starts), and "
-    "'+ over start' is what the method added on top (0 when it stayed below the import peak).",
-    "All methods single-threaded unless the JSON's `threads` says otherwise (`--threads`): "
-    "`leo.threads.set_threads` gives torch, numpy's BLAS and HiGHS that many threads (leo's "
-    "default, 1), and OMP/OPENBLAS/MKL_NUM_THREADS are set to it too.",
-    "naive = LEO (CPAIOR 2020): per hidden layer one Pyomo big-M model of the prefix (interval "
-    "big-M only; units proven stable by interval arithmetic or an earlier MILP fixed, no binary), "
-    "then max z and min z of every unit the intervals leave open, each solved to optimality "
-    "(mip_rel_gap 0) with HiGHS through Pyomo's persistent appsi interface (only the objective "
-    "changes between solves).",
-    "omlt = OMLT 1.2 `ReluBigMFormulation` of the prefix network per hidden layer (OMLT's own "
-    "interval big-M, a binary for every hidden unit), then max and min of every unit its "
-    "intervals leave open, same solver settings.",
-    "leo = `analyse(..., StabilityOptions(engine=\"unit\"))`: interval/symbolic bounds, then 2,048 random "
-    "box points and a multi-start local search as witnesses, then per open unit a loop of ideal-formulation "
-    "cuts (Anderson et al. 2020) on the LP relaxation, then a search for a crossing between linear regions "
-    "(region walk and neighbourhood MILPs) and, if those do not decide it, one MILP on a "
-    "persistent prefix model with the binding cuts and the margin as HiGHS's objective cutoff; leo-network = `engine=\"network\"` (the "
-    "network-wide MILP; the units a time-out of it leaves are solved per unit). Default options otherwise "
-    "(no data points as witnesses, 60 s per MILP).",
-    "A unit is stable on a proven bound beyond the margin 1e-6 (max z <= -1e-6 or "
-    "min z >= 1e-6), or on an interval/symbolic bound (upper <= 0 or lower >= 0).",
-    f"leo-60s = leo with `time_budget={BUDGET:g}` for the whole analysis (each ReLU layer an equal share of "
-    "what is left, each solve an equal share of its layer's); units it cuts short stay unproven.",
-    "Capped: the method was stopped at its cap (the baselines stop themselves; a process still "
-    "running at cap + grace is killed); its seconds are a lower bound and it is not compared.",
-    "Speedup vs naive = naive seconds / method seconds; '≥' when naive was capped.",
-    "The baselines encode every weight as trained (float32 read as float64), including the many "
-    "near-zero weights that l1 training leaves (most |w| between 1e-12 and 1e-6); such entries "
-    "make HiGHS's dual simplex stall on some prefix LPs. leo leaves weights below 1e-6 out of its "
-    "MILP rows and widens each row by the range of the dropped terms (a relaxation: proofs stay valid).",
-)
 
 
 def plot(data: dict[str, Any], path: Path) -> None:
@@ -495,7 +507,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
 
     entries = data["networks"]
     methods = list(dict.fromkeys(m for e in entries for m in e["methods"]))
-    markers = dict(zip(METHODS, "osD^v"))
+    markers = dict(zip(METHODS, "osD^vPX"))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
 
     def draw(ax, xs_entries, xfun, xlabel, xlog):  # noqa: ANN001, ANN202
@@ -568,7 +580,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--leo-cap", type=float, default=None,
                    help="seconds for leo and leo-network per network, when they should differ from --cap "
                         "(e.g. baselines at 90 s and leo at 900 s, to see leo's whole run)")
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated, from {', '.join(METHODS)} (default: all whose solver is installed)")
     p.add_argument("--networks", default=None, help="comma-separated names, e.g. 2x100-l1=1e-4")
     p.add_argument("--leo-time-limit", type=float, default=None,
                    help="leo's per-MILP time limit (default: StabilityOptions' own, 60 s); a unit whose "
@@ -578,7 +591,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="threads for torch, BLAS and HiGHS in every method (leo.threads; 0: one per core); "
                         "recorded in the JSON")
     args = p.parse_args(argv)
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    args.methods = ([m.strip() for m in args.methods.split(",") if m.strip()] if args.methods is not None
+                    else list(default_methods()))
     for m in args.methods:
         if m not in METHODS:
             p.error(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
@@ -617,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         entry["l1"] = spec.l1
     data = {"networks": entries, "machine": mach, "command": command.strip(), "quick": args.quick,
             "caps": caps, "box": "[0, 1]^784", "seed": SEED, "leo_time_limit": args.leo_time_limit,
-            "threads": args.threads}
+            "threads": args.threads, "leo_defaults": leo_defaults()}
     write_json(args.json, data)
     write_text(args.markdown, to_markdown(data))
     plot(data, args.plot)

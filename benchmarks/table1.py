@@ -74,13 +74,11 @@ PAPER_ROWS: tuple[RowSpec, ...] = (
     RowSpec(100, 0.0, paper=_paper(98.00, 0.0, 0.0, 0.0)),
 )
 
-#: Rows past the paper (chosen by a quick probe, see the markdown).
+#: Rows past the paper.
 EXTRA_ROWS: tuple[RowSpec, ...] = (
-    RowSpec(100, 3e-4, note="past the paper: l1 3e-4, between the paper's 1e-4 and 5e-4; chosen by a probe "
-                            "(seed 0: 95.75% accuracy and 16.5% compression, against 95.90% and 6.0% at l1 1e-4)"),
+    RowSpec(100, 3e-4, note="past the paper: l1 3e-4, between the paper's 1e-4 and 5e-4"),
     RowSpec(100, 1e-4, rs=1e-3, note="past the paper: l1 1e-4 plus the RS loss of Xiao et al. (ICLR 2019), weight "
-                                     "1e-3, eps 0.1; chosen by a probe (seed 0: 95.10% accuracy, 18.5% compression, "
-                                     "but 373 s of analysis with 6 MILP time-outs)"),
+                                     "1e-3, eps 0.1"),
 )
 
 ALL_ROWS = PAPER_ROWS + EXTRA_ROWS
@@ -162,8 +160,10 @@ def evaluate_network(module: Any, x_test: np.ndarray, y_test: np.ndarray,
         "compression_pct": 100.0 * sum(removed) / sum(hidden),
         "seconds": report.seconds,
         "reduce_seconds": reduce_seconds,
-        "milp_solves": report.solves,
+        "milp_solves": report.milps,
+        "lp_solves": report.lps,
         "timeouts": timeouts,
+        "solver": str(report.settings.get("solver", "")),
         "parameters": net.num_parameters,
         "parameters_after": small.num_parameters,
         "weight_l1": weight_l1,
@@ -183,8 +183,11 @@ def _layer_means(nets: list[dict[str, Any]], key: str) -> list[float]:
 def run_row(spec: RowSpec, seeds: Sequence[int], steps: int, options: StabilityOptions = StabilityOptions(),
             depth: int = DEPTH, folder: Path | None = None, verbose: bool = False) -> dict[str, Any]:
     """Train (or load) one network per seed, evaluate each, and aggregate the row."""
+    from benchmarks.speed import machine
+
     data = mnist()
     hidden = (spec.width,) * depth
+    facts = machine()  # read when the row runs, so the text can say where it was measured
     nets: list[dict[str, Any]] = []
     for seed in seeds:
         module, train_seconds = get_network(hidden, spec.l1, seed, steps, spec.rs, folder=folder, verbose=verbose)
@@ -241,7 +244,11 @@ def run_row(spec: RowSpec, seeds: Sequence[int], steps: int, options: StabilityO
         "paper": spec.paper,
         "note": spec.note,
         "data": data.description,
+        "train_images": int(data.x_train.shape[0]),
         "steps": steps,
+        "machine": facts,
+        "threads": options.threads,
+        "solvers": sorted({n["solver"] for n in nets}),
         "domain": f"[0, 1]^{data.x_test.shape[1]}",
         "stability_options": {"time_limit": options.time_limit, "margin": options.margin,
                               "samples": options.samples, "workers": options.workers},
@@ -276,20 +283,20 @@ def markdown(rows: list[dict[str, Any]], command: str, comment: str | None = Non
         f"- **Training**: the paper's recipe (`leo.train` defaults: SGD, lr 0.01, momentum 0.9, batch 128, "
         f"lr × 0.1 at 50/120 and 100/120 of the run, Kaiming-normal init, l1 penalty λ·Σ|W|) for "
         f"{', '.join(f'{s:,}' for s in steps)} SGD steps"
-        + (" — the paper's 120 epochs × 60,000 images / 128 = 56,250 steps, kept as a number of steps "
-           "on our smaller training set (so ≈ 900 epochs of it)." if steps == [PAPER_STEPS] else "."),
+        + (" — the paper's 120 epochs × 60,000 images / 128 = 56,250 steps, kept as a number of steps"
+           + (f" (≈ {PAPER_STEPS * 128 / rows[0]['train_images']:.0f} epochs of our {rows[0]['train_images']:,} "
+              "training images)." if rows[0].get("train_images") else ".") if steps == [PAPER_STEPS] else "."),
         f"- **Data**: {rows[0]['data']}.",
         f"- **Analysis**: every hidden unit proven stably active / inactive or shown unstable over "
-        f"{rows[0]['domain']} by `leo.stability.analyse` (bounds, witnesses, one HiGHS MILP per open unit, "
+        f"{rows[0]['domain']} by `leo.stability.analyse` (bounds, witnesses, one MILP per open unit with "
+        f"{', '.join(sorted({s for r in rows for s in r.get('solvers', []) if s})) or 'the default solver'}, "
         f"{rows[0]['stability_options']['time_limit']:g} s per solve), then `leo.reduce.reduce`.",
         "- **Removed** = original width − width after reduction: stably inactive units deleted + stably "
         "active units folded (their weight rows are linear combinations of other active rows) + all units "
         "of a layer merged away (all of its units stably active). **Compression** = removed / all hidden units.",
         "- **Accuracy** is on the test split, computed with the original network and again with the "
         "compressed one; they are asserted identical (float64). Max |f − g| over the test images: "
-        f"{max(r['max_abs_diff'] for r in rows):.2g}"
-        + (" (exactly 0: only inactive units were deleted, so the arithmetic of the rest is unchanged)."
-           if max(r["max_abs_diff"] for r in rows) == 0 else "."),
+        f"{max(r['max_abs_diff'] for r in rows):.2g}.",
     ]
     if comment:
         lines += [f"- {comment}"]
@@ -341,8 +348,9 @@ def markdown(rows: list[dict[str, Any]], command: str, comment: str | None = Non
     return "\n".join(lines) + "\n"
 
 
-def networks_note(rows: list[dict[str, Any]], default: int = 5, budget_minutes: float = 60.0) -> str | None:
-    """Why fewer than ``default`` networks per row, from the measured times (None if not fewer)."""
+def networks_note(rows: list[dict[str, Any]], default: int = 5) -> str | None:
+    """What fewer than ``default`` networks per row cost and would have cost, from the
+    measured times (None if not fewer)."""
     n = min(r["networks"] for r in rows)
     if n >= default:
         return None
@@ -350,11 +358,21 @@ def networks_note(rows: list[dict[str, Any]], default: int = 5, budget_minutes: 
     for r in rows:
         train = [x["train_seconds"] for x in r["per_network"] if not math.isnan(x["train_seconds"])]
         per_net += (float(np.mean(train)) if train else 0.0) + float(np.mean([x["seconds"] for x in r["per_network"]]))
-    return (f"{n} networks per row instead of the script's default {default}: on this machine (2 cores shared "
-            f"with other jobs, training single-threaded) training and analysing one network of every row took "
-            f"{per_net / 60:.0f} min (measured, the train s column plus the analyses), so {default} per row would "
-            f"take ≈ {default * per_net / 60:.0f} min, beyond the ≈ {budget_minutes:.0f} min budgeted for this "
-            f"table; {n} per row took ≈ {n * per_net / 60:.0f} min.")
+    where = machine_text(rows[0])
+    return (f"{n} networks per row instead of the script's default {default}. Training and analysing one network "
+            f"of every row took {per_net / 60:.0f} min (measured: the train s column plus the analyses"
+            + (f"; {where}" if where else "") + f"), so {n} per row took ≈ {n * per_net / 60:.0f} min and "
+            f"{default} per row would take ≈ {default * per_net / 60:.0f} min.")
+
+
+def machine_text(row: dict[str, Any]) -> str | None:
+    """Where a row was measured, as recorded when it ran (None for rows from before that)."""
+    m = row.get("machine")
+    if not m:
+        return None
+    load = ", ".join(f"{x:.2f}" for x in m.get("load_average", []))
+    return (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, load average {load} when the row started, "
+            f"{row.get('threads', '?')} thread(s) (`--threads`)")
 
 
 def differences(rows: list[dict[str, Any]]) -> list[str]:
@@ -364,25 +382,21 @@ def differences(rows: list[dict[str, Any]]) -> list[str]:
     train_acc = float(np.mean([r["train_accuracy_mean"] for r in rows]))
     if paper:
         d_acc = [r["accuracy_mean"] - r["paper"]["accuracy"] for r in paper]
+        images = rows[0].get("train_images")
         out.append(
             f"- **Accuracy** is {abs(float(np.mean(d_acc))):.2f} points {'lower' if np.mean(d_acc) < 0 else 'higher'} "
             f"than the paper's on average over the {len(paper)} paper rows (from {min(d_acc):+.2f} to "
-            f"{max(d_acc):+.2f}). Our networks learn from 8,000 images instead of 60,000 (and are tested on 2,000 "
-            f"held-out images of the official test set instead of all 10,000): they fit their training split "
-            f"almost perfectly (mean training accuracy {train_acc:.2f}%), so the gap is the smaller training set, "
-            "not the optimisation."
+            f"{max(d_acc):+.2f}). Mean training accuracy: {train_acc:.2f}%"
+            + (f" on {images:,} training images (the paper trained on 60,000)" if images else "") + "."
         )
         reg = [r for r in paper if r["l1"] > 0]
         if reg:
             parts = [f"{r['name']} {r['compression_pct']:.1f}% vs {r['paper']['compression_pct']:g}%" for r in reg]
+            timeouts = sum(r["timeouts"] for r in paper)
             out.append(
                 "- **Compression** at the paper's λ > 0 (ours vs paper): " + "; ".join(parts) + ". "
-                "Where it differs, the likely cause is again the data: the same λ and the same number of steps "
-                "balance the l1 pull against the cross-entropy of a different (8× smaller, ≈ 900 epochs) "
-                "training set, so the same λ does not give the same sparsity (a hypothesis: the 60,000-image "
-                "set is not available here to test it). The analysis is not the cause: "
-                f"it had {sum(r['timeouts'] for r in paper)} MILP time-out(s) over these rows (a time-out keeps "
-                "the unit), so every unit is settled by a proof or by a witness pair of inputs."
+                f"MILP time-outs over these rows: {timeouts} (a time-out keeps the unit)"
+                + (", so every unit was settled by a proof or by a witness pair of inputs." if timeouts == 0 else ".")
             )
         zero = [r for r in paper if r["l1"] == 0]
         if zero:
@@ -393,14 +407,11 @@ def differences(rows: list[dict[str, Any]]) -> list[str]:
     box_vs_data = [(r["name"], sum(r["stable_inactive"]), sum(r["inactive_on_train"])) for r in rows if r["l1"] > 0]
     if box_vs_data:
         out.append(
-            "- **Box versus data**: a unit is removed only if it is inactive on the whole box [0, 1]^784, not just "
-            "on images. Proven stably inactive vs inactive on all 8,000 training images (both layers, mean per "
-            "network): " + "; ".join(f"{n} {a:.1f} vs {b:.1f}" for n, a, b in box_vs_data) + ". "
-            + ("They coincide: every unit that l1 switched off on the data is provably off on the whole box, "
-               "so a weaker analysis would not explain a gap to the paper either."
-               if all(abs(a - b) < 1e-9 for _, a, b in box_vs_data) else
-               "Units inactive on the data but not proven inactive are active somewhere in the box (or "
-               "timed out).")
+            f"- **Box versus data**: a unit is removed only if it is inactive on the whole box {rows[0]['domain']}, "
+            "not just on images. Proven stably inactive vs inactive on all "
+            + (f"{rows[0]['train_images']:,} " if rows[0].get("train_images") else "")
+            + "training images (both layers, mean per network): " + "; ".join(f"{n} {a:.1f} vs {b:.1f}" for n, a, b in box_vs_data) + "."
+            + (" They coincide in every row." if all(abs(a - b) < 1e-9 for _, a, b in box_vs_data) else "")
         )
     extras = [r for r in rows if not r.get("paper")]
     if extras:
@@ -421,8 +432,7 @@ def differences(rows: list[dict[str, Any]]) -> list[str]:
                 f"  Without RS, λ from {short(plain[0]['l1'])} to {short(plain[-1]['l1'])} moves the accuracy by "
                 f"at most {max(accs) - min(accs):.2f} points (standard errors up to "
                 f"{max(r['accuracy_sem'] for r in plain):.2f}) while the compression goes from "
-                f"{plain[0]['compression_pct']:.1f}% to {plain[-1]['compression_pct']:.1f}%: on this split a "
-                "larger λ buys compression at about the same accuracy."
+                f"{plain[0]['compression_pct']:.1f}% to {plain[-1]['compression_pct']:.1f}%."
             )
         for r in (r for r in extras if r["rs"]):
             base = next((b for b in same + extras if b["l1"] == r["l1"] and not b["rs"]), None)
@@ -430,8 +440,8 @@ def differences(rows: list[dict[str, Any]]) -> list[str]:
                 out.append(
                     f"  The RS loss (weight {short(r['rs'])}) on top of λ = {short(r['l1'])} removes "
                     f"{r['compression_pct']:.1f}% instead of {base['compression_pct']:.1f}% at "
-                    f"{r['accuracy_mean'] - base['accuracy_mean']:+.2f} points of accuracy, but its units sit "
-                    f"closer to the stability boundary: {r['milp_solves_mean']:.1f} MILPs per network instead of "
+                    f"{r['accuracy_mean'] - base['accuracy_mean']:+.2f} points of accuracy, with "
+                    f"{r['milp_solves_mean']:.1f} MILPs per network instead of "
                     f"{base['milp_solves_mean']:.1f}, {r['timeouts']} time-outs (a time-out keeps the unit), "
                     f"median analysis {r['seconds_median']:.0f} s instead of {base['seconds_median']:.1f} s."
                 )
@@ -449,14 +459,21 @@ def differences(rows: list[dict[str, Any]]) -> list[str]:
                      "away; the rest are stably inactive units deleted")
     out.append(
         f"- **Counting**: {fold_text}. Stably active units stay unless their weight rows are linearly dependent "
-        "(LEO's rule), so the removed counts are comparable with the paper's."
+        "(LEO's rule)."
     )
-    out.append(
-        "- **Analysis times** are not comparable with the paper's (Gurobi on their hardware, one MILP per "
-        "unit): here interval/symbolic bounds and witness points settle most units and only the open ones go to "
-        "HiGHS (60 s per solve), on one core of a shared 2-core machine."
-    )
+    out.append(analysis_times(rows))
     return out
+
+
+def analysis_times(rows: list[dict[str, Any]]) -> str:
+    """Where the analysis times were measured, from what the rows recorded when they ran."""
+    limits = sorted({r["stability_options"]["time_limit"] for r in rows})
+    solvers = sorted({s for r in rows for s in r.get("solvers", []) if s})
+    where = machine_text(rows[0])
+    return ("- **Analysis times**: the paper's come from Gurobi on its hardware, one MILP per unit. Here: "
+            f"{', '.join(solvers) or 'solver not recorded'}, {'/'.join(f'{t:g}' for t in limits)} s per solve, "
+            f"{_mean([r['milp_solves_mean'] for r in rows]):.1f} solver calls per network on average over the rows"
+            + (f"; measured on {where}" if where else "") + ".")
 
 
 def plot(rows: list[dict[str, Any]], path: str | Path) -> None:

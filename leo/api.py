@@ -138,22 +138,55 @@ class Compression:
 def compress(model: ModelLike, lower: Any, upper: Any, options: StabilityOptions = StabilityOptions(),
              data: np.ndarray | None = None, progress: ProgressFn | None = None,
              check_points: int = 10_000, model_path: Path | None = None,
-             out_path: Path | None = None) -> Compression:
-    """Prove stability, reduce, and check the result on sampled points of the box."""
+             out_path: Path | None = None, form: str = "leo") -> Compression:
+    """Prove stability, reduce, and check the result on sampled points of the box.
+    ``form`` (see ``FORMS``): how stable units are removed."""
     net = as_network(model, like=_array(lower))
-    box = as_box(net, lower, upper)
+    step = exact_step(net, as_box(net, lower, upper), options, data, progress, check_points, form)
+    source = model_path if model_path is not None else (
+        Path(model) if isinstance(model, (str, Path)) and Path(str(model)).is_file() else None)
+    cert = build_certificate(net, step.report, step.reduction, step.check, source)  # sealed by save()
+    return Compression(net, step.reduction.network, step.report, step.reduction, step.check, cert)
+
+
+#: How ``compress`` removes stable units. "leo" (LEO, Serra et al. 2020): inactive units are
+#: deleted, active units folded only where their rows depend on other active rows, and
+#: layers whose units are all active merged, so the network stays a plain chain of layers.
+#: "flat" (REDNet's form, for verifiers): every stable unit is removed; an active unit's
+#: linear map goes to the layers that read it through skip connections, so only unstable
+#: units keep a ReLU. Both are exact on the box; on conv networks "leo" can make the
+#: lowered weights denser (folding into a basis of hundreds of rows), "flat" keeps them sparse.
+FORMS = ("leo", "flat")
+
+
+@dataclass(frozen=True)
+class ExactStep:
+    """What the exact compress step proved and built: the stability report, the reduction
+    (``reduction.network`` is the smaller network) and the sampled check of the two."""
+
+    report: StabilityReport
+    reduction: Reduction
+    check: CheckResult
+
+
+def exact_step(net: Network, box: Box, options: StabilityOptions = StabilityOptions(),
+               data: np.ndarray | None = None, progress: ProgressFn | None = None,
+               check_points: int = 10_000, form: str = "leo") -> ExactStep:
+    """Prove stability on the box, reduce, and check the result on sampled points of the
+    box. The one exact step: ``compress`` and the chains of ``leo.compose`` both run it,
+    so they cannot drift apart. A reduced network that differs on a sampled point is a
+    bug in leo (RuntimeError), never a result."""
+    if form not in FORMS:
+        raise LeoInputError(f"unknown form {form!r}; choose one of {', '.join(FORMS)}")
     report = analyse(net, box, _within_budget(net, box, options, check_points), data=data, progress=progress)
-    reduction = reduce(net, report)
+    reduction = reduce(net, report, bypass_active=form == "flat")
     check = compare_sampled(net, reduction.network, box, n=check_points, tolerance=1e-6 * (1 + _scale(net, box)))
     if not check.equivalent:
         raise RuntimeError(
-            f"internal error: the reduced network differs from the original by {check.max_diff:g} "
-            "on a sampled point; please report this model"
+            f"internal error: the reduced network differs from its input by {check.max_diff:g} "
+            "on a sampled point of the box; please report this model"
         )
-    source = model_path if model_path is not None else (
-        Path(model) if isinstance(model, (str, Path)) and Path(str(model)).is_file() else None)
-    cert = build_certificate(net, report, reduction, check, source)  # sealed with the output's hash by save()
-    return Compression(net, reduction.network, report, reduction, check, cert)
+    return ExactStep(report, reduction, check)
 
 
 def _within_budget(net: Network, box: Box, options: StabilityOptions, check_points: int) -> StabilityOptions:

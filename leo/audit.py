@@ -491,6 +491,17 @@ def _merge(layers: list[_Live], k: int) -> None:
         later.weights = {(s - 1 if s > k + 1 else s): w for s, w in later.weights.items()}
 
 
+def _bypass(layers: list[_Live], k: int, positions: list[int]) -> None:
+    """Stably active units are linear: readers take their affine map from layer k's sources."""
+    ly = layers[k]
+    for reader in _readers(layers, k):
+        wa = reader.weights[k + 1][:, positions]
+        reader.bias = reader.bias + wa @ ly.bias[positions]
+        for s, ws in ly.weights.items():
+            reader.weights[s] = reader.weights[s] + wa @ ws[positions] if s in reader.weights else wa @ ws[positions]
+    _delete(layers, k, positions)
+
+
 def replay(net: Network, claims: dict[int, list[str]], reduction: dict[str, Any], recorded_max: float) -> Network:
     """The compressed network by the certificate's reduction, each step checked against the claims."""
     layers = [_Live({s: w.copy() for s, w in ly.weights.items()}, ly.bias.copy(), ly.relu,
@@ -499,6 +510,7 @@ def replay(net: Network, claims: dict[int, list[str]], reduction: dict[str, Any]
     removed = [list(u) for u in reduction.get("removed_inactive", [])]
     folds = list(reduction.get("folds", []))
     merged = [int(i) for i in reduction.get("merged_layers", [])]
+    bypassed = [list(u) for u in reduction.get("bypassed_active", [])]
     done_removed, done_folds, done_merged = set(), 0, []
     k = 0
     while k < len(layers) - 1:
@@ -511,6 +523,13 @@ def replay(net: Network, claims: dict[int, list[str]], reduction: dict[str, Any]
                     raise Refuted(f"reduction: layer {ly.layer} unit {u} is removed, but not claimed stably inactive")
             _delete(layers, k, pos)
             done_removed.add(ly.layer)
+            units = bypassed[ly.layer - 1] if ly.layer - 1 < len(bypassed) else []
+            pos = _positions(ly, units, "the bypassed list")
+            for u, p in zip(units, pos):
+                if ly.verdicts[p] != ACTIVE:
+                    raise Refuted(f"reduction: layer {ly.layer} unit {u} is bypassed, but not claimed stably active")
+            if pos:
+                _bypass(layers, k, pos)
             for fold in [f for f in folds if int(f["layer"]) == ly.layer]:
                 _fold(layers, k, fold, recorded_max)
                 done_folds += 1
@@ -521,7 +540,7 @@ def replay(net: Network, claims: dict[int, list[str]], reduction: dict[str, Any]
             _merge(layers, k)
             continue
         k += 1
-    left = [i + 1 for i, u in enumerate(removed) if u and i + 1 not in done_removed]
+    left = [i + 1 for units in (removed, bypassed) for i, u in enumerate(units) if u and i + 1 not in done_removed]
     if left or done_folds != len(folds) or sorted(done_merged) != sorted(merged):
         raise Refuted("reduction: the certificate lists removals, folds or merges that the replay cannot apply "
                       "(layers that were merged or the output layer)")
@@ -581,8 +600,10 @@ def audit(certificate: str | Path, original: str | None = None, compressed: str 
     try:
         hashes = [_check_hash(orig_path, cert["original"].get("sha256"), "original"),
                   _check_hash(comp_path, cert["compressed"].get("sha256"), "compressed")]
-        net = load_network(orig_path)
         file_net = load_network(comp_path)
+        # leo's output records the input shape; an original TorchScript archive does not
+        hint = (file_net.input_shape,) if file_net.input_shape else ()
+        net = load_network(orig_path, shapes=hint)
         lo, hi = _box(cert["domain"], net.input_dim)
         claims = _claims(cert, net)
         prover = Prover(net, lo, hi, time_limit)

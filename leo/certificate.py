@@ -30,7 +30,7 @@ from leo.io.files import sha256
 from leo.network import Network
 from leo.reduce import RANK_TOL, Reduction
 from leo.report import StabilityReport
-from solvers.formulation import DROP_TOL
+from leo.encoding import DROP_TOL
 
 SCHEMA = 2
 KIND = "leo lossless compression certificate"
@@ -78,6 +78,8 @@ def _reduction(original: Network, reduction: Reduction) -> dict[str, Any]:
         "folds": [{"layer": f.layer, "units": list(f.units), "basis": list(f.basis),
                    "alpha": [list(row) for row in f.alpha], "residual": f.residual} for f in reduction.folds],
         "merged_layers": list(reduction.merged_layers),
+        # the flat form (leo.api.FORMS): active units routed past their ReLU, per layer
+        "bypassed_active": [list(u) for u in reduction.bypassed_active],
         "units_removed": before - after,
         "compression_pct": round(100.0 * (before - after) / max(before, 1), 3),
     }

@@ -34,7 +34,25 @@ def domain_options(f):  # noqa: ANN001, ANN201
     f = click.option("--lower", required=False, help="Lower bound of the input box: a number (broadcast) or a .npy vector.")(f)
     f = click.option("--vnnlib", type=click.Path(dir_okay=False), default=None,
                      help="Read the input box from a VNN-LIB file instead of --lower/--upper.")(f)
+    f = click.option("--eps", type=float, default=None, expose_value=False, callback=_remember,
+                     help="Radius of the L-inf ball around --center.")(f)
+    f = click.option("--center", default=None, expose_value=False, callback=_remember,
+                     help="A local box: the L-inf ball of radius --eps around this input (.npy, flat or shaped "
+                          "like one input), clipped to --lower/--upper when given (e.g. 0 and 1 for pixels); "
+                          "without them it is not clipped.")(f)
     return f
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """--center/--eps are kept in the command's context, so _box reads them for every command."""
+    ctx.meta[f"leo.{param.name}"] = value
+    return value
+
+
+def _ball_options() -> tuple[str | None, float | None]:
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    return meta.get("leo.center"), meta.get("leo.eps")
 
 
 def analysis_options(f):  # noqa: ANN001, ANN201
@@ -63,6 +81,9 @@ def analysis_options(f):  # noqa: ANN001, ANN201
                      help="Skip the ideal-formulation cuts on the LP relaxation before each MILP.")(f)
     f = click.option("--no-search", is_flag=True,
                      help="Skip the neighbourhood search for a crossing before each MILP.")(f)
+    f = click.option("--solver", type=click.Choice(["highs", "scip", "gurobi"]), default="highs", show_default=True,
+                     help="MILP back-end: HiGHS, or SCIP / Gurobi where installed (pip install 'leo[scip]', "
+                          "'leo[gurobi]'; gurobipy's pip licence solves small models only).")(f)
     f = click.option("--quiet", "-q", is_flag=True, help="No progress display.")(f)
     from leo.threads import threads_option
 
@@ -71,14 +92,44 @@ def analysis_options(f):  # noqa: ANN001, ANN201
 
 
 def _load(model: str, allow_pickle: bool = False):  # noqa: ANN202
-    from leo.api import as_network
+    from leo.api import resolve_path
+    from leo.io.load import load_network
 
-    return as_network(model, allow_pickle=allow_pickle)
+    return load_network(resolve_path(model), allow_pickle=allow_pickle, shapes=_shape_hints())
+
+
+def _shape_hints() -> tuple[tuple[int, ...], ...]:
+    """Input shapes the command's .npy bounds or --center suggest (a TorchScript archive
+    records none, and a conv net does not run on a flat vector); unreadable files give
+    none here and their one-line error later, where the box is built."""
+    from leo.api import _shape_candidates
+
+    ctx = click.get_current_context(silent=True)
+    params = ctx.params if ctx is not None else {}
+    hints: list[tuple[int, ...]] = []
+    for spec in (_ball_options()[0], params.get("lower"), params.get("upper")):
+        if isinstance(spec, str) and spec.endswith(".npy") and Path(spec).is_file():
+            try:
+                shape = np.load(spec, mmap_mode="r", allow_pickle=False).shape
+            except (ValueError, OSError):
+                continue
+            hints += [s for s in _shape_candidates(np.empty(shape)) if s not in hints]
+    return tuple(hints)
 
 
 def _box(network, lower: str | None, upper: str | None, vnnlib: str | None):  # noqa: ANN001, ANN202
-    from leo.domain import make_box
+    from leo.domain import ball, make_box
 
+    center, eps = _ball_options()
+    if (center is None) != (eps is None):
+        _fail("give --center and --eps together")
+    if center is not None:
+        if vnnlib:
+            _fail("give either --vnnlib or --center/--eps, not both")
+        if (lower is None) != (upper is None):
+            _fail("with --center, give both --lower and --upper (the domain to clip to) or neither")
+        domain = make_box(lower, upper, network.input_dim) if lower is not None else None
+        return ball(center, eps, network.input_dim, domain)
     if vnnlib:
         if lower is not None or upper is not None:
             _fail("give either --vnnlib or --lower/--upper, not both")
@@ -120,10 +171,15 @@ def _options(kw: dict[str, Any]):  # noqa: ANN202
     from leo.threads import set_threads
 
     set_threads(kw["threads"])
+    from solvers.backend import unavailable
+
+    why = unavailable(kw["solver"])
+    if why is not None:
+        raise LeoInputError(why)
     return StabilityOptions(time_limit=kw["time_limit"], margin=kw["margin"], samples=kw["samples"],
                             seed=kw["seed"], workers=kw["workers"], scheduler=kw["scheduler"], engine=kw["engine"],
                             lp_bounds=kw["lp_bounds"], cuts=not kw["no_cuts"], neighbourhood=not kw["no_search"],
-                            time_budget=kw["time_budget"], threads=kw["threads"])
+                            time_budget=kw["time_budget"], threads=kw["threads"], solver=kw["solver"])
 
 
 class _ProgressDisplay:
@@ -188,8 +244,8 @@ def _print_table(report, err: bool = False) -> None:  # noqa: ANN001
                       str(len(lr.unstable)), f"{lr.seconds:.2f}", how)
     Console(width=120, stderr=err).print(table)
     unproven = f" ({report.num_unproven} units not proven either way, kept)" if report.num_unproven else ""
-    click.echo(f"{report.num_stable} stable units{unproven}; {report.solves} MILP solves; {report.seconds:.2f} s",
-               err=err)
+    click.echo(f"{report.num_stable} stable units{unproven}; {report.lps} LPs, {report.milps} MILPs, "
+               f"{report.nodes} nodes; {report.seconds:.2f} s", err=err)
 
 
 # -- commands -----------------------------------------------------------------
@@ -208,6 +264,7 @@ def _inputs(model: str, *paths: str | None) -> tuple[str, ...]:
     """The files a command reads (the model, .npy bounds, VNN-LIB, data): never outputs."""
     from leo.api import resolve_path
 
+    paths = (*paths, _ball_options()[0])
     return (str(resolve_path(model)),) + tuple(p for p in paths if p and p != "-" and Path(p).is_file())
 
 
@@ -274,7 +331,111 @@ def _kept_active_line(report, reduction) -> str:  # noqa: ANN001
             f"{kept} kept: their rows are linearly independent, and their layers also hold unstable units")
 
 
-@cli.command()
+#: compress's options for the approximate methods: name -> (method, options field, click type, help).
+#: Defaults live in the options dataclasses (leo.approx); a value out of range is refused there.
+_APPROX_OPTIONS: dict[str, tuple[str, str, Any, str]] = {
+    "rate": ("linearity", "rate", float, "Fixed-size mode (the paper's): lower the activation-rate threshold "
+             "until the paper-counted size (all weights but the first layer's) is at most this share."),
+    "step": ("linearity", "step", float, "Fixed-size mode: the threshold goes down from 1 in steps of this."),
+    "threshold": ("linearity", "threshold", float, "Threshold mode instead: fuse units active on at least this "
+                  "share of the data (excludes --rate/--step)."),
+    "layer_rule": ("linearity", "layer_rule", click.Choice(["cost", "count", "fraction"]),
+                   "Threshold mode: when a layer is rewritten (the fixed-size mode always uses cost)."),
+    "layer_min": ("linearity", "layer_min", float, "Threshold mode, rules count/fraction: rewrite a layer only "
+                  "with more linear units than this (a count, or a share of its width)."),
+    "only_proven": ("linearity", "only_proven", bool, "Fuse only units the exact step before proved active "
+                    "(exact on the box; use --method exact,linearity)."),
+    "structure": ("pq-index", "structure", click.Choice(["weights", "units"]),
+                  "weights: the paper's SAP (unstructured); units: our structured variant."),
+    "scope": ("pq-index", "scope", click.Choice(["global", "layer", "neuron"]),
+              "Weights over which each PQ index is computed."),
+    "rounds": ("pq-index", "rounds", int, "Pruning rounds (without retraining, later rounds prune what is left)."),
+    "p": ("pq-index", "p", float, "The PQ index's p (0 < p < q)."),
+    "q": ("pq-index", "q", float, "The PQ index's q."),
+    "eta_r": ("pq-index", "eta", float, "eta_r >= 0: loosens the retain bound r."),
+    "gamma": ("pq-index", "gamma", float, "gamma > 0: scales the pruned share 1 - r/d."),
+    "beta": ("pq-index", "beta", float, "At most this share of a scope pruned per round, in (0, 1]."),
+    "budget": ("dependence", "budget", float, "Largest accepted drop of validation accuracy (agreement "
+               "without labels), in [0, 1]: the first round past it is undone and the search stops."),
+    "tol_start": ("dependence", "tol_start", float, "First tolerance on a unit's relative residual."),
+    "tol_factor": ("dependence", "tol_factor", float, "The tolerance is multiplied by this (> 1) each round."),
+    "tol_max": ("dependence", "tol_max", float, "Largest tolerance tried."),
+    "metric": ("dependence", "metric", click.Choice(["auto", "accuracy", "agreement"]),
+               "What the budget is measured on (auto: accuracy when --data has labels)."),
+    "validation": ("dependence", "validation", float, "Share of the fitting data used for the stopping rule."),
+    "holdout": ("approximate", "holdout", float, "Share of --data held out for the report when it has no test "
+                "split (mnist has one)."),
+}
+_APPROX_TITLES = {"linearity": "Options of --method linearity (Dobler & Lemmerich 2025)",
+                  "pq-index": "Options of --method pq-index (Diao et al. 2023)",
+                  "dependence": "Options of --method dependence (Shah, Olivier, Raj 2020)",
+                  "approximate": "Options of every approximate method"}
+
+
+def _approx_option_defaults() -> dict[str, Any]:
+    """Each approximate option's default, read from its options dataclass (imported only for --help)."""
+    from leo.compose import ChainOptions
+
+    chain = ChainOptions()
+    owners = {"linearity": chain.linearity, "pq-index": chain.pq_index, "dependence": chain.dependence,
+              "approximate": chain}
+    return {name: getattr(owners[method], field) for name, (method, field, _, _) in _APPROX_OPTIONS.items()}
+
+
+class _CompressCommand(click.Command):
+    """``leo compress --help`` with the approximate methods' options grouped per method."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        defaults = _approx_option_defaults()
+        groups: dict[str, list[tuple[str, str]]] = {"Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.name in _APPROX_OPTIONS:
+                method = _APPROX_OPTIONS[param.name][0]
+                default = defaults[param.name]
+                record = (record[0], f"{record[1]}  [default: {'off' if default is False else default}]")
+                groups.setdefault(_APPROX_TITLES[method], []).append(record)
+            else:
+                groups["Options"].append(record)
+        for title, rows in groups.items():
+            with formatter.section(title):
+                formatter.write_dl(rows)
+
+
+def _approx_option_flags(f):  # noqa: ANN001, ANN201
+    for name, (_, _, kind, text) in reversed(_APPROX_OPTIONS.items()):
+        flag = "--" + name.replace("_", "-")
+        f = (click.option(flag, name, is_flag=True, default=False, help=text)(f) if kind is bool
+             else click.option(flag, name, type=kind, default=None, help=text)(f))
+    return f
+
+
+def _method_options(methods: list[str], kw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The approximate methods' options given on the command line (taken out of ``kw``),
+    per method; an option of a method that is not in the chain is bad input."""
+    given: dict[str, dict[str, Any]] = {}
+    for name, (method, field, _, _) in _APPROX_OPTIONS.items():
+        value = kw.pop(name)
+        if value is None or value is False:
+            continue
+        if method not in methods and not (method == "approximate" and set(methods) - {"exact"}):
+            owner = "linearity, pq-index or dependence" if method == "approximate" else method
+            _fail(f"--{name.replace('_', '-')} is an option of --method {owner}, not of --method {','.join(methods)}")
+        given.setdefault(method, {})[field] = value
+    lin = given.get("linearity", {})
+    if "threshold" in lin:
+        if {"rate", "step"} & set(lin):
+            _fail("--threshold (threshold mode) and --rate/--step (fixed-size mode) exclude each other: give one")
+        lin["mode"] = "threshold"
+    elif {"layer_rule", "layer_min"} & set(lin):
+        _fail("--layer-rule/--layer-min belong to linearity's threshold mode: give --threshold T too "
+              "(the fixed-size mode uses the paper's cost rule)")
+    return given
+
+
+@cli.command(cls=_CompressCommand)
 @click.argument("model")
 @domain_options
 @analysis_options
@@ -284,9 +445,16 @@ def _kept_active_line(report, reduction) -> str:  # noqa: ANN001
 @click.option("--method", default="exact", show_default=True,
               help="exact (certified lossless), or approximate methods that use --data: linearity, dependence, "
                    "pq-index; chain them with commas, e.g. pq-index,exact or exact,linearity.")
+@click.option("--form", type=click.Choice(["leo", "flat", "structured"]), default="leo", show_default=True,
+              help="leo: inactive units deleted, active ones folded where their rows depend on others, fully "
+                   "active layers merged (LEO 2020; a plain chain of layers); flat: every stable unit removed, "
+                   "active ones bypassed through skip connections, only unstable units keep a ReLU (REDNet's "
+                   "form, for verifiers); structured (whole channels, Conv nodes kept) is not available yet. "
+                   "All are written as dense layers (MatMul/Add/Relu).")
 @_force_option
+@_approx_option_flags
 def compress(model: str, lower: str | None, upper: str | None, vnnlib: str | None, output: str,
-             certificate: str | None, float64: bool, method: str, force: bool, **kw: Any) -> None:
+             certificate: str | None, float64: bool, method: str, form: str, force: bool, **kw: Any) -> None:
     """Remove stable units and write a smaller model that computes the same function on the box.
 
     With an approximate --method the result is NOT lossless: leo writes a report
@@ -298,8 +466,13 @@ def compress(model: str, lower: str | None, upper: str | None, vnnlib: str | Non
     from leo.io.files import plan_outputs
     from leo.io.save import certificate_path, check_output_path
 
+    if form == "structured":
+        _fail("--form structured (channel deletion, Conv nodes kept) is not available yet; use --form flat or leo")
     inputs = _inputs(model, lower, upper, vnnlib, kw["data"])
     methods = parse_methods(method)
+    if form != "leo" and methods != ["exact"]:
+        _fail(f"--form {form} applies to --method exact alone, not to --method {method}")
+    given = _method_options(methods, kw)
     out = check_output_path(output, inputs, force)
     if certificate:
         side = Path(certificate)
@@ -311,13 +484,13 @@ def compress(model: str, lower: str | None, upper: str | None, vnnlib: str | Non
     net = _load(model, kw["allow_pickle"])
     box = _box(net, lower, upper, vnnlib)
     if methods != ["exact"]:
-        _compress_approx(net, box, methods, out, side, float64, force, kw)
+        _compress_approx(net, box, methods, out, side, float64, force, kw, given)
         return
     data = _data(kw["data"])
     progress = _ProgressDisplay(kw["quiet"])
     try:
         result = run_compress(net, box, box, _options(kw), data=None if data is None else data[0],
-                              progress=progress, model_path=resolve_path(model), out_path=out)
+                              progress=progress, model_path=resolve_path(model), out_path=out, form=form)
     finally:
         progress.close()
     _print_table(result.report)
@@ -339,21 +512,33 @@ def compress(model: str, lower: str | None, upper: str | None, vnnlib: str | Non
 
 
 def _compress_approx(net, box, methods: list[str], out: Path, report_path: Path,  # noqa: ANN001
-                     float64: bool, force: bool, kw: dict[str, Any]) -> None:
-    """A chain with approximate steps: no certificate, a report of what changed."""
-    from leo.compose import ChainOptions, chain_summary, run_chain
+                     float64: bool, force: bool, kw: dict[str, Any], given: dict[str, dict[str, Any]]) -> None:
+    """A chain with approximate steps: no certificate, a report of what changed.
+    ``given``: the methods' options from the command line (see ``_method_options``)."""
+    from leo.approx import DependenceOptions, LinearityOptions, PQOptions
+    from leo.compose import ChainOptions, chain_summary, describe_step, run_chain
     from leo.io.save import save_network
 
+    seed = kw["seed"]  # also picks the held-out and validation samples
+    options = ChainOptions(stability=_options(kw), linearity=LinearityOptions(**given.get("linearity", {})),
+                           pq_index=PQOptions(**given.get("pq-index", {})),
+                           dependence=DependenceOptions(seed=seed, **given.get("dependence", {})),
+                           seed=seed, **given.get("approximate", {}))  # out-of-range values: LeoInputError, exit 2
     data = _chain_data(kw["data"])
     if data is None:
         _fail(f"--method {','.join(methods)} uses data: give --data FILE.npz (array x, optional y) or --data mnist")
-    final, reports = run_chain(net, box, methods, data, ChainOptions(stability=_options(kw)))
+    final, reports = run_chain(net, box, methods, data, options)
     summary = chain_summary(net, final, reports, data)
     payload = {"kind": "leo approximate compression report", "lossless": False,
                "methods": methods, "summary": summary, "steps": [r.to_json() for r in reports]}
     save_network(final, out, float64=float64, overwrite=force)
     _write_json(str(report_path), payload)
     click.echo(f"methods {' -> '.join(methods)}: NOT lossless (approximate steps use data, not proofs)")
+    for i, rep in enumerate(reports, start=1):
+        head, *notes = describe_step(rep)
+        click.echo(f"step {i} {head}")
+        for note in notes:
+            click.echo(f"  note: {note}")
     click.echo(json.dumps(summary, indent=1, default=str))
     click.echo(f"wrote {out} and report {report_path}")
 

@@ -24,17 +24,17 @@ from typing import Any
 
 import numpy as np
 
+from leo.api import exact_step
 from leo.approx.dependence import DependenceOptions, dependence_elimination
 from leo.approx.linearity import LinearityOptions, linearity_fusion
 from leo.approx.pq_index import PQOptions, count_nonzero, pq_prune
 from leo.approx.report import ApproxReport, DataSplit, split_data
 from leo.domain import Box
-from leo.equivalence import compare_sampled
 from leo.errors import LeoInputError
 from leo.network import Network
-from leo.reduce import Reduction, reduce
+from leo.reduce import Reduction
 from leo.report import StabilityReport
-from leo.stability import StabilityOptions, analyse
+from leo.stability import StabilityOptions
 
 
 # -- inputs ------------------------------------------------------------------------------
@@ -77,6 +77,12 @@ class ChainOptions:
     holdout: float = 0.2  # share of x held out for the reports when no x_eval is given
     seed: int = 0
     check_points: int = 10_000  # sampled points of the box on which each exact step is checked
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.holdout < 1.0:
+            raise LeoInputError(f"holdout={self.holdout}: the held-out share must lie strictly between 0 and 1")
+        if self.check_points < 1:
+            raise LeoInputError(f"check_points={self.check_points}: the exact step's sampled check needs a point")
 
 
 # -- reports -----------------------------------------------------------------------------
@@ -180,14 +186,8 @@ def _exact(state: _State) -> tuple[Network, StepReport, dict[int, list[int]] | N
     start = time.perf_counter()
     net = state.network
     seeds = None if state.split is None else state.split.x_fit
-    report = analyse(net, state.box, state.options.stability, data=seeds)
-    reduction = reduce(net, report)
-    scale = float(np.abs(net(state.box.sample(64, np.random.default_rng(0)))).max())
-    check = compare_sampled(net, reduction.network, state.box, n=state.options.check_points,
-                            tolerance=1e-6 * (1 + scale))
-    if not check.equivalent:
-        raise RuntimeError(f"internal error: the reduced network differs from its input by {check.max_diff:g} "
-                           "on a sampled point of the box; please report this model")
+    done = exact_step(net, state.box, state.options.stability, data=seeds, check_points=state.options.check_points)
+    report, reduction, check = done.report, done.reduction, done.check
     out = reduction.network
     step = ExactReport(
         hidden_before=net.hidden, hidden_after=out.hidden,
@@ -297,6 +297,50 @@ def chain_summary(original: Network, final: Network, reports: Sequence[StepRepor
         out["data"] = {"samples": ev.samples, "agreement": ev.agreement, "max_abs_diff": ev.max_abs_diff,
                        "accuracy_before": ev.accuracy_before, "accuracy_after": ev.accuracy_after}
     return out
+
+
+# -- what each step did, in words ---------------------------------------------------------
+def describe_step(report: StepReport) -> list[str]:
+    """One line saying what a step did to the network (so a dense model that only had
+    weights zeroed is not mistaken for a smaller one), then the step's own notes."""
+    size = f"parameters {report.params_before} -> {report.params_after}"
+    if isinstance(report, ExactReport):
+        head = (f"exact: {report.num_stable} of {sum(report.units)} units proven stable on the box; hidden units "
+                f"{report.units_before} -> {report.units_after}, {size} (lossless on the box)")
+        return [head] + report.to_json()["notes"]
+    d = report.details
+    if report.method == "pq-index" and "kept_weights" in d:
+        nz = d["nonzero_parameters"]["after"]
+        head = (f"pq-index: dense shape kept, {d['weights'] - d['kept_weights']} weights zeroed ({nz} of "
+                f"{report.params_after} parameters nonzero); {d['dead_units_removed']} units left without weights "
+                f"removed, hidden units {report.units_before} -> {report.units_after}")
+    elif report.method == "pq-index":
+        head = (f"pq-index (structured, ours): {len(d['rounds'])} round(s), hidden units {report.units_before} -> "
+                f"{report.units_after}, {size}")
+    elif report.method == "linearity":
+        per_layer = ", ".join(f"layer {ly['layer']}: {len(ly['fused_units'])}" for ly in d["layers"]
+                              if ly["fused_units"]) or "none"
+        used = report.parameters.get("threshold_used")
+        head = (f"linearity: fused {d['fused_units']} units into skip connections ({per_layer}); threshold "
+                f"{'-' if used is None else f'{used:g}'}; {size}, paper-counted size "
+                f"{d['paper_size']['before']} -> {d['paper_size']['after']}")
+    elif report.method == "dependence":
+        accepted = [r for r in d["rounds"] if r["accepted"]]
+        per_layer = ", ".join(f"layer {k}: {n}" for k, n in _removed_per_layer(accepted).items()) or "none"
+        tol = f"{accepted[-1]['tolerance']:g}" if accepted else "-"
+        head = (f"dependence: eliminated {d['removed_units']} units ({per_layer}); tolerance reached {tol}; "
+                f"hidden units {report.units_before} -> {report.units_after}, {size}")
+    else:
+        head = f"{report.method}: hidden units {report.units_before} -> {report.units_after}, {size}"
+    return [head] + list(report.notes)
+
+
+def _removed_per_layer(rounds: Sequence[dict[str, Any]]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for r in rounds:
+        for u in r["units"]:
+            out[int(u["layer"])] = out.get(int(u["layer"]), 0) + 1
+    return dict(sorted(out.items()))
 
 
 # -- interference ------------------------------------------------------------------------

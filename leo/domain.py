@@ -92,3 +92,52 @@ def make_box(lower: str | float | np.ndarray, upper: str | float | np.ndarray, d
     (one input shaped as the model takes it, e.g. (1, 5, 5), or with a leading batch
     dimension of 1), tensors, or paths to ``.npy`` arrays."""
     return Box(_bound(lower, dim, "lower"), _bound(upper, dim, "upper"))
+
+
+def _center(spec: str | np.ndarray, dim: int) -> np.ndarray:
+    if isinstance(spec, (str, Path)):
+        path = Path(spec)
+        if path.suffix.lower() != ".npy":
+            raise LeoInputError(f"--center must be a .npy file, got {str(spec)!r}")
+        if not path.is_file():
+            raise LeoInputError(f"--center: no such file {spec}")
+        try:
+            spec = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise LeoInputError(f"--center: cannot read {path} as a .npy array ({exc})") from None
+    values = np.asarray(spec)
+    if values.dtype.kind not in "fiub":
+        raise LeoInputError(f"--center holds {values.dtype} values, not numbers")
+    values = values.astype(np.float64).ravel()
+    if values.size != dim:
+        raise LeoInputError(f"--center has {values.size} values (shape {np.shape(spec)}) "
+                            f"but the network has {dim} inputs")
+    if not np.isfinite(values).all():
+        raise LeoInputError("--center holds NaN or infinite values")
+    return values
+
+
+def ball(center: str | np.ndarray, eps: float, dim: int, domain: Box | None = None) -> Box:
+    """The L-inf ball of radius ``eps`` around ``center`` (a .npy path or an array holding
+    ``dim`` values in any shape), clipped to ``domain`` when given (e.g. pixels in [0, 1]).
+
+    Local boxes are where most units are stable; the clip keeps the box inside the
+    inputs the network is meant for (a center outside ``domain`` is refused, not moved)."""
+    try:
+        eps = float(eps)
+    except (TypeError, ValueError):
+        raise LeoInputError(f"--eps must be a number, got {eps!r}") from None
+    if not np.isfinite(eps) or eps < 0:
+        raise LeoInputError(f"--eps must be a finite number >= 0, got {eps}")
+    x = _center(center, dim)
+    lo, hi = x - eps, x + eps
+    if domain is not None:
+        if domain.dim != dim:
+            raise LeoInputError(f"the domain has {domain.dim} values but the network has {dim} inputs")
+        outside = np.flatnonzero((x < domain.lower) | (x > domain.upper))
+        if outside.size:
+            i = int(outside[0])
+            raise LeoInputError(f"--center value {x[i]} at input {i} lies outside the domain "
+                                f"[{domain.lower[i]}, {domain.upper[i]}]")
+        lo, hi = np.maximum(lo, domain.lower), np.minimum(hi, domain.upper)
+    return Box(lo, hi)

@@ -20,9 +20,11 @@ import numpy as np
 
 from leo.domain import Box
 from leo.network import Layer, Network
+from leo.report import StabilityReport
 from leo.stability import StabilityOptions, analyse, bounds_and_states
-from solvers.formulation import Builder, encode
-from solvers.highs_backend import HighsModel
+from leo.encoding import as_encoding, encode
+from solvers.backend import Model, new_model
+from solvers.problem import ProblemBuilder
 from solvers.result import SolveResult, SolveStatus
 
 Progress = Callable[[str], None]
@@ -125,11 +127,13 @@ class _Joint:
 
     def __init__(self, f: Network, fb, fs, g: Network, gb, gs, box: Box,  # noqa: ANN001
                  shared: dict[int, np.ndarray], upto: int, with_output: bool) -> None:
-        b = Builder()
+        b = ProblemBuilder()
         self.x_cols = b.add_cols(box.lower, box.upper, "x")
-        self.f_z, self.f_out, self.f_y = encode(b, f, fb, fs, self.x_cols, len(f.layers) - 1, True)
-        self.g_z, self.g_out, self.g_y = encode(b, g, gb, gs, self.x_cols, upto, with_output, shared, prefix="g_")
-        self.formulation = b.build(self.x_cols, self.f_z, self.f_y)
+        fe = encode(b, f, fb, fs, self.x_cols, len(f.layers) - 1, True)
+        ge = encode(b, g, gb, gs, self.x_cols, upto, with_output, shared, prefix="g_")
+        self.f_out, self.f_y = fe.outputs, fe.out_cols
+        self.g_out, self.g_y = ge.outputs, ge.out_cols
+        self.formulation = as_encoding(b.build(), self.x_cols, fe)
         self.f, self.g, self.box = f, g, box
 
     def difference(self, m: int, v: int, k: int, u: int) -> tuple[np.ndarray, float]:
@@ -155,14 +159,14 @@ class _Joint:
 def _share_layer(f: Network, g: Network, joint: _Joint, m: int, pairs: list[tuple[int, int, int]],
                  scale: np.ndarray, time_limit: float) -> dict[int, tuple[int, float]]:
     """g units of layer ``m`` proven equal to f units: {v: (f's output column, proven |z_g - z_f|)}."""
-    model: HighsModel | None = None
+    model: Model | None = None
     found: dict[int, tuple[int, float]] = {}
     for v, k, u in pairs:
         if g.layers[m].relu != f.layers[k].relu:
             continue
         cost, const = joint.difference(m, v, k, u)
         if cost.any():  # bound the difference by LP over the joint relaxation
-            model = model or HighsModel(joint.formulation, relax=True)
+            model = model or new_model(joint.formulation, relax=True)
             low = model.minimise(cost, None, time_limit)
             high = model.minimise(-cost, None, time_limit)
             if low.status is not SolveStatus.OPTIMAL or high.status is not SolveStatus.OPTIMAL:
@@ -177,7 +181,8 @@ def _share_layer(f: Network, g: Network, joint: _Joint, m: int, pairs: list[tupl
 
 
 def compare_exact(f: Network, g: Network, box: Box, tolerance: float = 1e-4,
-                  time_limit: float = 600.0, progress: Progress | None = None) -> CheckResult:
+                  time_limit: float = 600.0, progress: Progress | None = None,
+                  reports: tuple[StabilityReport | None, StabilityReport | None] = (None, None)) -> CheckResult:
     """Prove max |f - g| <= tolerance over the box, or find a point where it is not.
 
     Both networks are analysed first (stable units get no binary). Units of g whose
@@ -186,12 +191,14 @@ def compare_exact(f: Network, g: Network, box: Box, tolerance: float = 1e-4,
     differ); proven-equal units share f's variables, which leaves few binaries for the
     final MILPs that maximise f_i - g_i and g_i - f_i. The substitutions' tiny proven
     errors are propagated and added to the final bound. ``time_limit`` is per solve.
+    ``reports``: analyses of f and of g over ``box`` already made (None: analysed here).
     """
     say = progress or (lambda _msg: None)
-    say("analysing both networks")
     opts = StabilityOptions(time_limit=min(time_limit, 60.0))
-    fb, fs = bounds_and_states(f, box, analyse(f, box, opts))
-    gb, gs = bounds_and_states(g, box, analyse(g, box, opts))
+    if None in reports:
+        say("analysing both networks" if reports == (None, None) else "analysing a network")
+    fb, fs = bounds_and_states(f, box, reports[0] or analyse(f, box, opts))
+    gb, gs = bounds_and_states(g, box, reports[1] or analyse(g, box, opts))
     pts = sample_points(box, 512, np.random.default_rng(1))
     zf, zg = f.pre_activations(pts), g.pre_activations(pts)
     shared: dict[int, np.ndarray] = {}
@@ -228,7 +235,7 @@ class _Side:
     reason: str = ""
 
 
-def _solve_side(joint: _Joint, model: HighsModel, i: int, sign: float, target: float, tolerance: float,
+def _solve_side(joint: _Joint, model: Model, i: int, sign: float, target: float, tolerance: float,
                 time_limit: float) -> _Side:
     """Maximise sign * (f_i - g_i): first only asking "can it exceed target?" (the
     cutoff prunes, the first incumbent above it stops the solve); if that incumbent is
@@ -286,7 +293,7 @@ def _maximise_difference(joint: _Joint, tolerance: float, time_limit: float, tar
     """Maximise f_i - g_i and g_i - f_i for every output i, asking the MILP whether the
     difference can exceed ``target`` (the tolerance less the substitutions' proven error,
     ``slack``); stop at a confirmed difference > tolerance."""
-    model = HighsModel(joint.formulation)
+    model = new_model(joint.formulation)
     outputs = joint.f.output_dim
     worst, seen, reason = 0.0, 0.0, ""
     for i in range(outputs):

@@ -33,10 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from leo.encoding import Encoding, assignment
 from leo.network import Network
+from leo.stages import Counts
 from leo.threads import highs_threads
-from solvers.formulation import Formulation, assignment
-from solvers.highs_backend import HighsModel
+from solvers.backend import Model, new_model
+from solvers.problem import Problem
 from solvers.result import SolveStatus
 
 #: Binary ReLUs left free in the first neighbourhood.
@@ -55,9 +57,10 @@ class SearchResult:
     best: float  # lowest direction * z seen by the forward pass (< 0: a crossing)
     rounds: int
     seconds: float
+    counts: Counts = Counts()  # the LPs (region walk) and MILPs (neighbourhoods) it ran
 
 
-def relu_units(network: Network, formulation: Formulation) -> tuple[np.ndarray, np.ndarray]:
+def relu_units(network: Network, formulation: Encoding) -> tuple[np.ndarray, np.ndarray]:
     """Layer and unit of each binary ReLU of ``formulation`` (rows of ``formulation.relus``)."""
     layer_of = np.full(formulation.num_cols, -1)
     unit_of = np.full(formulation.num_cols, -1)
@@ -68,32 +71,32 @@ def relu_units(network: Network, formulation: Formulation) -> tuple[np.ndarray, 
     return layer_of[z], unit_of[z]
 
 
-def find_crossing(model: HighsModel, network: Network, layer: int, unit: int, direction: int,
-                  starts: list[np.ndarray], time_limit: float) -> SearchResult:
+def find_crossing(model: Model, encoding: Encoding, network: Network, layer: int, unit: int, direction: int,
+                  starts: list[np.ndarray], time_limit: float, solver: str = "highs") -> SearchResult:
     """The region walk from the best of ``starts``, then the neighbourhood search from
-    the best point so far, within ``time_limit`` together."""
+    the best point so far, within ``time_limit`` together. ``model`` holds ``encoding``."""
     t0 = time.perf_counter()
-    if not starts or not model.formulation.num_binaries:
+    if not starts or not encoding.num_binaries:
         return SearchResult((), np.inf, 0, 0.0)
     values = network.pre_activations(np.vstack(starts))[layer][:, unit] * direction
-    walk = region_walk(network, model.formulation, layer, unit, direction, starts[int(np.argmin(values))],
-                       time_limit)
+    walk = region_walk(network, encoding, layer, unit, direction, starts[int(np.argmin(values))],
+                       time_limit, solver)
     if walk.best < 0:
         return walk
-    more = neighbourhood_search(model, network, layer, unit, direction, list(starts) + list(walk.points),
-                                time_limit - walk.seconds)
+    more = neighbourhood_search(model, encoding, network, layer, unit, direction,
+                                list(starts) + list(walk.points), time_limit - walk.seconds)
     return SearchResult(walk.points + more.points, min(walk.best, more.best), walk.rounds + more.rounds,
-                        time.perf_counter() - t0)
+                        time.perf_counter() - t0, walk.counts + more.counts)
 
 
-def neighbourhood_search(model: HighsModel, network: Network, layer: int, unit: int, direction: int,
-                         starts: list[np.ndarray], time_limit: float) -> SearchResult:
+def neighbourhood_search(model: Model, encoding: Encoding, network: Network, layer: int, unit: int,
+                         direction: int, starts: list[np.ndarray], time_limit: float) -> SearchResult:
     """Look for an input with ``direction * z[layer][unit] < 0``, from the best of ``starts``.
 
-    ``model`` is the unit engine's MILP of the prefix (with its binary indicators);
-    their bounds are restored before returning."""
+    ``model`` is the unit engine's MILP of the prefix ``encoding`` (with its binary
+    indicators); their bounds are restored before returning."""
     t0 = time.perf_counter()
-    f = model.formulation
+    f = encoding
     if not f.num_binaries or not starts:
         return SearchResult((), np.inf, 0, 0.0)
     layers, units = relu_units(network, f)
@@ -108,7 +111,7 @@ def neighbourhood_search(model: HighsModel, network: Network, layer: int, unit: 
     scored = [(value(x)[0], x) for x in starts]
     best, x = min(scored, key=lambda s: s[0])
     cost = f.objective(layer, unit, float(direction))
-    free, stale, rounds, points = FREE, 0, 0, []
+    free, stale, rounds, points, nodes = FREE, 0, 0, [], 0
     try:
         while best >= 0 and stale < PATIENCE:
             left = time_limit - (time.perf_counter() - t0)
@@ -123,9 +126,10 @@ def neighbourhood_search(model: HighsModel, network: Network, layer: int, unit: 
             res = model.minimise(cost, threshold=None, time_limit=min(ROUND_LIMIT, left),
                                  start=assignment(network, f, x))
             rounds += 1
+            nodes += res.nodes
             if res.point is None:
                 break
-            point = np.clip(res.point, model.formulation.col_lower[f.x_cols], model.formulation.col_upper[f.x_cols])
+            point = np.clip(res.point, f.col_lower[f.x_cols], f.col_upper[f.x_cols])
             points.append(point)
             v = value(point)[0]
             if v < best - 1e-12:
@@ -135,7 +139,7 @@ def neighbourhood_search(model: HighsModel, network: Network, layer: int, unit: 
                 free += free // 2
     finally:
         model.set_bounds(d_cols, np.zeros(d_cols.size), np.ones(d_cols.size))
-    return SearchResult(tuple(points), best, rounds, time.perf_counter() - t0)
+    return SearchResult(tuple(points), best, rounds, time.perf_counter() - t0, Counts(milps=rounds, nodes=nodes))
 
 
 def _affine(network: Network, layer: int, pattern: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -157,8 +161,8 @@ def _affine(network: Network, layer: int, pattern: list[np.ndarray]) -> list[tup
     return maps
 
 
-def region_walk(network: Network, formulation: Formulation, layer: int, unit: int, direction: int,
-                start: np.ndarray, time_limit: float) -> SearchResult:
+def region_walk(network: Network, formulation: Encoding, layer: int, unit: int, direction: int,
+                start: np.ndarray, time_limit: float, solver: str = "highs") -> SearchResult:
     """Minimise ``direction * z[layer][unit]`` region by region from ``start``.
 
     Units the formulation has no binary for keep their proven state (their sign cannot
@@ -186,14 +190,14 @@ def region_walk(network: Network, formulation: Formulation, layer: int, unit: in
         rows = np.array([maps[k][0][u] for k, u in zip(layers, units)]).reshape(len(layers), n)
         offset = np.array([maps[k][1][u] for k, u in zip(layers, units)])
         on = np.array([pattern[k][u] > 0 for k, u in zip(layers, units)], dtype=bool)
-        region = Formulation(  # the prefix in this pattern: an LP over the box, in x alone
+        region = Problem(  # the prefix in this pattern: an LP over the box, in x alone
             matrix=sp.csr_matrix(rows),
             row_lower=np.where(on, -offset, -np.inf),  # passing units: z >= 0
             row_upper=np.where(on, np.inf, -offset),  # blocked units: z <= 0
             col_lower=lower, col_upper=upper, integer=np.zeros(n, dtype=bool), names=names,
-            x_cols=np.arange(n), z_cols=(),
+            x_cols=np.arange(n),
         )
-        lp = HighsModel(region, relax=True, threads=highs_threads())
+        lp = new_model(region, relax=True, threads=highs_threads(), solver=solver)
         res = lp.minimise(direction * maps[layer][0][unit], threshold=None, time_limit=left)
         rounds += 1
         if res.status is not SolveStatus.OPTIMAL or res.point is None:
@@ -210,4 +214,4 @@ def region_walk(network: Network, formulation: Formulation, layer: int, unit: in
             break
         for r in walls:
             pattern[layers[r]][units[r]] = 1.0 - pattern[layers[r]][units[r]]
-    return SearchResult(tuple(points), best, rounds, time.perf_counter() - t0)
+    return SearchResult(tuple(points), best, rounds, time.perf_counter() - t0, Counts(lps=rounds))

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -35,11 +36,20 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Layer:
-    """A dense layer: ``weights[s]`` maps the output of layer ``s`` (0 = input)."""
+    """A dense layer: ``weights[s]`` maps the output of layer ``s`` (0 = input).
+
+    ``shape`` is the per-sample shape of the layer's output when it is not flat (a conv
+    layer's (C, H, W); unit ``j`` is the flat row-major index), so reports can group
+    units by channel. ``structure`` records the op the weights were lowered from (a
+    conv's kernel, strides, pads, dilations, group, in/out shapes) for structured
+    export; both describe the same matrix and are dropped by stages that change units.
+    """
 
     weights: Mapping[int, np.ndarray]
     bias: np.ndarray
     relu: bool
+    shape: tuple[int, ...] | None = None
+    structure: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         frozen = {int(s): _frozen(w) for s, w in sorted(self.weights.items())}
@@ -52,9 +62,17 @@ class Layer:
                 raise LeoInputError(
                     f"weight from source {s} has shape {w.shape}, expected ({self.bias.shape[0]}, n)"
                 )
+        if self.shape is not None:
+            shape = tuple(int(d) for d in self.shape)
+            if int(np.prod(shape)) != self.bias.shape[0]:
+                raise LeoInputError(f"layer shape {shape} does not hold its {self.bias.shape[0]} units")
+            object.__setattr__(self, "shape", shape)
+        if self.structure is not None:
+            object.__setattr__(self, "structure", MappingProxyType(dict(self.structure)))
 
     def __reduce__(self):  # mapping proxies do not pickle; rebuild from plain values
-        return (Layer, (dict(self.weights), self.bias, self.relu))
+        structure = None if self.structure is None else dict(self.structure)
+        return (Layer, (dict(self.weights), self.bias, self.relu, self.shape, structure))
 
     @property
     def width(self) -> int:
@@ -172,6 +190,24 @@ class Network:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         z = self.pre_activations(x)[-1]
         return np.maximum(z, 0.0) if self.layers[-1].relu else z
+
+
+def channel_summary(layer: Layer, verdicts: list[str]) -> list[dict[str, int]] | None:
+    """Per channel of a (C, ...)-shaped layer: how many units have each verdict
+    (``verdicts[j]`` for flat unit ``j``); None for a flat layer. A channel whose units
+    are all stably inactive is dead everywhere on the box."""
+    if layer.shape is None or len(layer.shape) < 2:
+        return None
+    if len(verdicts) != layer.width:
+        raise ValueError(f"{len(verdicts)} verdicts for a layer of {layer.width} units")
+    per = layer.width // layer.shape[0]
+    out = []
+    for c in range(layer.shape[0]):
+        counts: dict[str, int] = {"channel": c, "units": per}
+        for v in verdicts[c * per:(c + 1) * per]:
+            counts[v] = counts.get(v, 0) + 1
+        out.append(counts)
+    return out
 
 
 def mlp(weights: list[np.ndarray], biases: list[np.ndarray], final_relu: bool = False) -> Network:

@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-import highspy
 import numpy as np
 import scipy.sparse as sp
 
@@ -32,8 +31,9 @@ from leo.exitcodes import ExitCode
 from leo.network import Network
 from leo.report import StabilityReport
 from leo.stability import Progress, StabilityOptions, analyse, bounds_and_states
-from solvers.formulation import Formulation, build_prefix
-from solvers.highs_backend import _to_highs, new_highs
+from leo.encoding import Encoding, build_prefix
+from solvers.highs_backend import solve_feasibility
+from solvers.problem import Problem, ProblemBuilder
 
 #: A counterexample must put the outputs in the unsafe set up to this much.
 CHECK_TOL = 1e-6
@@ -119,51 +119,9 @@ class PropertyResult:
         return {Answer.SAT: True, Answer.UNSAT: False}.get(self.answer)
 
 
-class _Rows:
-    """Columns and rows appended to a formulation: output ReLUs and the property."""
-
-    def __init__(self, f: Formulation) -> None:
-        self.f = f
-        self.col_lo: list[float] = []
-        self.col_hi: list[float] = []
-        self.integer: list[bool] = []
-        self.entries: list[tuple[int, int, float]] = []
-        self.row_lo: list[float] = []
-        self.row_hi: list[float] = []
-
-    def col(self, lo: float, hi: float, integer: bool = False) -> int:
-        self.col_lo.append(lo)
-        self.col_hi.append(hi)
-        self.integer.append(integer)
-        return self.f.num_cols + len(self.col_lo) - 1
-
-    def row(self, cols: Sequence[int], vals: Sequence[float], lo: float, hi: float) -> None:
-        r = len(self.row_lo)
-        self.entries.extend((r, c, v) for c, v in zip(cols, vals))
-        self.row_lo.append(lo)
-        self.row_hi.append(hi)
-
-    def build(self) -> Formulation:
-        f = self.f
-        n = f.num_cols + len(self.col_lo)
-        r, c, v = (list(t) for t in zip(*self.entries)) if self.entries else ([], [], [])
-        extra = sp.csr_matrix((v, (r, c)), shape=(len(self.row_lo), n))
-        old = sp.hstack([f.matrix, sp.csr_matrix((f.matrix.shape[0], len(self.col_lo)))])
-        return Formulation(
-            matrix=sp.vstack([old, extra]).tocsr(),
-            row_lower=np.concatenate([f.row_lower, self.row_lo]),
-            row_upper=np.concatenate([f.row_upper, self.row_hi]),
-            col_lower=np.concatenate([f.col_lower, self.col_lo]),
-            col_upper=np.concatenate([f.col_upper, self.col_hi]),
-            integer=np.concatenate([f.integer, np.array(self.integer, dtype=bool)]),
-            names=f.names + tuple(f"p{i}" for i in range(len(self.col_lo))),
-            x_cols=f.x_cols, z_cols=f.z_cols, relus=f.relus,
-        )
-
-
-def _output_columns(network: Network, f: Formulation, out_bounds: LayerBounds, rows: _Rows) -> np.ndarray:
+def _output_columns(network: Network, f: Encoding, out_bounds: LayerBounds, rows: ProblemBuilder) -> np.ndarray:
     """Column of every output ``y_j`` (-1: constantly 0). A final ReLU gets the same
-    big-M encoding as hidden units: y >= z, y <= z - l (1 - d), y <= u d."""
+    big-M encoding as hidden units (``ProblemBuilder.add_relu``)."""
     z = f.z_cols[-1]
     if not network.layers[-1].relu:
         return np.asarray(z)
@@ -173,45 +131,25 @@ def _output_columns(network: Network, f: Formulation, out_bounds: LayerBounds, r
         if l >= 0:
             cols[j] = zj
         elif u > 0:
-            h, d = rows.col(0.0, u), rows.col(0.0, 1.0, integer=True)
-            rows.row([zj, h], [1.0, -1.0], -np.inf, 0.0)
-            rows.row([h, zj, d], [1.0, -1.0, -l], -np.inf, -l)
-            rows.row([h, d], [1.0, -u], -np.inf, 0.0)
-            cols[j] = h
+            cols[j] = rows.add_relu(int(zj), l, u, int(f.z_rows[-1][j]), (f"p_h{j}", f"p_d{j}"))[0]
     return cols
 
 
-def _disjunct_model(network: Network, base: Formulation, out_bounds: LayerBounds,
-                    a: np.ndarray, c: np.ndarray) -> Formulation:
-    rows = _Rows(base)
+def _disjunct_model(network: Network, base: Encoding, out_bounds: LayerBounds,
+                    a: np.ndarray, c: np.ndarray) -> Problem:
+    rows = ProblemBuilder(base)
     y = _output_columns(network, base, out_bounds, rows)
     live = y >= 0
     for ai, ci in zip(a, c):
-        rows.row(y[live].tolist(), ai[live].tolist(), -np.inf, float(ci))
+        coo = sp.coo_matrix((ai[live], (np.zeros(int(live.sum()), dtype=int), y[live])), shape=(1, rows.num_cols))
+        rows.add_rows(coo, np.array([-np.inf]), np.array([float(ci)]))
     return rows.build()
 
 
-def _solve(f: Formulation, time_limit: float) -> tuple[str, np.ndarray | None]:
+def _solve(f: Problem, time_limit: float) -> tuple[str, np.ndarray | None]:
     """Feasibility of ``f``: ("feasible", x), ("infeasible", None) or (why unknown, None);
     "timeout" when HiGHS stopped at the time limit."""
-    h = new_highs()
-    h.setOptionValue("threads", 1)
-    h.setOptionValue("time_limit", float(max(time_limit, 1e-3)))
-    h.passModel(_to_highs(f, relax=False))
-    h.run()
-    status = h.getModelStatus()
-    if status == highspy.HighsModelStatus.kUnboundedOrInfeasible:
-        # Presolve could not tell which; every column is bounded, so ask without it.
-        h.setOptionValue("presolve", "off")
-        h.run()
-        status = h.getModelStatus()
-    if status == highspy.HighsModelStatus.kInfeasible:
-        return "infeasible", None
-    if status == highspy.HighsModelStatus.kOptimal:  # zero objective: any feasible point is optimal
-        return "feasible", np.asarray(h.getSolution().col_value)[f.x_cols].copy()
-    if status == highspy.HighsModelStatus.kTimeLimit:
-        return "timeout", None
-    return f"solver status {h.modelStatusToString(status)}", None
+    return solve_feasibility(f, time_limit, threads=1)
 
 
 #: Progress messages: a callable that takes one line of text (the CLI prints it on stderr).
@@ -315,7 +253,7 @@ class _Outcome:
     solves: int = 0
 
 
-def _solve_disjunct(network: Network, box: Box, base: Formulation, out_bounds: LayerBounds,
+def _solve_disjunct(network: Network, box: Box, base: Encoding, out_bounds: LayerBounds,
                     prop: OutputProperty, i: int, seconds: float,
                     confirmed: Callable[[np.ndarray], int | None]) -> _Outcome:
     """Is disjunct ``i`` reachable? A solver point counts only when ``confirmed`` (the forward
@@ -351,12 +289,14 @@ def _solve_disjunct(network: Network, box: Box, base: Formulation, out_bounds: L
 def check_property(network: Network, box: Box, prop: OutputProperty, time_limit: float = 60.0,
                    *, report: StabilityReport | None = None, samples: int = 1024, seed: int = 0,
                    original: Network | None = None, compress_first: bool = False,
-                   progress: Say | None = None) -> PropertyResult:
+                   progress: Say | None = None, branch: bool = True) -> PropertyResult:
     """Is there an input in ``box`` whose output lies in ``prop``'s unsafe set?
 
     Random box points and a gradient search are tried first (cheap counterexamples;
-    ``samples=0`` skips both, so that the MILP decides); then, per disjunct, one MILP
-    feasibility problem over the full network. ``time_limit`` is the
+    ``samples=0`` skips both and the branch and bound, so that the MILP decides); then
+    branch and bound over the input box (``leo.branch``, unless ``branch=False``), which
+    may prove the property, find a confirmed counterexample, or exclude some disjuncts;
+    then, per disjunct still open, one MILP feasibility problem over the full network. ``time_limit`` is the
     budget in seconds for all of it: the stability analysis that supplies bounds and unit
     states (unless ``report`` is given) gets ANALYSIS_SHARE of it, the MILPs the rest; when
     it runs out the answer is TIMEOUT. With ``compress_first`` the MILPs run on the network
@@ -399,6 +339,21 @@ def check_property(network: Network, box: Box, prop: OutputProperty, time_limit:
             hit = confirmed(x)
             if hit is not None:
                 return done(Answer.SAT, "gradient search", x, hit)
+    proven: frozenset[int] = frozenset()  # disjuncts the branch and bound excluded on the whole box
+    if samples > 0 and branch:
+        from leo.branch import Status, budget_share, property_goal, search
+
+        share = budget_share(box.dim) * (deadline - time.perf_counter())
+        say(f"branch and bound over the input box (up to {share:.1f} s)")
+        goal = property_goal([prop.rows(i) for i in range(len(prop.disjuncts))])
+        bab = search(network, box, goal, time.perf_counter() + share, confirm=confirmed)
+        say(f"branch and bound: {bab.status.value} after {bab.leaves} sub-boxes, "
+            f"{len(bab.proven)}/{len(prop.disjuncts)} disjuncts excluded")
+        if bab.status is Status.COUNTEREXAMPLE:
+            return done(Answer.SAT, "branch and bound", bab.x, bab.disjunct)
+        if bab.status is Status.PROVEN:
+            return done(Answer.UNSAT, "branch and bound")
+        proven = bab.proven
     sizes = None
     if compress_first:
         from leo.reduce import reduce
@@ -415,7 +370,7 @@ def check_property(network: Network, box: Box, prop: OutputProperty, time_limit:
     n = len(prop.disjuncts)
     undecided: dict[int, _Outcome] = {}
     solves = 0
-    pending = list(range(n))
+    pending = [i for i in range(n) if i not in proven]
     for again in (False, True):  # disjuncts that time out get a second go with the time the others left
         timed_out: list[int] = []
         for k, i in enumerate(pending):

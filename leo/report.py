@@ -9,9 +9,10 @@ import numpy as np
 
 from leo.bounds import LayerBounds
 from leo.domain import Box
-from solvers.formulation import UnitState
+from leo.verdicts import Method, Verdict
 
-ACTIVE, INACTIVE, UNSTABLE = "active", "inactive", "unstable"
+#: The verdicts by their old names (they compare equal to the strings "active", ...).
+ACTIVE, INACTIVE, UNSTABLE = Verdict.ACTIVE, Verdict.INACTIVE, Verdict.UNSTABLE
 
 
 @dataclass(frozen=True)
@@ -24,14 +25,14 @@ class UnitProof:
     (a time-out, or a bound that stopped within the safety margin).
     """
 
-    verdict: str
-    method: str
+    verdict: Verdict
+    method: Method
     bound: float | None = None
     witness: tuple[int, int] | None = None
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"status": self.verdict, "method": self.method}
+        out: dict[str, Any] = {"status": str(self.verdict), "method": str(self.method)}
         if self.bound is not None:
             out["bound"] = float(self.bound)
         if self.witness is not None:
@@ -47,7 +48,14 @@ class LayerReport:
     proofs: tuple[UnitProof, ...]
     bounds: LayerBounds
     seconds: float
-    solves: int
+    lps: int = 0  # LP solves HiGHS ran for this layer (cut loops, --lp-bounds, region walks)
+    milps: int = 0  # MILP solves (per unit, neighbourhood searches, network-wide re-solves)
+    nodes: int = 0  # branch-and-bound nodes of those MILPs
+
+    @property
+    def solves(self) -> int:
+        """Every solve run: LPs and MILPs."""
+        return self.lps + self.milps
 
     def _units(self, verdict: str) -> list[int]:
         return [j for j, p in enumerate(self.proofs) if p.verdict == verdict]
@@ -69,13 +77,13 @@ class LayerReport:
         return self._units(UNSTABLE)
 
     @property
-    def states(self) -> list[UnitState]:
-        return [UnitState(p.verdict) for p in self.proofs]
+    def states(self) -> list[Verdict]:
+        return [Verdict(p.verdict) for p in self.proofs]
 
     def methods(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for p in self.proofs:
-            counts[p.method] = counts.get(p.method, 0) + 1
+            counts[str(p.method)] = counts.get(str(p.method), 0) + 1
         return counts
 
     def to_json(self) -> dict[str, Any]:
@@ -87,6 +95,9 @@ class LayerReport:
             "unstable": self.unstable,
             "seconds": round(self.seconds, 4),
             "solves": self.solves,
+            "lps": self.lps,
+            "milps": self.milps,
+            "nodes": self.nodes,
             "methods": self.methods(),
             "proofs": [p.to_json() for p in self.proofs],
         }
@@ -104,7 +115,20 @@ class StabilityReport:
 
     @property
     def solves(self) -> int:
+        """Every LP and MILP solve run."""
         return sum(layer.solves for layer in self.layers)
+
+    @property
+    def lps(self) -> int:
+        return sum(layer.lps for layer in self.layers)
+
+    @property
+    def milps(self) -> int:
+        return sum(layer.milps for layer in self.layers)
+
+    @property
+    def nodes(self) -> int:
+        return sum(layer.nodes for layer in self.layers)
 
     @property
     def num_stable(self) -> int:
@@ -126,6 +150,9 @@ class StabilityReport:
             "settings": self.settings,
             "seconds": round(self.seconds, 4),
             "solves": self.solves,
+            "lps": self.lps,
+            "milps": self.milps,
+            "nodes": self.nodes,
             "layers": [layer.to_json() for layer in self.layers],
         }
         if witnesses:

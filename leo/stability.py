@@ -1,11 +1,13 @@
-"""Which units are stably active or inactive over the box.
+"""Which units are stably active or inactive over the box: the orchestrator.
 
-Every engine runs the same cheap steps per ReLU layer first: (1) interval and
+Every engine runs after the same cheap steps per ReLU layer: (1) interval and
 symbolic bounds decide what they can; (2) box samples, data points and a local
 search find witnesses, points where a unit takes both signs, so it needs no solve.
-What is left goes to a MILP engine: ``unit`` (one persistent HiGHS model per layer,
-one early-stopped solve per open unit; LEO 2020) or ``network`` (one model of the
-whole network that looks for any open unit that can flip; Serra et al. 2021).
+What is left goes to a MILP engine: ``unit`` (one persistent model per layer, one
+early-stopped solve per open unit; LEO 2020) or ``network`` (one model of the whole
+network that looks for any open unit that can flip; Serra et al. 2021). An engine
+takes an immutable problem (``leo.stages``) and returns what it proved and found;
+this module merges that into the witnesses and the verdicts.
 
 Stable means a *proven* bound beyond the safety margin; a time-out means "unstable
 as far as we know".
@@ -15,88 +17,52 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 
 import numpy as np
 
+from leo import engine_network, engine_unit
 from leo.bounds import ROUNDING_SLACK, LayerBounds, interval_layer, symbolic_layer
 from leo.domain import Box
+from leo.encoding import Encoding, build_prefix
 from leo.errors import LeoInputError
 from leo.network import Network
-from leo.report import ACTIVE, INACTIVE, UNSTABLE, LayerReport, StabilityReport, UnitProof
-from leo.threads import DEFAULT_THREADS, highs_threads, using_threads
+from leo.prove import TaskResult
+from leo.report import LayerReport, StabilityReport, UnitProof
+from leo.stages import (BOUNDS, DONE, ENGINES, LOCAL_SEARCH, LP, MILP, PHASES, WITNESSES, Counts, LayerProblem,
+                        NetworkProblem, Progress, ProgressFn, StabilityOptions)
+from leo.threads import highs_threads, using_threads
+from leo.verdicts import Method, Verdict
 from leo.witnesses import Witnesses, local_search, seed_points
-from solvers.formulation import Formulation, UnitState, build_prefix
-from solvers.highs_backend import highs_version
+from solvers.backend import backend_version, new_model
+from solvers.cuts import ROUNDING as CUT_ROUNDING
 
-ENGINES = ("unit", "network")
+__all__ = ["BOUNDS", "DONE", "ENGINES", "LOCAL_SEARCH", "LP", "MILP", "PHASES", "WITNESSES", "Progress",
+           "ProgressFn", "StabilityOptions", "analyse", "bounds_and_states", "layer_bounds", "prefix_formulation"]
 
 #: Relative widening of LP optima before they are used as big-M bounds.
 LP_SLACK = 1e-6
 
 
-@dataclass(frozen=True)
-class StabilityOptions:
-    """Settings of the analysis; all of them go into the certificate."""
-
-    time_limit: float = 60.0  # seconds per MILP solve
-    margin: float = 1e-6  # a solver bound proves a sign only beyond this margin
-    symbolic: bool = True  # back-substitution bounds besides interval arithmetic
-    samples: int = 2048  # random box points used as witnesses
-    local_search: bool = True
-    seed: int = 0
-    workers: int = 1  # processes for the per-unit MILP phase
-    scheduler: str | None = None  # a Dask scheduler address, for the per-unit MILP phase
-    engine: str = "unit"  # "unit" or "network"
-    cuts: bool = True  # ideal-formulation cuts on the LP relaxation before each MILP (--no-cuts)
-    neighbourhood: bool = True  # neighbourhood search for a crossing before each MILP (--no-search)
-    lp_bounds: bool = False  # LP-relaxation bounds for earlier layers before a layer's MILPs (--lp-bounds)
-    time_budget: float | None = None  # seconds for the whole analysis; None: no limit but time_limit per solve
-    threads: int = DEFAULT_THREADS  # torch and HiGHS threads during the analysis (leo.threads); 0: one per core
-
-    def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise LeoInputError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
-        if self.time_budget is not None and not self.time_budget > 0:
-            raise LeoInputError(f"the time budget must be positive, got {self.time_budget}")
-        if self.threads < 0:
-            raise LeoInputError(f"threads must be 0 (one per core) or positive, got {self.threads}")
+def layer_bounds(network: Network, box: Box, k: int, bounds: list[LayerBounds], symbolic: bool) -> LayerBounds:
+    """Interval (and, with ``symbolic``, back-substitution) bounds of layer ``k`` given
+    the bounds of the layers before it."""
+    b = interval_layer(network, k, box, bounds)
+    if symbolic and k > 0:
+        s = symbolic_layer(network, k, box, bounds)
+        b = b.tightened(s.lower, s.upper, Method.SYMBOLIC)
+    return b
 
 
-#: What a progress event can say the analysis is doing, cheapest first.
-BOUNDS, WITNESSES, LOCAL_SEARCH, LP, MILP, DONE = "bounds", "witnesses", "local search", "LP", "MILP", "done"
-PHASES = (BOUNDS, WITNESSES, LOCAL_SEARCH, LP, MILP, DONE)
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where the analysis is: ``layer`` 0 stands for the network-wide MILP; ``decided``
-    of ``total`` units are decided (``how``: by which method); ``phase`` (one of
-    ``PHASES``) is what runs now, so a display does not stand still during a long
-    witness or local-search step; ``eta`` is the estimated seconds until the layer is
-    done, where one exists (the MILP phase: its pace so far, capped by the deadline)."""
-
-    layer: int
-    decided: int
-    total: int
-    how: dict[str, int]
-    seconds: float
-    phase: str = DONE
-    eta: float | None = None
-
-
-ProgressFn = Callable[[Progress], None]
-
-
-class LayerWork:
-    """The verdicts of one ReLU layer while they are being decided."""
+class _Layer:
+    """The verdicts of one ReLU layer while the orchestrator collects them (private:
+    engines never see it)."""
 
     def __init__(self, k: int, bounds: LayerBounds) -> None:
         self.k = k
         self.bounds = bounds
         self.started = time.perf_counter()
-        self.solves = 0
+        self.counts = Counts()
         self.phase = BOUNDS
         self.proofs: list[UnitProof | None] = [None] * bounds.lower.size
         self._decide_by_bounds()
@@ -107,7 +73,7 @@ class LayerWork:
 
     def retighten(self, bounds: LayerBounds) -> None:
         """Take tighter bounds (after earlier layers were tightened); decide what they decide."""
-        self.bounds = self.bounds.tightened(bounds.lower, bounds.upper, "lp-symbolic")
+        self.bounds = self.bounds.tightened(bounds.lower, bounds.upper, Method.LP_SYMBOLIC)
         self._decide_by_bounds()
 
     def _decide_by_bounds(self) -> None:
@@ -115,19 +81,29 @@ class LayerWork:
         b = self.bounds
         for j in self.open_units():
             if b.lower[j] >= 0:
-                self.proofs[j] = UnitProof(ACTIVE, b.lower_method[j], float(b.lower[j]))
+                self.proofs[j] = UnitProof(Verdict.ACTIVE, Method(b.lower_method[j]), float(b.lower[j]))
             elif b.upper[j] <= 0:
-                self.proofs[j] = UnitProof(INACTIVE, b.upper_method[j], float(b.upper[j]))
+                self.proofs[j] = UnitProof(Verdict.INACTIVE, Method(b.upper_method[j]), float(b.upper[j]))
 
     def open_units(self) -> np.ndarray:
         return np.array([j for j, p in enumerate(self.proofs) if p is None], dtype=int)
 
-    def mark_witnessed(self, wit: Witnesses, method: str = "witness") -> None:
+    def states(self) -> tuple[Verdict, ...]:
+        """Per unit its verdict so far, UNSTABLE while open (it keeps its binary)."""
+        return tuple(Verdict.UNSTABLE if p is None else p.verdict for p in self.proofs)
+
+    def mark_witnessed(self, wit: Witnesses, method: Method = Method.WITNESS) -> None:
         """Units seen with both signs are unstable, with the two points as proof."""
         zmax, amax, zmin, amin = wit.signs(self.k)
         for j in self.open_units():
             if zmax[j] > 0 and zmin[j] < 0:
-                self.proofs[j] = UnitProof(UNSTABLE, method, witness=(int(amax[j]), int(amin[j])))
+                self.proofs[j] = UnitProof(Verdict.UNSTABLE, method, witness=(int(amax[j]), int(amin[j])))
+
+    def settle(self, proofs: dict[int, UnitProof]) -> None:
+        """Take the verdicts of ``proofs`` for the units still open."""
+        for j, proof in proofs.items():
+            if self.proofs[j] is None:
+                self.proofs[j] = proof
 
     def progress(self, fn: ProgressFn | None, phase: str | None = None, eta: float | None = None,
                  extra: dict[str, int] | None = None) -> None:
@@ -140,7 +116,7 @@ class LayerWork:
         how: dict[str, int] = dict(extra or {})
         for p in self.proofs:
             if p is not None:
-                how[p.method] = how.get(p.method, 0) + 1
+                how[str(p.method)] = how.get(str(p.method), 0) + 1
         fn(Progress(self.k + 1, min(sum(how.values()), self.width), self.width, how,
                     time.perf_counter() - self.started, self.phase, eta))
 
@@ -151,16 +127,17 @@ class LayerWork:
             raise RuntimeError(f"layer {self.k + 1}: {self.width - len(proofs)} units left undecided")
         lb = self.bounds
         for j, p in enumerate(proofs):
-            if p.verdict == ACTIVE and lb.lower[j] < 0:
+            if p.verdict == Verdict.ACTIVE and lb.lower[j] < 0:
                 lb = lb.with_unit(j, 0.0, None, p.method)
-            elif p.verdict == INACTIVE and lb.upper[j] > 0:
+            elif p.verdict == Verdict.INACTIVE and lb.upper[j] > 0:
                 lb = lb.with_unit(j, None, 0.0, p.method)
-        return LayerReport(self.k + 1, proofs, lb, time.perf_counter() - self.started, self.solves)
+        c = self.counts
+        return LayerReport(self.k + 1, proofs, lb, time.perf_counter() - self.started, c.lps, c.milps, c.nodes)
 
 
-class Analysis:
-    """Shared state of one analysis: the network, the box, witnesses, and the bounds
-    and unit states of the layers done so far."""
+class _Run:
+    """One analysis as the orchestrator sees it: the network, the box, the witnesses,
+    and the bounds and unit states of the layers done so far."""
 
     def __init__(self, network: Network, box: Box, options: StabilityOptions, data: np.ndarray | None,
                  progress: ProgressFn | None) -> None:
@@ -175,7 +152,7 @@ class Analysis:
         self.witnesses = Witnesses(network, box)
         self.witnesses.add(seed_points(box, options.samples, np.random.default_rng(options.seed), data))
         self.bounds: list[LayerBounds] = []
-        self.states: list[list[UnitState]] = []
+        self.states: list[tuple[Verdict, ...]] = []
 
     def seconds_left(self, deadline: float | None = None) -> float:
         """What is left until ``deadline`` (default: the budget's; infinite without one)."""
@@ -198,26 +175,22 @@ class Analysis:
         return time.time() + self.seconds_left() / max(layers_left, 1)
 
     def layer_bounds(self, k: int) -> LayerBounds:
-        b = interval_layer(self.network, k, self.box, self.bounds)
-        if self.options.symbolic and k > 0:
-            s = symbolic_layer(self.network, k, self.box, self.bounds)
-            b = b.tightened(s.lower, s.upper, "symbolic")
-        return b
+        return layer_bounds(self.network, self.box, k, self.bounds, self.options.symbolic)
 
-    def cheap_pass(self, k: int) -> LayerWork:
+    def cheap_pass(self, k: int) -> _Layer:
         """Bounds, then witnesses, then a local search for the units still open (within
         the layer's share of the budget)."""
         deadline = self.layer_deadline(k)
         if self.progress is not None:
             self.progress(Progress(k + 1, 0, self.network.layers[k].width, {}, 0.0, BOUNDS))
-        work = LayerWork(k, self.layer_bounds(k))
+        work = _Layer(k, self.layer_bounds(k))
         work.progress(self.progress, WITNESSES)
         work.mark_witnessed(self.witnesses)
         self.search(work, deadline=deadline)
         work.progress(self.progress, None if work.open_units().size else DONE)
         return work
 
-    def search(self, work: LayerWork, method: str = "witness", deadline: float | None = None,
+    def search(self, work: _Layer, method: Method = Method.WITNESS, deadline: float | None = None,
                phase: str | None = LOCAL_SEARCH) -> None:
         """Local search for the open units of a layer, from the witness nearest to the
         sign not seen yet, until ``deadline`` (default: the budget's); marks the units
@@ -227,11 +200,9 @@ class Analysis:
         if not (self.options.local_search and open_units.size) or self.expired(deadline):
             return
         work.progress(self.progress, phase)
-        zmax, amax, zmin, amin = self.witnesses.signs(work.k)
-        seen_pos = zmax[open_units] > 0
-        direction = np.where(seen_pos, -1.0, 1.0)
-        starts = self.witnesses.points[np.where(seen_pos, amin[open_units], amax[open_units])]
-        self.witnesses.add(local_search(self.network, self.box, work.k, open_units, starts, direction,
+        seen = self.directions(work.k, open_units)  # the search pushes toward the other sign
+        starts = self.starts(work.k, open_units, seen)
+        self.witnesses.add(local_search(self.network, self.box, work.k, open_units, starts, -seen.astype(float),
                                         seed=self.options.seed, deadline=deadline))
         work.mark_witnessed(self.witnesses, method)
 
@@ -239,6 +210,12 @@ class Analysis:
         """The question left open per unit: +1 "is it active?" (seen positive only), else -1."""
         zmax = self.witnesses.signs(k)[0]
         return np.where(zmax[units] > 0, 1, -1)
+
+    def starts(self, k: int, units: np.ndarray, directions: np.ndarray) -> np.ndarray:
+        """Per unit the witness closest to the answer "no" to its question: the point of
+        its smallest z for +1, of its largest z for -1."""
+        _, amax, _, amin = self.witnesses.signs(k)
+        return self.witnesses.points[np.where(directions > 0, amin[units], amax[units])]
 
     def tighten_with_lp(self, upto: int, deadline: float | None = None) -> int:
         """LP-relaxation bounds for the unstable units of the ReLU layers before ``upto``,
@@ -249,20 +226,18 @@ class Analysis:
         then. Each LP optimum is widened by a safety slack before it becomes a bound,
         since a big-M that is too tight would cut off real points. Returns the LPs solved.
         """
-        from solvers.highs_backend import HighsModel
-
         solved = 0
         for k in range(1, upto):
             if not self.network.layers[k].relu:
                 continue
             lb = self.bounds[k]
-            units = [j for j, st in enumerate(self.states[k]) if st is UnitState.UNSTABLE]
+            units = [j for j, st in enumerate(self.states[k]) if st == Verdict.UNSTABLE]
             if not units:
                 continue
             if self.expired(deadline):
                 break
             f = build_prefix(self.network, self.box, self.bounds[: k + 1], self.states[:k], k)
-            model = HighsModel(f, relax=True, threads=highs_threads())
+            model = new_model(f, relax=True, threads=highs_threads(), solver=self.options.solver)
             lo, hi = lb.lower.copy(), lb.upper.copy()
             for j in units:
                 for sign in (1.0, -1.0):
@@ -279,42 +254,157 @@ class Analysis:
                         lo[j] = max(lo[j], value - slack)
                     else:
                         hi[j] = min(hi[j], value + slack)
-            self.bounds[k] = lb.tightened(lo, hi, "lp")
+            self.bounds[k] = lb.tightened(lo, hi, Method.LP)
         return solved
 
     def push(self, report: LayerReport) -> None:
         self.bounds.append(report.bounds)
-        self.states.append(report.states)
+        self.states.append(tuple(report.states))
 
     def push_linear(self, k: int) -> None:
         self.bounds.append(self.layer_bounds(k))
-        self.states.append([])
+        self.states.append(())
+
+    def layer_problem(self, work: _Layer, deadline: float | None) -> LayerProblem:
+        """What the per-unit engine is asked about ``work``'s open units."""
+        units = work.open_units()
+        directions = self.directions(work.k, units)
+        return LayerProblem(self.network, self.box, work.k, tuple(self.bounds[: work.k]) + (work.bounds,),
+                            tuple(self.states[: work.k]), units, directions, self.starts(work.k, units, directions),
+                            self.options, deadline)
+
+    def solve_open_units(self, work: _Layer) -> None:
+        """The per-unit engine on ``work``'s open units; then its points as witnesses, a
+        local search from them, and its fallback verdicts for whatever is still open."""
+        deadline = self.layer_deadline(work.k)
+        problem = self.layer_problem(work, deadline)
+        work.progress(self.progress, MILP)
+        result = engine_unit.solve_layer(problem, self._milp_progress(work, problem.units.size, deadline))
+        work.counts = work.counts + result.counts
+        if len(result.points):
+            self.witnesses.add(result.points)
+        work.settle(result.proofs)
+        work.mark_witnessed(self.witnesses, Method.MILP_WITNESS)
+        # from the incumbents, which sit near the answer "no"; within the budget, not the layer's share:
+        # it decides units the MILPs already paid for
+        self.search(work, Method.MILP_WITNESS, phase=None)
+        work.settle(result.fallback)
+
+    def _milp_progress(self, work: _Layer, count: int, deadline: float | None):  # noqa: ANN202
+        """A progress callback for the tasks of one layer's MILP phase: the units proven so
+        far, and an ETA from the pace so far (never past the layer's deadline)."""
+        if self.progress is None:
+            return None
+        started = time.time()
+        done: dict[str, int] = {}
+        finished = [0]
+
+        def on_result(r: TaskResult) -> None:
+            finished[0] += 1
+            if r.proven:
+                done[str(r.how)] = done.get(str(r.how), 0) + 1
+            now = time.time()
+            eta = (now - started) / finished[0] * (count - finished[0])
+            if deadline is not None:
+                eta = min(eta, max(deadline - now, 0.0))
+            work.progress(self.progress, MILP, eta, done)
+
+        return on_result
+
+
+def _mark_budget(work: _Layer) -> None:
+    """The budget is spent: every open unit of ``work`` stays unproven (never stable)."""
+    work.settle({int(j): UnitProof(Verdict.UNSTABLE, Method.BUDGET) for j in work.open_units()})
+
+
+def _per_unit(run: _Run) -> list[LayerReport]:
+    net, reports = run.network, []
+    for k, layer in enumerate(net.layers):
+        if not layer.relu:
+            run.push_linear(k)
+            continue
+        work = run.cheap_pass(k)
+        if work.open_units().size and run.options.lp_bounds and k > 1 and not run.expired():
+            work.progress(run.progress, LP)
+            work.counts = work.counts + Counts(lps=run.tighten_with_lp(k, run.layer_deadline(k)))
+            work.retighten(run.layer_bounds(k))
+            work.mark_witnessed(run.witnesses)
+        if work.open_units().size and run.expired():
+            _mark_budget(work)
+        elif work.open_units().size:
+            run.solve_open_units(work)
+        work.progress(run.progress, DONE)
+        report = work.finish()
+        run.push(report)
+        reports.append(report)
+    return reports
+
+
+def _network_wide(run: _Run) -> list[LayerReport]:
+    net = run.network
+    relu_layers = [k for k, ly in enumerate(net.layers) if ly.relu]
+    if not relu_layers:
+        return []
+    works: dict[int, _Layer] = {}
+    for k, layer in enumerate(net.layers[: relu_layers[-1] + 1]):
+        if not layer.relu:
+            run.push_linear(k)
+            continue
+        work = run.cheap_pass(k)
+        works[k] = work
+        # open units stay in the model as unstable (with a binary) until proven otherwise
+        run.bounds.append(work.bounds)
+        run.states.append(work.states())
+    candidates = [(k, int(j)) for k, w in works.items() for j in w.open_units()]
+    if candidates and not run.expired():
+        _solve_network(run, works, candidates, relu_layers[-1])
+    for k, work in works.items():  # what the network-wide solve left (a time-out): per unit
+        if work.open_units().size and run.expired():
+            _mark_budget(work)
+        elif work.open_units().size:
+            run.solve_open_units(work)
+            run.states[k] = work.states()  # later layers see the new proofs
+            work.progress(run.progress, DONE)
+    return [works[k].finish() for k in relu_layers]
+
+
+def _solve_network(run: _Run, works: dict[int, _Layer], candidates: list[tuple[int, int]], last: int) -> None:
+    """The network-wide engine on every open unit; its points become witnesses."""
+    signs = {k: run.witnesses.signs(k) for k in works}
+    directions = np.array([1 if signs[k][0][j] > 0 else -1 for k, j in candidates])  # as run.directions
+    problem = NetworkProblem(
+        run.network, run.box, last, tuple(run.bounds), tuple(run.states), tuple(candidates), directions,
+        np.array([signs[k][2][j] for k, j in candidates]), np.array([signs[k][0][j] for k, j in candidates]),
+        run.options, run.deadline)
+    result = engine_network.solve_network(problem, run.progress)
+    works[last].counts = works[last].counts + result.counts
+    if len(result.points):
+        run.witnesses.add(result.points)
+    for k, work in works.items():
+        work.settle({j: p for (kk, j), p in result.proofs.items() if kk == k})
+        work.mark_witnessed(run.witnesses, Method.MILP_WITNESS)
+        work.settle({j: p for (kk, j), p in result.fallback.items() if kk == k})
 
 
 def analyse(network: Network, box: Box, options: StabilityOptions = StabilityOptions(),
             data: np.ndarray | None = None, progress: ProgressFn | None = None) -> StabilityReport:
     """Prove the stability of every unit of every ReLU layer over ``box``."""
-    from leo.engine_network import run_network
-    from leo.engine_unit import run_per_unit
-
-    engines = {"unit": run_per_unit, "network": run_network}
+    engines = {"unit": _per_unit, "network": _network_wide}
     t0 = time.perf_counter()
     with using_threads(options.threads):
-        state = Analysis(network, box, options, data, progress)
-        reports = engines[options.engine](state)
-    report = StabilityReport(box, tuple(reports), state.witnesses.points, _settings(options),
+        run = _Run(network, box, options, data, progress)
+        reports = engines[options.engine](run)
+    report = StabilityReport(box, tuple(reports), run.witnesses.points, _settings(options),
                              time.perf_counter() - t0)
     return _compact(report)
 
 
 def _settings(options: StabilityOptions) -> dict[str, object]:
     out: dict[str, object] = asdict(options)
-    out["solver"] = f"HiGHS {highs_version()}"
+    out["solver"] = backend_version(options.solver)
     out["rounding_slack"] = ROUNDING_SLACK
     if options.cuts:
-        from solvers.cuts import ROUNDING
-
-        out["cut_rounding_slack"] = ROUNDING  # relative widening of every cut's right side
+        out["cut_rounding_slack"] = CUT_ROUNDING  # relative widening of every cut's right side
     return out
 
 
@@ -323,15 +413,8 @@ def _compact(report: StabilityReport) -> StabilityReport:
     used = sorted({i for lr in report.layers for p in lr.proofs if p.witness for i in p.witness})
     index = {old: new for new, old in enumerate(used)}
     layers = tuple(
-        LayerReport(
-            lr.layer,
-            tuple(
-                UnitProof(p.verdict, p.method, p.bound, (index[p.witness[0]], index[p.witness[1]]), p.seconds)
-                if p.witness else p
-                for p in lr.proofs
-            ),
-            lr.bounds, lr.seconds, lr.solves,
-        )
+        replace(lr, proofs=tuple(replace(p, witness=(index[p.witness[0]], index[p.witness[1]])) if p.witness else p
+                                 for p in lr.proofs))
         for lr in report.layers
     )
     points = report.witness_points[used] if used else np.zeros((0, report.box.dim))
@@ -339,31 +422,35 @@ def _compact(report: StabilityReport) -> StabilityReport:
 
 
 def bounds_and_states(network: Network, box: Box, report: StabilityReport,
-                      options: StabilityOptions = StabilityOptions()) -> tuple[list[LayerBounds], list[list[UnitState]]]:
+                      options: StabilityOptions = StabilityOptions()) -> tuple[list[LayerBounds], list[list[Verdict]]]:
     """Per layer of ``network``: proven bounds and unit states from ``report``; linear
     layers (no report entry) get interval/symbolic bounds and no states."""
-    state = Analysis(network, box, replace(options, samples=0, local_search=False), None, None)
+    bounds: list[LayerBounds] = []
+    states: list[list[Verdict]] = []
     for k, lyr in enumerate(network.layers):
         lr = report.layer(k + 1) if lyr.relu else None
         if lr is not None:
-            state.push(lr)
+            bounds.append(lr.bounds)
+            states.append(lr.states)
         elif lyr.relu:
             raise LeoInputError(f"the stability report has no entry for ReLU layer {k + 1}: "
                                 "it must come from analysing this network over this box")
         else:
-            state.push_linear(k)
-    return state.bounds, state.states
+            bounds.append(layer_bounds(network, box, k, bounds, options.symbolic))
+            states.append([])
+    return bounds, states
 
 
 def prefix_formulation(network: Network, box: Box, layer: int,
-                       options: StabilityOptions = StabilityOptions()) -> Formulation:
+                       options: StabilityOptions = StabilityOptions(),
+                       report: StabilityReport | None = None) -> Encoding:
     """The MILP for units of ``layer`` (0-based), with big-M values and unit states
-    from analysing the layers before it."""
+    from ``report`` (an analysis of ``network`` over ``box``) or, without one, from
+    analysing the layers before it."""
     bounds: list[LayerBounds] = []
-    states: list[list[UnitState]] = []
+    states: list[list[Verdict]] = []
     if layer:
         head = Network(network.input_dim, network.layers[:layer])
-        bounds, states = bounds_and_states(head, box, analyse(head, box, options), options)
-    state = Analysis(network, box, replace(options, samples=0, local_search=False), None, None)
-    state.bounds, state.states = bounds, states
-    return build_prefix(network, box, bounds + [state.layer_bounds(layer)], states, layer)
+        bounds, states = bounds_and_states(head, box, report or analyse(head, box, options), options)
+    here = layer_bounds(network, box, layer, bounds, options.symbolic)
+    return build_prefix(network, box, bounds + [here], states, layer)

@@ -28,11 +28,15 @@ class Witnesses:
         self._points = np.zeros((0, box.dim))
         self._z: list[np.ndarray] = [np.zeros((0, layer.width)) for layer in network.layers]
         self._pending: list[tuple[np.ndarray, list[np.ndarray]]] = []
+        #: ``signs`` per layer until the next ``add``: the orchestrator asks for one layer's
+        #: signs several times between adds (directions, starts, marks)
+        self._signs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def add(self, points: np.ndarray) -> None:
         pts = np.clip(np.atleast_2d(np.asarray(points, dtype=np.float64)), self.box.lower, self.box.upper)
         if pts.size:
             self._pending.append((pts, self.network.pre_activations(pts)))
+            self._signs.clear()
 
     def _merge(self) -> None:
         """Join the points added since the last look (one copy, not one per ``add``)."""
@@ -48,12 +52,17 @@ class Witnesses:
 
     def signs(self, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per unit of ``layer``: (max z seen, argmax point, min z seen, argmin point)."""
-        self._merge()
-        if not len(self._points):
-            w = self.network.layers[layer].width
-            return np.full(w, -np.inf), np.zeros(w, int), np.full(w, np.inf), np.zeros(w, int)
-        z = self._z[layer]
-        return z.max(axis=0), z.argmax(axis=0), z.min(axis=0), z.argmin(axis=0)
+        if layer not in self._signs:
+            self._merge()
+            if not len(self._points):
+                w = self.network.layers[layer].width
+                self._signs[layer] = (np.full(w, -np.inf), np.zeros(w, int), np.full(w, np.inf), np.zeros(w, int))
+            else:
+                z = self._z[layer]
+                self._signs[layer] = (z.max(axis=0), z.argmax(axis=0), z.min(axis=0), z.argmin(axis=0))
+            for a in self._signs[layer]:
+                a.flags.writeable = False  # shared by every caller until the next add
+        return self._signs[layer]
 
 
 def seed_points(box: Box, samples: int, rng: np.random.Generator, data: np.ndarray | None) -> np.ndarray:

@@ -1,7 +1,9 @@
-"""The MILP layer: a network prefix as a big-M mixed-integer program, and back-ends
-that solve it (HiGHS through highspy) or hand it to any solver (Pyomo)."""
+"""The MILP layer: problems as plain arrays (``solvers.problem``), back-ends that solve
+them (HiGHS through highspy by default, SCIP and Gurobi as extras, ``solvers.backend``;
+Pyomo for any other solver), and the ideal-formulation cuts. It knows nothing of leo:
+leo writes its networks as problems (``leo.encoding``)."""
 
-from solvers.formulation import Formulation, UnitState, build_prefix
+from solvers.problem import Problem, ProblemBuilder, with_columns, with_rows
 from solvers.result import SolveResult, SolveStatus
 
-__all__ = ["Formulation", "UnitState", "build_prefix", "SolveResult", "SolveStatus"]
+__all__ = ["Problem", "ProblemBuilder", "with_columns", "with_rows", "SolveResult", "SolveStatus"]

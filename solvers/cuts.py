@@ -24,15 +24,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
-from solvers.formulation import Formulation
-
-if TYPE_CHECKING:
-    from solvers.highs_backend import HighsModel
+from solvers.backend import Model
+from solvers.problem import Problem
 
 #: Relative widening of every cut's right side (float64 rounding, with a wide margin).
 ROUNDING = 1e-9
@@ -58,9 +55,10 @@ class Cuts:
 
 
 class Separator:
-    """Finds the most violated ideal-formulation cut of every binary ReLU at a point."""
+    """Finds the most violated ideal-formulation cut of every binary ReLU at a point
+    (the ReLUs a ``ProblemBuilder.add_relu`` recorded in ``relus``)."""
 
-    def __init__(self, f: Formulation) -> None:
+    def __init__(self, f: Problem) -> None:
         self.n = f.num_cols
         relus = f.relus
         self.z, self.h, self.d, rows = (relus[:, i] for i in range(4))
@@ -116,12 +114,13 @@ class Separator:
 class LoopResult:
     bound: float  # proven LP bound with the cuts (-inf if the LP failed)
     rounds: int
+    lps: int  # LP solves run (the rounds, and the first LP)
     cuts: Cuts  # the cuts binding at the last LP optimum (worth passing on to a MILP)
     seconds: float
     stopped: bool  # on_point asked to stop
 
 
-def cut_loop(lp: HighsModel, separator: Separator, cost: np.ndarray, threshold: float, time_limit: float,
+def cut_loop(lp: Model, separator: Separator, cost: np.ndarray, threshold: float, time_limit: float,
              max_rounds: int = 60, on_point: Callable[[np.ndarray], bool] | None = None) -> LoopResult:
     """Minimise ``cost`` over the LP relaxation ``lp``, adding the most violated ideal
     cuts and re-solving until the bound reaches ``threshold``, no cut is violated, the
@@ -151,7 +150,7 @@ def cut_loop(lp: HighsModel, separator: Separator, cost: np.ndarray, threshold: 
             cuts = separator.separate(v)
             if not cuts.count:
                 break
-            lp.add_cuts(cuts)
+            lp.add_rows(cuts.matrix, np.full(cuts.count, -np.inf), cuts.upper)
             added.append(cuts)
             rounds += 1
         binding = Cuts.none(separator.n)
@@ -164,4 +163,4 @@ def cut_loop(lp: HighsModel, separator: Separator, cost: np.ndarray, threshold: 
         lp.truncate_rows(base)
     # every LP optimum is a bound (cuts only tighten); a failed last LP does not undo the earlier ones
     bound = max((b for b in history if np.isfinite(b)), default=-np.inf)
-    return LoopResult(bound, rounds, binding, time.perf_counter() - start, stopped)
+    return LoopResult(bound, rounds, len(history), binding, time.perf_counter() - start, stopped)

@@ -23,8 +23,7 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from solvers.cuts import Cuts
-from solvers.formulation import Formulation
+from solvers.problem import Problem
 from solvers.result import SolveResult, SolveStatus
 
 _INF = highspy.kHighsInf
@@ -127,7 +126,7 @@ def relax_tiny(matrix: sp.spmatrix, row_lower: np.ndarray, row_upper: np.ndarray
     return m, np.asarray(row_lower, float) - widen, np.asarray(row_upper, float) + widen
 
 
-def _to_highs(f: Formulation, relax: bool) -> highspy.HighsLp:
+def _to_highs(f: Problem, relax: bool) -> highspy.HighsLp:
     matrix, row_lower, row_upper = relax_tiny(f.matrix, f.row_lower, f.row_upper, f.col_lower, f.col_upper)
     lp = highspy.HighsLp()
     lp.num_col_ = f.num_cols
@@ -152,9 +151,9 @@ def _to_highs(f: Formulation, relax: bool) -> highspy.HighsLp:
 
 
 class HighsModel:
-    """One HiGHS instance holding a formulation (as MILP, or as its LP relaxation)."""
+    """One HiGHS instance holding a problem (as MILP, or as its LP relaxation)."""
 
-    def __init__(self, formulation: Formulation, relax: bool = False, threads: int = 1) -> None:
+    def __init__(self, formulation: Problem, relax: bool = False, threads: int = 1) -> None:
         self.formulation = formulation
         self.is_mip = (not relax) and formulation.num_binaries > 0
         self.highs = new_highs()
@@ -186,18 +185,25 @@ class HighsModel:
             data_out.objective_function_value < t or (not self._cutoff and data_out.mip_dual_bound >= t)
         )
 
+    def _point(self, values: np.ndarray) -> np.ndarray:
+        """The solution's point: its values on the problem's ``x_cols`` (all, without them)."""
+        cols = self.formulation.x_cols
+        return (values if cols is None else values[cols]).copy()
+
     @property
     def num_rows(self) -> int:
         return int(self.highs.getNumRow())
 
-    def add_cuts(self, cuts: Cuts) -> None:
-        """Append rows ``cuts.matrix @ v <= cuts.upper`` (globally valid cuts)."""
-        if cuts.count:
+    def add_rows(self, matrix: sp.spmatrix, lower: np.ndarray, upper: np.ndarray) -> None:
+        """Append rows ``lower <= matrix @ v <= upper`` (e.g. globally valid cuts)."""
+        count = int(matrix.shape[0])
+        if count:
             f = self.formulation
-            m, _, upper = relax_tiny(cuts.matrix, np.full(cuts.count, -np.inf), np.asarray(cuts.upper, float),
-                                     f.col_lower, f.col_upper)
+            m, lower, upper = relax_tiny(matrix, np.asarray(lower, float), np.asarray(upper, float),
+                                         f.col_lower, f.col_upper)
+            lower = np.where(np.isfinite(lower), lower, -_INF)
             upper = np.where(np.isfinite(upper), upper, _INF)
-            self.highs.addRows(cuts.count, np.full(cuts.count, -_INF), upper, m.nnz,
+            self.highs.addRows(count, lower, upper, m.nnz,
                                m.indptr[:-1].astype(np.int32), m.indices.astype(np.int32), m.data.astype(float))
 
     def truncate_rows(self, count: int) -> None:
@@ -273,7 +279,7 @@ class HighsModel:
             bound = incumbent if optimal else -math.inf
             nodes = 0
         if math.isfinite(incumbent):
-            point = np.asarray(h.getSolution().col_value)[self.formulation.x_cols].copy()
+            point = self._point(np.asarray(h.getSolution().col_value))
         if cutoff and status == highspy.HighsModelStatus.kInfeasible:
             # nothing below the cutoff: the threshold is a proven bound
             kind, bound, incumbent, point = SolveStatus.OPTIMAL, float(threshold), math.inf, None
@@ -289,3 +295,28 @@ class HighsModel:
             # reported 0.94 for a minimum of 0.905 under a cutoff of 0.855)
             bound = float(threshold)
         return SolveResult(kind, bound, incumbent, point, seconds, nodes)
+
+
+def solve_feasibility(problem: Problem, time_limit: float, threads: int = 1) -> tuple[str, np.ndarray | None]:
+    """Whether ``problem`` (every column bounded) has a feasible point: ("feasible", its
+    point on ``x_cols``), ("infeasible", None), ("timeout", None) when HiGHS stopped at the
+    time limit, or (why unknown, None). Only "infeasible" is a proof of anything."""
+    h = new_highs()
+    h.setOptionValue("threads", threads)
+    h.setOptionValue("time_limit", float(max(time_limit, 1e-3)))
+    h.passModel(_to_highs(problem, relax=False))
+    h.run()
+    status = h.getModelStatus()
+    if status == highspy.HighsModelStatus.kUnboundedOrInfeasible:
+        # Presolve could not tell which; every column is bounded, so ask without it.
+        h.setOptionValue("presolve", "off")
+        h.run()
+        status = h.getModelStatus()
+    if status == highspy.HighsModelStatus.kInfeasible:
+        return "infeasible", None
+    if status == highspy.HighsModelStatus.kOptimal:  # zero objective: any feasible point is optimal
+        values = np.asarray(h.getSolution().col_value)
+        return "feasible", (values if problem.x_cols is None else values[problem.x_cols]).copy()
+    if status == highspy.HighsModelStatus.kTimeLimit:
+        return "timeout", None
+    return f"solver status {h.modelStatusToString(status)}", None

@@ -1,4 +1,4 @@
-"""The same formulation as a Pyomo model, so any Pyomo solver can solve it and
+"""The same problem as a Pyomo model, so any Pyomo solver can solve it and
 ``leo export`` can write it as LP or MPS."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from solvers.formulation import Formulation
+from solvers.problem import Problem
 
 
-def to_pyomo(formulation: Formulation, cost: np.ndarray):  # noqa: ANN201 - a pyomo ConcreteModel
+def to_pyomo(formulation: Problem, cost: np.ndarray):  # noqa: ANN201 - a pyomo ConcreteModel
     """A ConcreteModel: variables ``v[name]``, rows ``row[i]``, objective ``min cost @ v``."""
     import pyomo.environ as pyo
 
@@ -42,7 +42,7 @@ def to_pyomo(formulation: Formulation, cost: np.ndarray):  # noqa: ANN201 - a py
     return m
 
 
-def write_model(formulation: Formulation, cost: np.ndarray, path: Path) -> None:
+def write_model(formulation: Problem, cost: np.ndarray, path: Path) -> None:
     """Write ``.lp`` or ``.mps`` (format from the suffix), with readable names."""
     model = to_pyomo(formulation, cost)
     fmt = "lp" if path.suffix.lower() == ".lp" else "mps"

@@ -11,7 +11,8 @@ from scipy.optimize import linprog
 from leo.bounds import cheap_bounds
 from leo.domain import make_box
 from leo.network import Network, mlp
-from solvers.formulation import UnitState, build_prefix
+from leo.encoding import build_prefix
+from leo.verdicts import Verdict as UnitState
 
 
 def random_mlp(rng: np.random.Generator, sizes: list[int], bias_shift: float = 0.0) -> Network:

@@ -16,6 +16,7 @@ from torch import nn
 from leo.cli import main
 from leo.io.load import load_network
 from leo.io.save import certificate_path
+from leo.verdicts import Method
 
 
 def _model(seed: int = 0, sizes=(4, 12, 10, 3), shift: float = -0.3) -> nn.Sequential:
@@ -77,8 +78,7 @@ def test_compress_writes_torchscript_and_certificate(capsys, ckpt, tmp_path):
     assert removed == inactive
     for layer in cert["layers"]:
         for unit in layer["units"]:
-            assert unit["method"] in ("interval", "symbolic", "milp", "lp-cuts", "witness", "milp-witness", "milp-network",
-                                      "timeout", "not-proven", "budget")
+            assert unit["method"] in {m.value for m in Method}
             if unit["verdict"] != "unstable":
                 assert "bound" in unit
 

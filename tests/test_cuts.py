@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from solvers.cuts import Separator, cut_loop
-from solvers.formulation import assignment
+from leo.encoding import assignment
 from solvers.highs_backend import HighsModel
 from tests.conftest import exact_ranges, random_prefix
 
@@ -28,7 +28,7 @@ def test_cuts_keep_every_network_point_and_cut_off_the_lp_point(seed):
         found += cuts.count
         assert np.all(cuts.matrix @ v > cuts.upper)  # each cut is violated where it was found
         assert np.all(points @ cuts.matrix.T <= cuts.upper + 1e-9)  # and holds at every real point
-        lp.add_cuts(cuts)
+        lp.add_rows(cuts.matrix, np.full(cuts.count, -np.inf), cuts.upper)
     assert found > 0
 
 
@@ -49,7 +49,7 @@ def test_cut_loop_bound_lies_between_lp_and_true_minimum(seed):
             assert plain - 1e-7 <= loop.bound <= truth + 1e-7
             gained += loop.bound > plain + 1e-6
             mip = HighsModel(f)
-            mip.add_cuts(loop.cuts)  # the binding cuts keep the MILP's optimum
+            mip.add_rows(loop.cuts.matrix, np.full(loop.cuts.count, -np.inf), loop.cuts.upper)  # the binding cuts keep the MILP's optimum
             assert mip.minimise(cost, threshold=None, time_limit=30).bound == pytest.approx(truth, abs=1e-6)
     assert gained > 0
 

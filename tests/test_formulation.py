@@ -5,7 +5,8 @@ import pytest
 
 from leo.domain import Box, make_box
 from leo.stability import StabilityOptions, analyse, prefix_formulation
-from solvers.formulation import UnitState, assignment, build_prefix
+from leo.encoding import assignment, build_prefix
+from leo.verdicts import Verdict as UnitState
 from solvers.highs_backend import HighsModel
 from tests.conftest import random_mlp
 
@@ -86,7 +87,7 @@ def test_pyomo_model_gives_the_same_optimum(rng, tmp_path):
 
 def test_tiny_weights_are_dropped_soundly(rng):
     """Weights below DROP_TOL leave the rows, which widen instead: every real point stays feasible."""
-    from solvers.formulation import DROP_TOL
+    from leo.encoding import DROP_TOL
 
     net = random_mlp(rng, [3, 6, 5, 2])
     w = dict(net.layers[1].weights)

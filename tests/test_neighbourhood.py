@@ -64,7 +64,7 @@ def test_search_finds_every_crossing_and_restores_the_model(seed):
     for j in range(net.layers[2].width):
         for direction, truth in ((1, lo[j]), (-1, -hi[j])):
             start = samples[np.argmax(direction * z[:, j])]  # the point farthest from a crossing
-            res = find_crossing(model, net, 2, j, direction, [start], time_limit=30)
+            res = find_crossing(model, f, net, 2, j, direction, [start], time_limit=30)
             if truth < -1e-6:
                 assert res.best < 0
                 crossings += 1
@@ -90,7 +90,7 @@ def test_small_neighbourhoods_leave_the_model_as_they_found_it(seed, monkeypatch
     model = HighsModel(f)
     start = box.sample(1, rng)[0]
     for j in range(net.layers[2].width):
-        res = nb.neighbourhood_search(model, net, 2, j, 1, [start], time_limit=10)
+        res = nb.neighbourhood_search(model, f, net, 2, j, 1, [start], time_limit=10)
         assert res.rounds > 0 or res.best < 0
         lp = model.highs.getLp()
         d = f.relus[:, 2]

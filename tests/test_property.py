@@ -301,8 +301,11 @@ def test_progress_names_the_phases() -> None:
     box = make_box(-1, 1, 2)
     _, hi = _range(net, box)
     lines: list[str] = []
-    result = check_property(net, box, OutputProperty(1, (_at_least(1, 0, hi[0] + GAP),)), 30.0,
-                            progress=lines.append)
+    prop = OutputProperty(1, (_at_least(1, 0, hi[0] + GAP),))
+    result = check_property(net, box, prop, 30.0, progress=lines.append)
+    assert result.answer is Answer.UNSAT and "branch and bound" in "\n".join(lines)
+    lines.clear()  # without the branch and bound (which decides this one), the MILP path's phases
+    result = check_property(net, box, prop, 30.0, progress=lines.append, branch=False)
     assert result.answer is Answer.UNSAT
     text = "\n".join(lines)
     for phase in ("sampling", "gradient search", "stability analysis", "MILP for disjunct 1 of 1"):

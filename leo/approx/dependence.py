@@ -34,14 +34,33 @@ after each epoch the greedy pass runs at the current tolerance, and its result i
 when the validation accuracy (or agreement) after the pass is within ``budget`` of the
 accuracy just before it; the tolerance then grows by ``tol_factor`` up to ``tol_max``.
 
-The paper (Shah, Olivier, Raj 2020) has no public code; where its text leaves a choice
-open, the choices here are: the relative residual as the dependence measure, the
-greedy one-unit-at-a-time order (smallest residual first), least squares with a
-constant term, the geometric tolerance schedule and the accuracy budget as the stopping rule.
+Sources. The paper has no public code (Papers with Code lists none), and its body was
+not found: on 2026-11-30 the stored pages, code, docs and issues corpora were searched
+for its title, its arXiv number (2005.14070), its authors and its terms (linear
+dependence between neuron activations, elimination, redistribution, annealing); every
+hit (arXiv's abstract page, Papers with Code, emergentmind, arxivlens, scholarfeed,
+bzpeer, tomesphere) holds only the abstract. (The venue, ICPR 2020, is the issue's; the
+pages found list the arXiv preprint only.) The method is therefore built from the
+abstract, which says: whole neurons are eliminated and their activations redistributed
+over other neurons; this is lossless while training (where the dependence is exact);
+an annealing algorithm applies it during training or on a trained model; up to 99 %
+smaller with small loss. Everything else is our choice, and may deviate from the paper:
+
+* the dependence measure: the relative least-squares residual of a unit's activations
+  on the data, regressed on the other units of its layer *and a constant*;
+* dependence within a layer only (not on earlier layers), post-activation values;
+* the greedy order: one unit at a time, smallest residual first, residuals recomputed
+  after each removal; a layer keeps at least one unit;
+* the annealing: a geometric tolerance schedule (``tol_start`` × ``tol_factor`` up to
+  ``tol_max``) and an accuracy (or agreement) budget on a validation split as the
+  stopping rule; the round that breaks the budget is undone;
+* during training: one greedy pass per epoch, kept when it costs at most ``budget``;
+* optional fine-tuning after a round (``finetune``), off by default.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -72,7 +91,7 @@ class DependenceOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not (0 < self.tol_start <= self.tol_max and self.tol_factor > 1):
+        if not (0 < self.tol_start <= self.tol_max < math.inf and 1 < self.tol_factor < math.inf):
             raise LeoInputError(f"dependence tolerances: need 0 < tol_start <= tol_max and tol_factor > 1, "
                                 f"got {self.tol_start}, {self.tol_max}, {self.tol_factor}")
         if not 0 <= self.budget <= 1:

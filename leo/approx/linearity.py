@@ -42,6 +42,7 @@ No fine-tuning follows (the paper has none).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -89,7 +90,8 @@ class LinearityOptions:
             raise LeoInputError(f"linearity rate={self.rate}: give the share of the size to keep, in (0, 1]")
         if not 0.0 < self.step <= 1.0:
             raise LeoInputError(f"linearity step={self.step}: give a threshold step in (0, 1]")
-        if self.layer_min < 0 or (self.layer_rule == "fraction" and self.layer_min >= 1):
+        if not (math.isfinite(self.layer_min) and self.layer_min >= 0) or (
+                self.layer_rule == "fraction" and self.layer_min >= 1):
             raise LeoInputError(f"linearity layer_min={self.layer_min}: a count >= 0, or a share in [0, 1)")
 
 

@@ -70,7 +70,7 @@ class PQOptions:
     def __post_init__(self) -> None:
         if not (0 < self.p < self.q and math.isfinite(self.q)):
             raise LeoInputError(f"PQ index: need 0 < p < q, got p={self.p}, q={self.q}")
-        if not (self.eta >= 0 and self.gamma > 0 and 0 < self.beta <= 1 and self.rounds >= 1):
+        if not (0 <= self.eta < math.inf and 0 < self.gamma < math.inf and 0 < self.beta <= 1 and self.rounds >= 1):
             raise LeoInputError(f"PQ options: need eta >= 0, gamma > 0, 0 < beta <= 1, rounds >= 1; "
                                 f"got eta={self.eta}, gamma={self.gamma}, beta={self.beta}, rounds={self.rounds}")
         if self.scope not in SCOPES:

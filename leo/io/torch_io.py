@@ -184,18 +184,19 @@ def _is_text(head: bytes) -> bool:
     return bool(text) and all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
-def load_torch(path: Path, allow_pickle: bool = False) -> Network:
+def load_torch(path: Path, allow_pickle: bool = False, shapes: tuple[tuple[int, ...], ...] = ()) -> Network:
     """Read a file by its content: a TorchScript archive, a torch.export program, a
     PyTorch checkpoint (a state_dict; a pickled module only with ``allow_pickle``), or
-    an ONNX model whatever its name."""
+    an ONNX model whatever its name. ``shapes`` are per-sample input shapes to try for a
+    module whose file does not record one (from the bounds the user gave, say)."""
     with open(path, "rb") as fh:
         head = fh.read(64)
     if not head:
         raise LeoInputError(f"{path} is empty")
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return _load_archive(path, allow_pickle)
+        return _load_archive(path, allow_pickle, shapes)
     if head[:1] == b"\x80":  # a pickle (torch.save's legacy format)
-        return _load_checkpoint(path, allow_pickle)
+        return _load_checkpoint(path, allow_pickle, shapes)
     if _is_text(head):
         raise LeoInputError(f"{path} {_NOT_A_MODEL} (it starts with text)")
     if head[:1] == b"\x08":  # a protobuf whose first field is an integer, as ONNX files start
@@ -205,7 +206,7 @@ def load_torch(path: Path, allow_pickle: bool = False) -> Network:
     raise LeoInputError(f"{path} {_NOT_A_MODEL} (unrecognised content)")
 
 
-def _load_archive(path: Path, allow_pickle: bool) -> Network:
+def _load_archive(path: Path, allow_pickle: bool, shapes: tuple[tuple[int, ...], ...] = ()) -> Network:
     names = _zip_names(path)
     if names is None:
         raise LeoInputError(f"{path} is a damaged zip archive (truncated or corrupted); "
@@ -215,11 +216,19 @@ def _load_archive(path: Path, allow_pickle: bool) -> Network:
 
         return load_exported_program(path)
     if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-        return _load_torchscript(path)
-    return _load_checkpoint(path, allow_pickle)
+        return _load_torchscript(path, shapes)
+    return _load_checkpoint(path, allow_pickle, shapes)
 
 
-def _load_torchscript(path: Path) -> Network:
+def _hinted_shape(module: nn.Module, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, ...] | None:
+    """The first of ``shapes`` the module runs on: a TorchScript archive records no input
+    shape, and a conv net does not run on the flat vector the fallback guess tries."""
+    from leo.io.graph import runs_on
+
+    return next((s for s in shapes if runs_on(module, s)), None)
+
+
+def _load_torchscript(path: Path, shapes: tuple[tuple[int, ...], ...] = ()) -> Network:
     extra = {_EXTRA: ""}
     try:
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
@@ -231,10 +240,10 @@ def _load_torchscript(path: Path) -> Network:
             shape = tuple(int(d) for d in json.loads(extra[_EXTRA]).get(INPUT_SHAPE) or ()) or None
         except (ValueError, TypeError, AttributeError):
             raise LeoInputError(f"{path}: leo's metadata in the archive is damaged") from None
-    return from_module(module, input_shape=shape, source="torchscript")
+    return from_module(module, input_shape=shape or _hinted_shape(module, shapes), source="torchscript")
 
 
-def _load_checkpoint(path: Path, allow_pickle: bool) -> Network:
+def _load_checkpoint(path: Path, allow_pickle: bool, shapes: tuple[tuple[int, ...], ...] = ()) -> Network:
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols; the error says enough
             warnings.simplefilter("ignore")
@@ -242,7 +251,7 @@ def _load_checkpoint(path: Path, allow_pickle: bool) -> Network:
     except Exception as exc:  # noqa: BLE001
         raise LeoInputError(_checkpoint_error(path, exc, allow_pickle)) from None
     if isinstance(obj, nn.Module):
-        return from_module(obj, source="nn.Module (pickled)")
+        return from_module(obj, input_shape=_hinted_shape(obj, shapes), source="nn.Module (pickled)")
     if isinstance(obj, Mapping):
         net = from_state_dict(obj)
         log.warning(state_dict_note(path))

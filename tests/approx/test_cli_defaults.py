@@ -1,39 +1,15 @@
 """``leo compress --method M`` with no further options makes an ordinary trained MLP
-smaller (fewer nonzero parameters), for each approximate method."""
+smaller (fewer nonzero parameters), for each approximate method (the ``trained``
+fixture is in conftest.py)."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from leo.cli import main
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A 12-48-48-4 ReLU MLP trained on a synthetic 4-class task in [0, 1]^12."""
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    x = rng.random((3000, 12))
-    y = np.argmax(x[:, :4] + 0.3 * x[:, 4:8], axis=1)
-    model = nn.Sequential(nn.Linear(12, 48), nn.ReLU(), nn.Linear(48, 48), nn.ReLU(), nn.Linear(48, 4))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
-    for step in range(600):
-        idx = torch.randint(0, len(xt), (64,))
-        loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    folder = tmp_path_factory.mktemp("cli")
-    ckpt = folder / "net.pt"
-    torch.save(model.state_dict(), ckpt)
-    np.savez(folder / "d.npz", x=x, y=y)
-    return folder, ckpt
 
 
 @pytest.mark.parametrize("method", ["linearity", "pq-index", "dependence"])

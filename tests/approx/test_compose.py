@@ -100,3 +100,29 @@ def test_interference_counts(rng: np.random.Generator) -> None:
     assert result["stable_units_removed"] + result["stable_units_surviving_removal"] == before
     assert 0 <= result["still_stable"] <= result["stable_units_surviving_removal"]
     json.dumps(result)
+
+
+def test_exact_step_is_the_apis(rng: np.random.Generator) -> None:
+    """The chain's exact step and ``leo.compress`` run one function: same verdicts, same
+    reduced network; and the reduced network matches the original on dense box samples."""
+    from leo.api import compress
+
+    net = _net(rng)
+    box = make_box(-1.0, 1.0, 4)
+    final, (step,) = run_chain(net, box, ["exact"], None, ChainOptions(stability=FAST))
+    api = compress(net, -1.0, 1.0, FAST)
+    assert [(lr.active, lr.inactive) for lr in step.stability.layers] == \
+           [(lr.active, lr.inactive) for lr in api.report.layers]
+    assert final.hidden == api.network.hidden and final.hidden != net.hidden
+    for a, b in zip(final.layers, api.network.layers):
+        assert a.weights.keys() == b.weights.keys()
+        assert all(np.array_equal(a.weights[s], b.weights[s]) for s in a.weights) and np.array_equal(a.bias, b.bias)
+    x = box.sample(20000, np.random.default_rng(1))
+    assert float(np.abs(final(x) - net(x)).max()) < 1e-9
+    assert step.check_points == api.check.points
+
+
+def test_chain_options_refuse_a_bad_holdout() -> None:
+    for bad in (0.0, 1.0, float("nan")):
+        with pytest.raises(LeoInputError, match="holdout"):
+            ChainOptions(holdout=bad)

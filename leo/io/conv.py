@@ -1,0 +1,137 @@
+"""Convolutions and pools as matrices on flat (C, *spatial) vectors, row-major.
+
+The ONNX reader (``leo.io.onnx_import``) composes every linear op into an affine map
+per sample, so a Conv or an AveragePool becomes one matrix from its input's flat index
+to its output's, and a MaxPool becomes the window's candidates (selection matrices)
+that the reader combines with ReLUs, max(a, b) = a + relu(b - a). The matrices are
+built with index arithmetic (no sampling of the op), then densified: dense is fine for
+the MNIST-sized CNNs leo analyses today (a few thousand units per layer).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse
+
+#: The largest dense matrix a conv or pool is lowered to (entries; 8 bytes each): a
+#: CIFAR-sized first conv (16 x 32 x 32 outputs of 3 x 32 x 32 inputs) is 5e7.
+MAX_DENSE = 2 * 10**8
+
+
+class TooLarge(ValueError):
+    """The op's dense matrix would not fit: leo lowers convolutions to dense matrices."""
+
+
+def check_size(rows: int, cols: int) -> None:
+    if rows * cols > MAX_DENSE:
+        raise TooLarge(f"its dense matrix would be {rows} x {cols} ({rows * cols * 8 / 2**30:.1f} GiB); "
+                       "leo lowers convolutions to dense matrices and does not read networks this large yet")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Sliding-window geometry over the spatial dimensions of one channel."""
+
+    in_spatial: tuple[int, ...]
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    pads_begin: tuple[int, ...]
+    pads_end: tuple[int, ...]
+    dilations: tuple[int, ...]
+
+    @property
+    def out_spatial(self) -> tuple[int, ...]:
+        return tuple(
+            (n + b + e - d * (k - 1) - 1) // s + 1
+            for n, k, s, b, e, d in zip(self.in_spatial, self.kernel, self.strides, self.pads_begin,
+                                        self.pads_end, self.dilations)
+        )
+
+    def taps(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(index, valid)``, both (K, O): the flat spatial input index read by kernel
+        offset k at output position o, and whether it lies inside the input (not padding)."""
+        out = self.out_spatial
+        grids = np.meshgrid(*[np.arange(o) for o in out], indexing="ij")
+        index, valid = [], []
+        for offset in itertools.product(*[range(k) for k in self.kernel]):
+            pos = [g.ravel() * s - b + k * d for g, s, b, k, d in
+                   zip(grids, self.strides, self.pads_begin, offset, self.dilations)]
+            ok = np.all([(p >= 0) & (p < n) for p, n in zip(pos, self.in_spatial)], axis=0)
+            clipped = [np.clip(p, 0, n - 1) for p, n in zip(pos, self.in_spatial)]
+            index.append(np.ravel_multi_index(clipped, self.in_spatial))
+            valid.append(ok)
+        return np.array(index, dtype=np.int64), np.array(valid, dtype=bool)
+
+
+def same_pads(in_spatial: tuple[int, ...], kernel: tuple[int, ...], strides: tuple[int, ...],
+              dilations: tuple[int, ...], upper: bool) -> tuple[list[int], list[int]]:
+    """ONNX auto_pad SAME_UPPER / SAME_LOWER: the output has ceil(in / stride) positions."""
+    begin, end = [], []
+    for n, k, s, d in zip(in_spatial, kernel, strides, dilations):
+        total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+        small = total // 2
+        begin.append(small if upper else total - small)
+        end.append(total - small if upper else small)
+    return begin, end
+
+
+def conv_matrix(weight: np.ndarray, channels: int, window: Window, group: int) -> np.ndarray:
+    """The (M*O, C*I) matrix of a grouped convolution with ``weight`` of shape (M, C/group, *kernel)."""
+    m, cg = weight.shape[0], weight.shape[1]
+    check_size(m * int(np.prod(window.out_spatial)), channels * int(np.prod(window.in_spatial)))
+    index, valid = window.taps()  # (K, O)
+    n_in = int(np.prod(window.in_spatial))
+    n_out = index.shape[1]
+    oc = np.arange(m)
+    ic = (oc // (m // group))[:, None] * cg + np.arange(cg)[None, :]  # (M, Cg) input channel of each tap
+    rows = np.broadcast_to(oc[:, None, None, None] * n_out + np.arange(n_out), (m, cg, *index.shape))
+    cols = ic[:, :, None, None] * n_in + index[None, None]
+    vals = np.broadcast_to(weight.reshape(m, cg, -1, 1), rows.shape)
+    mask = np.broadcast_to(valid[None, None], rows.shape)
+    matrix = scipy.sparse.coo_matrix((vals[mask], (rows[mask], cols[mask])), shape=(m * n_out, channels * n_in))
+    return matrix.toarray()
+
+
+def average_matrix(channels: int, window: Window, count_include_pad: bool) -> np.ndarray:
+    """The (C*O, C*I) matrix of an average pool; the divisor counts padding only when asked."""
+    check_size(channels * int(np.prod(window.out_spatial)), channels * int(np.prod(window.in_spatial)))
+    index, valid = window.taps()
+    count = np.full(index.shape[1], index.shape[0]) if count_include_pad else valid.sum(axis=0)
+    weight = np.where(valid, 1.0 / np.maximum(count, 1)[None, :], 0.0)  # (K, O)
+    n_in, n_out = int(np.prod(window.in_spatial)), index.shape[1]
+    out = np.zeros((channels * n_out, channels * n_in))
+    rows = np.broadcast_to(np.arange(n_out), index.shape)
+    for c in range(channels):
+        np.add.at(out, (c * n_out + rows, c * n_in + index), weight)
+    return out
+
+
+def max_candidates(channels: int, window: Window) -> list[np.ndarray]:
+    """Selection matrices (C*O, C*I), one per kernel offset, whose elementwise max is the
+    max pool. A tap in the padding selects the window's first valid tap instead (max(a, a) = a)."""
+    check_size(channels * int(np.prod(window.out_spatial)), channels * int(np.prod(window.in_spatial)))
+    index, valid = window.taps()
+    if not valid.any(axis=0).all():
+        raise ValueError("a pooling window lies entirely in the padding")
+    first = index[valid.argmax(axis=0), np.arange(index.shape[1])]
+    n_in, n_out = int(np.prod(window.in_spatial)), index.shape[1]
+    out = []
+    for k in range(index.shape[0]):
+        pick = np.where(valid[k], index[k], first)
+        sel = np.zeros((channels * n_out, channels * n_in))
+        for c in range(channels):
+            sel[c * n_out + np.arange(n_out), c * n_in + pick] = 1.0
+        out.append(sel)
+    return out
+
+
+def distinct(candidates: list[np.ndarray]) -> list[np.ndarray]:
+    """The candidates with exact duplicates dropped (a 1x1 pool, or padding-only taps)."""
+    kept: list[np.ndarray] = []
+    for c in candidates:
+        if not any(np.array_equal(c, k) for k in kept):
+            kept.append(c)
+    return kept

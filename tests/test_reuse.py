@@ -1,0 +1,71 @@
+"""A report is reused, not redone: given one, the prefix MILP, the exact comparison and
+property verification run no second analysis, and give what they give without it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import leo.equivalence
+import leo.property
+import leo.stability
+from leo.domain import make_box
+from leo.property import Inequality, OutputProperty, check_property
+from leo.stability import StabilityOptions, analyse, prefix_formulation
+from leo.witnesses import Witnesses
+from tests.conftest import random_mlp
+
+
+def _no_analysis(monkeypatch) -> None:  # noqa: ANN001
+    def forbidden(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("a second analysis ran although a report was given")
+
+    for module in (leo.stability, leo.equivalence, leo.property):
+        monkeypatch.setattr(module, "analyse", forbidden)
+
+
+def _case(seed: int = 3):  # noqa: ANN202
+    net = random_mlp(np.random.default_rng(seed), [3, 6, 6, 2], bias_shift=-0.2)
+    box = make_box(-1, 1, 3)
+    return net, box, analyse(net, box, StabilityOptions(samples=64, time_limit=20))
+
+
+def test_prefix_formulation_reuses_a_report(monkeypatch):
+    net, box, report = _case()
+    fresh = prefix_formulation(net, box, 2)
+    _no_analysis(monkeypatch)
+    reused = prefix_formulation(net, box, 2, report=report)
+    assert (fresh.matrix != reused.matrix).nnz == 0 and fresh.num_binaries == reused.num_binaries
+
+
+def test_compare_exact_reuses_reports(monkeypatch):
+    net, box, report = _case()
+    fresh = leo.equivalence.compare_exact(net, net, box, time_limit=30)
+    _no_analysis(monkeypatch)
+    reused = leo.equivalence.compare_exact(net, net, box, time_limit=30, reports=(report, report))
+    assert fresh.verdict == reused.verdict == leo.equivalence.Verdict.PROVEN
+
+
+def test_check_property_with_a_report_runs_no_analysis(monkeypatch):
+    net, box, report = _case()
+    y = net(box.sample(2000, np.random.default_rng(0)))
+    prop = OutputProperty(2, ((Inequality(np.array([-1.0, 0.0]), -(y[:, 0].max() + 10.0)),),))  # y0 >= max + 10
+    _no_analysis(monkeypatch)
+    result = check_property(net, box, prop, 60.0, report=report, samples=0)
+    assert result.sat is False  # proven: y0 never gets that high
+
+
+def test_witness_signs_are_cached_until_points_are_added(rng):
+    net = random_mlp(rng, [3, 5, 4, 2])
+    box = make_box(-1, 1, 3)
+    wit = Witnesses(net, box)
+    wit.add(box.sample(50, rng))
+    first = wit.signs(1)
+    assert all(a is b for a, b in zip(first, wit.signs(1)))  # cached
+    wit.add(box.sample(50, rng))
+    again = wit.signs(1)
+    z = net.pre_activations(wit.points)[1]
+    for got, want in zip(again, (z.max(0), z.argmax(0), z.min(0), z.argmin(0))):
+        assert np.array_equal(got, want)  # recomputed after the add, over every point
+    with pytest.raises(ValueError):
+        again[0][0] = 1.0  # shared: read-only

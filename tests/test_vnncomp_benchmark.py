@@ -1,0 +1,53 @@
+"""benchmarks/vnncomp.py --quick on the real instances (skipped without the data or
+maraboupy), and benchmarks/acasxu.py's sampling check on a tiny network."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from leo.data import data_dir
+from leo.domain import make_box
+from leo.network import mlp
+
+
+def _have_data() -> bool:
+    try:
+        return (data_dir() / "vnncomp2021" / "results_2021.csv").is_file()
+    except Exception:  # noqa: BLE001 - no data folder at all
+        return False
+
+
+@pytest.mark.skipif(not _have_data(), reason="VNN-COMP 2021 data not found (LEO_DATA)")
+@pytest.mark.skipif(importlib.util.find_spec("maraboupy") is None, reason="maraboupy not installed")
+def test_quick_run_answers_agree_with_2021_and_json_is_shaped(tmp_path) -> None:
+    from benchmarks import vnncomp
+
+    out = tmp_path / "v.json"
+    code = vnncomp.main(["--quick", "--cap", "30", "--json", str(out), "--markdown", str(tmp_path / "v.md")])
+    data = json.loads(out.read_text())
+    assert code == 0 and len(data["instances"]) == 3
+    for row in data["instances"]:
+        assert {"onnx", "vnnlib", "expected", "leo", "leo_compress_first", "marabou"} <= set(row)
+        for tool in ("leo", "leo_compress_first", "marabou"):
+            assert row[tool]["answer"] in ("sat", "unsat", "unknown", "timeout")
+            assert row[tool]["seconds"] > 0
+        for tool in ("leo", "leo_compress_first"):
+            assert row[tool]["answer"] in (row["expected"], "unknown", "timeout")
+    sat = [r for r in data["instances"] if r["expected"] == "sat"]
+    assert sat and all(r["leo"]["answer"] == "sat" for r in sat)  # found by sampling in seconds
+    assert "| leo |" in (tmp_path / "v.md").read_text()
+
+
+def test_acasxu_sampling_check_flags_a_false_claim() -> None:
+    from benchmarks.acasxu import contradicted, sampled_signs
+
+    # z1 = x (unstable on [-1, 1]), z2 = x + 2 (active), z3 = -x - 2 (inactive)
+    net = mlp([np.array([[1.0], [1.0], [-1.0]]), np.ones((1, 3))], [np.array([0.0, 2.0, -2.0]), np.zeros(1)])
+    signs = sampled_signs(net, make_box(-1, 1, 1), 10_000, seed=0)
+    assert contradicted({(1, 1): "active", (1, 2): "inactive"}, signs) == []
+    bad = contradicted({(1, 0): "active", (1, 2): "active"}, signs)
+    assert len(bad) == 2 and "unit 0" in bad[0] and "unit 2" in bad[1]
