@@ -112,6 +112,10 @@ class StabilityReport:
     witness_points: np.ndarray
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    #: proven bounds of every layer of the network (linear ones too), in order, so later
+    #: stages (MILP encodings, check --exact, property) reuse them instead of recomputing;
+    #: empty for a report built by hand
+    all_bounds: tuple[LayerBounds, ...] = ()
 
     @property
     def solves(self) -> int:

@@ -394,9 +394,26 @@ def analyse(network: Network, box: Box, options: StabilityOptions = StabilityOpt
     with using_threads(options.threads):
         run = _Run(network, box, options, data, progress)
         reports = engines[options.engine](run)
+        everything = _all_bounds(run, reports)
     report = StabilityReport(box, tuple(reports), run.witnesses.points, _settings(options),
-                             time.perf_counter() - t0)
+                             time.perf_counter() - t0, everything)
     return _compact(report)
+
+
+def _all_bounds(run: _Run, reports: list[LayerReport]) -> tuple[LayerBounds, ...]:
+    """Bounds of every layer: a ReLU layer's from its report (MILP-proven signs included),
+    a linear layer's as the run computed it, or (the network engine stops at the last ReLU
+    layer) from the layers before it."""
+    final = {lr.layer - 1: lr.bounds for lr in reports}
+    out: list[LayerBounds] = []
+    for k, layer in enumerate(run.network.layers):
+        if k in final:
+            out.append(final[k])
+        elif not layer.relu and k < len(run.bounds):
+            out.append(run.bounds[k])
+        else:
+            out.append(layer_bounds(run.network, run.box, k, out, run.options.symbolic))
+    return tuple(out)
 
 
 def _settings(options: StabilityOptions) -> dict[str, object]:
@@ -418,13 +435,14 @@ def _compact(report: StabilityReport) -> StabilityReport:
         for lr in report.layers
     )
     points = report.witness_points[used] if used else np.zeros((0, report.box.dim))
-    return StabilityReport(report.box, layers, points, report.settings, report.seconds)
+    return replace(report, layers=layers, witness_points=points)
 
 
 def bounds_and_states(network: Network, box: Box, report: StabilityReport,
                       options: StabilityOptions = StabilityOptions()) -> tuple[list[LayerBounds], list[list[Verdict]]]:
-    """Per layer of ``network``: proven bounds and unit states from ``report``; linear
-    layers (no report entry) get interval/symbolic bounds and no states."""
+    """Per layer of ``network`` (or of its first layers, when ``report`` analysed a longer
+    network): proven bounds and unit states from ``report``; linear layers (no report entry)
+    get the report's bounds where it carries them, else interval/symbolic bounds, and no states."""
     bounds: list[LayerBounds] = []
     states: list[list[Verdict]] = []
     for k, lyr in enumerate(network.layers):
@@ -435,6 +453,9 @@ def bounds_and_states(network: Network, box: Box, report: StabilityReport,
         elif lyr.relu:
             raise LeoInputError(f"the stability report has no entry for ReLU layer {k + 1}: "
                                 "it must come from analysing this network over this box")
+        elif k < len(report.all_bounds):
+            bounds.append(report.all_bounds[k])
+            states.append([])
         else:
             bounds.append(layer_bounds(network, box, k, bounds, options.symbolic))
             states.append([])

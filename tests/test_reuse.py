@@ -8,6 +8,7 @@ import pytest
 
 import leo.equivalence
 import leo.property
+import leo.report
 import leo.stability
 from leo.domain import make_box
 from leo.property import Inequality, OutputProperty, check_property
@@ -53,6 +54,28 @@ def test_check_property_with_a_report_runs_no_analysis(monkeypatch):
     _no_analysis(monkeypatch)
     result = check_property(net, box, prop, 60.0, report=report, samples=0)
     assert result.sat is False  # proven: y0 never gets that high
+
+
+@pytest.mark.parametrize("engine", ["unit", "network"])
+def test_the_report_carries_every_layers_bounds(monkeypatch, engine):
+    """Linear layers too (the output layer here): bounds_and_states computes none, and they
+    are the bounds the analysis's own layer bounds give, sound on sampled points."""
+    net, box = _case()[:2]
+    report = analyse(net, box, StabilityOptions(samples=64, time_limit=20, engine=engine))
+    assert len(report.all_bounds) == len(net.layers)
+    bare = leo.report.StabilityReport(report.box, report.layers, report.witness_points)  # no all_bounds
+    expected = leo.stability.bounds_and_states(net, box, bare)[0]
+
+    def forbidden(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("bounds recomputed although the report carries them")
+
+    monkeypatch.setattr(leo.stability, "layer_bounds", forbidden)
+    bounds, _ = leo.stability.bounds_and_states(net, box, report)
+    for got, want in zip(bounds, expected):
+        assert np.array_equal(got.lower, want.lower) and np.array_equal(got.upper, want.upper)
+    zs = net.pre_activations(box.sample(20_000, np.random.default_rng(1)))
+    for b, z in zip(bounds, zs):
+        assert (z >= b.lower - 1e-9).all() and (z <= b.upper + 1e-9).all()
 
 
 def test_witness_signs_are_cached_until_points_are_added(rng):
