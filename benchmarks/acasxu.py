@@ -1,11 +1,11 @@
 """ACAS Xu 1_1 ... 1_9: full-domain stability analysis over property 7's box.
 
-Per network: leo's standard analysis (``leo.stability.analyse`` with ``--time-budget``):
-seconds, units proven stable, units shown unstable (a witness pair), units left open; then,
-as a separate column, branch and bound (``leo.branch.unit_sign``, input splitting with
-CROWN bounds) on each unit the analysis left open, with a per-unit and a total deadline;
-and a sampling check: 10^6 box points (plus the analysis's own witnesses), no unit
-claimed stable by either may be seen with the other sign.
+Per network: leo's standard analysis (``leo.stability.analyse`` with ``--time-budget``), which
+on five inputs runs the branch-and-bound phase (``leo.branch``, input splitting with CROWN
+bounds) before the MILPs: seconds, units proven stable (and how many by the phase), units
+shown unstable (a witness pair), units left open; beside it the same analysis without the
+phase (``branch=False``); and a sampling check: 10^6 box points, no unit claimed stable by
+either may be seen with the other sign.
 
     python -m benchmarks.acasxu --json benchmarks/results/acasxu.json --markdown benchmarks/results/acasxu.md
     python -m benchmarks.acasxu --quick      # 1_1 only
@@ -23,7 +23,6 @@ import torch
 
 from benchmarks.common import write_json, write_text
 from leo.api import as_network
-from leo.branch import unit_sign
 from leo.data import data_dir
 from leo.domain import Box
 from leo.network import Network
@@ -66,51 +65,48 @@ def open_units(report: StabilityReport) -> list[tuple[int, int]]:
             if str(p.verdict) == "unstable" and p.witness is None]
 
 
-def run_network(name: str, budget: float, bab_unit: float, bab_total: float, samples: int) -> dict[str, Any]:
+def _analysis(net: Network, box: Box, budget: float, branch: bool) -> tuple[dict[str, Any], StabilityReport]:
+    """One analysis with or without the branch-and-bound phase: seconds and unit counts."""
+    t0 = time.perf_counter()
+    report = analyse(net, box, StabilityOptions(time_budget=budget, seed=0, branch=branch))
+    seconds = time.perf_counter() - t0
+    left = open_units(report)
+    by_branch = sum(str(p.method) == "branch" for r in report.layers for p in r.proofs)
+    return {"seconds": round(seconds, 2), "stable": report.num_stable, "by_branch": by_branch,
+            "unstable_shown": sum(net.hidden) - report.num_stable - len(left), "open": len(left),
+            "open_units": [list(u) for u in left]}, report
+
+
+def run_network(name: str, budget: float, samples: int) -> dict[str, Any]:
     root = data_dir() / "vnncomp2021" / "acasxu"
     net = as_network(str(root / name))
     box, _ = read_vnnlib(root / "prop_7.vnnlib", net.input_dim)
-    t0 = time.perf_counter()
-    report = analyse(net, box, StabilityOptions(time_budget=budget, seed=0))
-    seconds = time.perf_counter() - t0
-    left = open_units(report)
-    claims = claims_of(report)
-    row: dict[str, Any] = {
-        "network": name, "units": sum(net.hidden), "seconds": round(seconds, 2),
-        "stable": report.num_stable, "unstable_shown": sum(net.hidden) - report.num_stable - len(left),
-        "open": len(left), "open_units": [list(u) for u in left]}
-    t1 = time.perf_counter()
-    bab_claims: dict[tuple[int, int], str] = {}
-    for layer, unit in left:
-        now = time.perf_counter()
-        if now - t1 >= bab_total:
-            break
-        sign = unit_sign(net, box, layer, unit, min(now + bab_unit, t1 + bab_total))
-        if sign is not None:
-            bab_claims[(layer, unit)] = sign
-    row["bab"] = {"seconds": round(time.perf_counter() - t1, 2), "proven": len(bab_claims),
-                  "open": len(left) - len(bab_claims), "units": {f"{k[0]}.{k[1]}": v for k, v in bab_claims.items()}}
+    with_phase, report = _analysis(net, box, budget, branch=True)
+    without, plain = _analysis(net, box, budget, branch=False)
+    row: dict[str, Any] = {"network": name, "units": sum(net.hidden), **with_phase, "no_branch": without}
     signs = sampled_signs(net, box, samples, seed=1)
     row["samples"] = samples
-    row["contradicted"] = contradicted(claims | bab_claims, signs)
+    row["contradicted"] = contradicted(claims_of(report) | claims_of(plain), signs)
     row["sampled_can_be_stable"] = int(sum(((lo >= 0) | (hi <= 0)).sum() for lo, hi in signs))
-    print(f"{name}: {row['seconds']:.1f} s, stable {row['stable']}, open {row['open']}; "
-          f"branch and bound proves {len(bab_claims)} more in {row['bab']['seconds']:.1f} s; "
-          f"contradicted {len(row['contradicted'])}", file=sys.stderr, flush=True)
+    print(f"{name}: {row['seconds']:.1f} s, stable {row['stable']} ({row['by_branch']} by branch and bound), "
+          f"open {row['open']}; without the phase {without['seconds']:.1f} s, stable {without['stable']}, "
+          f"open {without['open']}; contradicted {len(row['contradicted'])}", file=sys.stderr, flush=True)
     return row
 
 
 def markdown(rows: list[dict[str, Any]], command: str, budget: float) -> str:
     lines = ["# ACAS Xu 1_1 ... 1_9, property 7's box (the whole normalised domain)", "",
              f"Command: `{command}`", "",
-             f"leo's analysis with `--time-budget {budget:g}`; then branch and bound (leo/branch.py, input "
-             "splitting with CROWN bounds) on each unit it left open; 10^6 samples check every stable claim.", "",
-             "| network | units | seconds | stable | unstable (witnessed) | open | BaB seconds | BaB proves | "
-             "open after BaB | sampling: can be stable | contradicted |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"leo's analysis with `--time-budget {budget:g}`, with the branch-and-bound phase (leo/branch.py, "
+             "input splitting with CROWN bounds, before the MILPs; the default on five inputs) and without it "
+             "(`--no-branch`); 10^6 samples check every stable claim of both.", "",
+             "| network | units | seconds | stable | by branch | unstable (witnessed) | open | "
+             "no-branch seconds | no-branch stable | no-branch open | sampling: can be stable | contradicted |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['network']} | {r['units']} | {r['seconds']:.1f} | {r['stable']} | {r['unstable_shown']} | "
-                     f"{r['open']} | {r['bab']['seconds']:.1f} | {r['bab']['proven']} | {r['bab']['open']} | "
+        nb = r["no_branch"]
+        lines.append(f"| {r['network']} | {r['units']} | {r['seconds']:.1f} | {r['stable']} | {r['by_branch']} | "
+                     f"{r['unstable_shown']} | {r['open']} | {nb['seconds']:.1f} | {nb['stable']} | {nb['open']} | "
                      f"{r['sampled_can_be_stable']} | {len(r['contradicted'])} |")
     return "\n".join(lines) + "\n"
 
@@ -119,15 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="network 1_1 only")
     ap.add_argument("--budget", type=float, default=60.0, help="--time-budget of the analysis, per network")
-    ap.add_argument("--bab-unit", type=float, default=2.0, help="branch and bound seconds per open unit")
-    ap.add_argument("--bab-total", type=float, default=60.0, help="branch and bound seconds per network")
     ap.add_argument("--samples", type=int, default=1_000_000)
     ap.add_argument("--json", default=None)
     ap.add_argument("--markdown", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     names = NETWORKS[:1] if args.quick else NETWORKS
-    rows = [run_network(n, args.budget, args.bab_unit, args.bab_total, args.samples) for n in names]
+    rows = [run_network(n, args.budget, args.samples) for n in names]
     command = "python -m benchmarks.acasxu " + " ".join(argv if argv is not None else sys.argv[1:])
     payload = {"command": command, "networks": rows}
     if args.json:

@@ -21,7 +21,7 @@ from dataclasses import asdict, replace
 
 import numpy as np
 
-from leo import engine_network, engine_unit
+from leo import branch, engine_network, engine_unit
 from leo.bounds import ROUNDING_SLACK, LayerBounds, interval_layer, symbolic_layer
 from leo.domain import Box
 from leo.encoding import Encoding, build_prefix
@@ -29,19 +29,23 @@ from leo.errors import LeoInputError
 from leo.network import Network
 from leo.prove import TaskResult
 from leo.report import LayerReport, StabilityReport, UnitProof
-from leo.stages import (BOUNDS, DONE, ENGINES, LOCAL_SEARCH, LP, MILP, PHASES, WITNESSES, Counts, LayerProblem,
-                        NetworkProblem, Progress, ProgressFn, StabilityOptions)
+from leo.stages import (BOUNDS, BRANCH, DONE, ENGINES, LOCAL_SEARCH, LP, MILP, PHASES, WITNESSES, Counts,
+                        LayerProblem, NetworkProblem, Progress, ProgressFn, StabilityOptions)
 from leo.threads import highs_threads, using_threads
 from leo.verdicts import Method, Verdict
 from leo.witnesses import Witnesses, local_search, seed_points
 from solvers.backend import backend_version, new_model
 from solvers.cuts import ROUNDING as CUT_ROUNDING
 
-__all__ = ["BOUNDS", "DONE", "ENGINES", "LOCAL_SEARCH", "LP", "MILP", "PHASES", "WITNESSES", "Progress",
+__all__ = ["BOUNDS", "BRANCH", "DONE", "ENGINES", "LOCAL_SEARCH", "LP", "MILP", "PHASES", "WITNESSES", "Progress",
            "ProgressFn", "StabilityOptions", "analyse", "bounds_and_states", "layer_bounds", "prefix_formulation"]
 
 #: Relative widening of LP optima before they are used as big-M bounds.
 LP_SLACK = 1e-6
+#: The branch-and-bound phase takes at most this share of a layer's time (the MILPs get
+#: the rest), and without a budget at most BRANCH_UNIT_SECONDS per unit (capped by time_limit).
+BRANCH_SHARE = 0.5
+BRANCH_UNIT_SECONDS = 2.0
 
 
 def layer_bounds(network: Network, box: Box, k: int, bounds: list[LayerBounds], symbolic: bool) -> LayerBounds:
@@ -257,6 +261,36 @@ class _Run:
             self.bounds[k] = lb.tightened(lo, hi, Method.LP)
         return solved
 
+    def branch_phase(self, work: _Layer) -> None:
+        """Input-splitting branch and bound (``leo.branch``) on ``work``'s open units, one
+        question per unit (the sign no witness has shown), before the MILPs: a unit is
+        stable only when every leaf's sound bound clears the margin; a point the search
+        finds becomes a witness only by the network's forward pass. Takes BRANCH_SHARE of
+        the layer's time, an equal share of what is left per unit; what it leaves open
+        goes to the MILP as before."""
+        units = work.open_units()
+        if not (units.size and self.options.branches(self.network.input_dim)) or self.expired():
+            return
+        work.progress(self.progress, BRANCH)
+        layer_end = self.layer_deadline(work.k)
+        phase_end = None if layer_end is None else time.time() + BRANCH_SHARE * self.seconds_left(layer_end)
+        sub = branch.unit_network(self.network, work.k + 1)
+        directions = self.directions(work.k, units)
+        points: list[np.ndarray] = []
+        for i, (j, d) in enumerate(zip(units, directions)):
+            seconds = min(self.options.time_limit, BRANCH_UNIT_SECONDS if phase_end is None
+                          else self.seconds_left(phase_end) / (units.size - i))
+            if seconds <= 0:
+                break
+            found = _branch_unit(sub, self.box, int(j), float(d), self.options.margin, seconds)
+            if isinstance(found, np.ndarray):
+                points.append(found)
+            elif found is not None:
+                work.settle({int(j): found})
+        if points:
+            self.witnesses.add(np.vstack(points))
+            work.mark_witnessed(self.witnesses)
+
     def push(self, report: LayerReport) -> None:
         self.bounds.append(report.bounds)
         self.states.append(tuple(report.states))
@@ -312,6 +346,30 @@ class _Run:
         return on_result
 
 
+def _branch_unit(sub: Network, box: Box, unit: int, direction: float, margin: float,
+                 seconds: float) -> UnitProof | np.ndarray | None:
+    """One unit's question to ``leo.branch.search`` on ``sub`` (the prefix whose outputs are
+    the layer's pre-activations): is ``direction * z >= margin`` on the whole box? A proof
+    (bound ``direction * margin``), a box point where the forward pass shows ``direction * z
+    < 0``, or None (timed out or undecided: proves nothing)."""
+    e = np.zeros((1, sub.output_dim))
+    e[0, unit] = direction
+    goal = branch.Goal.of([(e, np.array([-margin]))])  # unsafe: direction * z - margin <= 0
+
+    def other_sign(x: np.ndarray) -> int | None:
+        inside = bool(box.contains(x)[0]) and direction * float(sub(x[None, :])[0, unit]) < 0
+        return 0 if inside else None
+
+    t0 = time.perf_counter()
+    res = branch.search(sub, box, goal, t0 + seconds, confirm=other_sign)
+    if res.status is branch.Status.PROVEN:
+        verdict = Verdict.ACTIVE if direction > 0 else Verdict.INACTIVE
+        return UnitProof(verdict, Method.BRANCH, direction * margin, seconds=time.perf_counter() - t0)
+    if res.status is branch.Status.COUNTEREXAMPLE and res.x is not None:
+        return res.x
+    return None
+
+
 def _mark_budget(work: _Layer) -> None:
     """The budget is spent: every open unit of ``work`` stays unproven (never stable)."""
     work.settle({int(j): UnitProof(Verdict.UNSTABLE, Method.BUDGET) for j in work.open_units()})
@@ -329,6 +387,7 @@ def _per_unit(run: _Run) -> list[LayerReport]:
             work.counts = work.counts + Counts(lps=run.tighten_with_lp(k, run.layer_deadline(k)))
             work.retighten(run.layer_bounds(k))
             work.mark_witnessed(run.witnesses)
+        run.branch_phase(work)
         if work.open_units().size and run.expired():
             _mark_budget(work)
         elif work.open_units().size:
@@ -351,6 +410,7 @@ def _network_wide(run: _Run) -> list[LayerReport]:
             run.push_linear(k)
             continue
         work = run.cheap_pass(k)
+        run.branch_phase(work)
         works[k] = work
         # open units stay in the model as unstable (with a binary) until proven otherwise
         run.bounds.append(work.bounds)

@@ -24,6 +24,9 @@ from leo.verdicts import Verdict
 from solvers.backend import SOLVERS
 
 ENGINES = ("unit", "network")
+#: The branch-and-bound phase's auto setting (``branch=None``) turns it on up to this many
+#: inputs: splitting the input box pays on ACAS Xu's five, rarely on images.
+BRANCH_INPUTS = 16
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class StabilityOptions:
     time_budget: float | None = None  # seconds for the whole analysis; None: no limit but time_limit per solve
     threads: int = DEFAULT_THREADS  # torch and HiGHS threads during the analysis (leo.threads); 0: one per core
     solver: str = "highs"  # the MILP back-end (solvers.backend)
+    branch: bool | None = False  # input-splitting branch and bound before the MILPs (--branch); None: auto (few inputs)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -56,10 +60,15 @@ class StabilityOptions:
         if self.solver not in SOLVERS:
             raise LeoInputError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
 
+    def branches(self, input_dim: int) -> bool:
+        """Whether the branch-and-bound phase runs on a network with ``input_dim`` inputs."""
+        return input_dim <= BRANCH_INPUTS if self.branch is None else self.branch
+
 
 #: What a progress event can say the analysis is doing, cheapest first.
 BOUNDS, WITNESSES, LOCAL_SEARCH, LP, MILP, DONE = "bounds", "witnesses", "local search", "LP", "MILP", "done"
-PHASES = (BOUNDS, WITNESSES, LOCAL_SEARCH, LP, MILP, DONE)
+BRANCH = "branch and bound"  # input-splitting branch and bound (leo.branch), before the MILPs
+PHASES = (BOUNDS, WITNESSES, LOCAL_SEARCH, LP, BRANCH, MILP, DONE)
 
 
 @dataclass(frozen=True)

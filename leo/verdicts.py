@@ -30,6 +30,7 @@ class Method(enum.StrEnum):
     LP_CUTS = "lp-cuts"  # the LP relaxation with ideal-formulation cuts
     MILP = "milp"  # the per-unit MILP
     MILP_NETWORK = "milp-network"  # the network-wide MILP
+    BRANCH = "branch"  # input-splitting branch and bound with CROWN bounds (leo.branch), beyond the margin
     # witness pairs (unstable units, shown by the forward pass)
     WITNESS = "witness"  # box samples, data, local search
     MILP_WITNESS = "milp-witness"  # MILP incumbents, LP optima and the local search from them

@@ -48,6 +48,13 @@ def test_each_form_is_exact_on_the_box_and_audits(capsys, model: Path, tmp_path:
     assert main(["audit", str(out) + ".cert.json"]) == 0, capsys.readouterr()
 
 
+def test_flat_says_it_bypassed_the_active_units(capsys, model: Path, tmp_path: Path) -> None:
+    net = leo.io.load_network(model)
+    active = sum(len(lr.active) for lr in leo.verify(net, np.zeros(4), np.ones(4), StabilityOptions()).layers)
+    out = _compress(capsys, model, tmp_path / "flat.pt", "--form", "flat")
+    assert active and f"{active} stably active units bypassed" in out and "kept" not in out
+
+
 def test_flat_keeps_exactly_the_unstable_units(capsys, model: Path, tmp_path: Path) -> None:
     net = leo.io.load_network(model)
     report = leo.verify(net, np.zeros(4), np.ones(4), StabilityOptions())
