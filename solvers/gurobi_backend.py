@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from gurobipy import GRB
 
 from solvers.highs_backend import MIP_FEASIBILITY_TOLERANCE, relax_tiny
-from solvers.result import SolveResult, SolveStatus
+from solvers.result import SolveResult, SolveStatus, proven_bound
 
 _S = GRB.Status
 #: Every Gurobi status (the members of ``GRB.Status``), mapped to what leo may conclude.
@@ -220,10 +220,7 @@ class GurobiModel:
             bound = incumbent if kind is SolveStatus.OPTIMAL else -math.inf
             if kind is SolveStatus.OPTIMAL:
                 self._duals = self._row_duals()
-        if not math.isfinite(bound) or abs(bound) >= GRB.INFINITY:
-            bound = -math.inf
-        if cutoff and bound > threshold:  # pruned nodes keep no bound: only "min >= threshold" is proven
-            bound = float(threshold)
+        bound = proven_bound(bound, threshold if cutoff else None, GRB.INFINITY)
         return SolveResult(kind, bound, incumbent, point, seconds, nodes)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from solvers.problem import Problem
-from solvers.result import SolveResult, SolveStatus
+from solvers.result import SolveResult, SolveStatus, proven_bound
 
 _INF = highspy.kHighsInf
 
@@ -287,13 +287,7 @@ class HighsModel:
             kind = outcome(status)
             if kind is SolveStatus.ERROR:
                 bound = -math.inf
-        if not math.isfinite(bound) or math.isnan(bound):
-            bound = -math.inf
-        if cutoff and bound > threshold:
-            # nodes at or above the cutoff were pruned without their bounds being kept, so
-            # a reported dual bound above it proves only "min >= threshold" (seen: HiGHS
-            # reported 0.94 for a minimum of 0.905 under a cutoff of 0.855)
-            bound = float(threshold)
+        bound = proven_bound(bound, threshold if cutoff else None)
         return SolveResult(kind, bound, incumbent, point, seconds, nodes)
 
 

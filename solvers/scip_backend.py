@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from pyscipopt.scip import Expr, ExprCons, Term
 
 from solvers.highs_backend import MIP_FEASIBILITY_TOLERANCE, relax_tiny
-from solvers.result import SolveResult, SolveStatus
+from solvers.result import SolveResult, SolveStatus, proven_bound
 
 #: Every SCIP status (``Model.getStatus()`` gives the lowercased name of a member of
 #: ``pyscipopt.SCIP_STATUS``), mapped to what leo may conclude. A stop leo asks for (the
@@ -247,10 +247,7 @@ class ScipModel:
             bound = incumbent if kind is SolveStatus.OPTIMAL else -math.inf
             if kind is SolveStatus.OPTIMAL:
                 self._duals = np.array([m.getDualsolLinear(c) for c in self._cons], dtype=np.float64)
-        if not math.isfinite(bound) or abs(bound) >= self._inf:
-            bound = -math.inf
-        if cutoff and bound > threshold:  # pruned nodes keep no bound: only "min >= threshold" is proven
-            bound = float(threshold)
+        bound = proven_bound(bound, threshold if cutoff else None, self._inf)
         return SolveResult(kind, bound, incumbent, point, seconds, nodes)
 
 
