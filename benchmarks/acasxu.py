@@ -1,11 +1,12 @@
 """ACAS Xu 1_1 ... 1_9: full-domain stability analysis over property 7's box.
 
-Per network: leo's standard analysis (``leo.stability.analyse`` with ``--time-budget``), which
-on five inputs runs the branch-and-bound phase (``leo.branch``, input splitting with CROWN
-bounds) before the MILPs: seconds, units proven stable (and how many by the phase), units
-shown unstable (a witness pair), units left open; beside it the same analysis without the
-phase (``branch=False``); and a sampling check: 10^6 box points, no unit claimed stable by
-either may be seen with the other sign.
+Per network: leo's analysis as ``leo verify NET --vnnlib prop_7.vnnlib --time-budget 60 --branch``
+runs it (``leo.stability.analyse``), with the branch-and-bound phase (``leo.branch.search_each``:
+one input-splitting tree per layer for all its open units, CROWN bounds, an in-leaf gradient
+attack whose points count only by the forward pass) before the MILPs: seconds, units proven
+stable (and how many by the phase), units shown unstable (a witness pair), units left open;
+beside it the same analysis without the phase (``--no-branch``, the default); and a sampling
+check: 10^6 box points, no unit claimed stable by either may be seen with the other sign.
 
     python -m benchmarks.acasxu --json benchmarks/results/acasxu.json --markdown benchmarks/results/acasxu.md
     python -m benchmarks.acasxu --quick      # 1_1 only
@@ -97,9 +98,12 @@ def run_network(name: str, budget: float, samples: int) -> dict[str, Any]:
 def markdown(rows: list[dict[str, Any]], command: str, budget: float) -> str:
     lines = ["# ACAS Xu 1_1 ... 1_9, property 7's box (the whole normalised domain)", "",
              f"Command: `{command}`", "",
-             f"leo's analysis with `--time-budget {budget:g}`, with the branch-and-bound phase (leo/branch.py, "
-             "input splitting with CROWN bounds, before the MILPs; the default on five inputs) and without it "
-             "(`--no-branch`); 10^6 samples check every stable claim of both.", "",
+             f"leo's analysis as `leo verify NET --vnnlib prop_7.vnnlib --time-budget {budget:g} --branch` runs it "
+             "(the API equivalent, `analyse(..., StabilityOptions(time_budget, branch=True))`): the branch-and-bound "
+             "phase (leo/branch.py `search_each`: one input-splitting tree per layer for all its open units, CROWN "
+             "bounds, an in-leaf gradient attack confirmed by the forward pass) before the MILPs; and without it "
+             "(`--no-branch`, the default). 10^6 samples check every stable claim of both. "
+             f"Load average at the start: {_load()}.", "",
              "| network | units | seconds | stable | by branch | unstable (witnessed) | open | "
              "no-branch seconds | no-branch stable | no-branch open | sampling: can be stable | contradicted |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -109,6 +113,13 @@ def markdown(rows: list[dict[str, Any]], command: str, budget: float) -> str:
                      f"{r['unstable_shown']} | {r['open']} | {nb['seconds']:.1f} | {nb['stable']} | {nb['open']} | "
                      f"{r['sampled_can_be_stable']} | {len(r['contradicted'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _load() -> str:
+    """The machine's load average (1, 5, 15 min): the timings are wall-clock on a shared machine."""
+    import os
+
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,7 @@ report the same stable set (active and inactive units per layer): ``agree``.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing as mp
 import os
@@ -587,6 +588,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="leo's per-MILP time limit (default: StabilityOptions' own, 60 s); a unit whose "
                         "MILP times out stays unproven and makes that leo run inexact")
     p.add_argument("--no-isolate", action="store_true", help="run the methods in this process (no memory numbers)")
+    p.add_argument("--from-json", type=Path, default=None,
+                   help="re-render the markdown and plot from a JSON written earlier (no run)")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                    help="threads for torch, BLAS and HiGHS in every method (leo.threads; 0: one per core); "
                         "recorded in the JSON")
@@ -603,6 +606,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from benchmarks.common import write_json, write_text
 
     args = parse_args(argv)
+    if args.from_json is not None:  # the text and plot of an earlier run, by today's renderer
+        data = json.loads(args.from_json.read_text())
+        write_text(args.markdown, to_markdown(data))
+        plot(data, args.plot)
+        print(f"wrote {args.markdown}, {args.plot} from {args.from_json}")
+        return data
     set_threads(args.threads)  # training a missing network too: the same policy as the methods
     names = {s.name: s for s in SPECS}
     if args.networks:

@@ -21,6 +21,7 @@ import argparse
 import csv
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -137,11 +138,15 @@ def totals(rows: list[dict[str, Any]], tools: tuple[str, ...]) -> dict[str, dict
     return out
 
 
-def markdown(rows: list[dict[str, Any]], tools: tuple[str, ...], summary: dict, command: str) -> str:
+def markdown(rows: list[dict[str, Any]], tools: tuple[str, ...], summary: dict, command: str,
+             load: dict[str, list[float]] | None = None) -> str:
+    where = (f" Load average (1, 5, 15 min) of the shared 2-core machine: {load['before']} before, "
+             f"{load['after']} after." if load else "")
     lines = ["# VNN-COMP 2021 subset: leo, leo --compress-first, Marabou", "",
              f"Command: `{command}`", "",
              "Answers: sat (violated, counterexample), unsat (holds, proven), unknown, timeout. "
-             "Seconds: wall clock of each tool's subprocess (start-up included), same machine, same time-out.", "",
+             "Seconds: wall clock of each tool's subprocess (start-up included), same machine, same time-out."
+             + where, "",
              "| network | property | expected | time-out | " + " | ".join(tools) + " |",
              "|---|---|---|---|" + "---|" * len(tools)]
     for r in rows:
@@ -176,14 +181,17 @@ def main(argv: list[str] | None = None) -> int:
     if not set(tools) <= set(TOOLS):
         ap.error(f"--tools: unknown {sorted(set(tools) - set(TOOLS))}")
     insts = instances(data_dir() / "vnncomp2021", args.quick, args.only)
+    load_before = os.getloadavg()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         rows = list(pool.map(lambda i: run_instance(i, args.cap, tools), insts))
+    load = {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in os.getloadavg()]}
     summary = totals(rows, tools)
-    command = "python -m benchmarks.vnncomp " + " ".join(argv if argv is not None else sys.argv[1:])
-    payload = {"command": command, "timeouts": TIMEOUTS, "cap": args.cap, "instances": rows, "totals": summary}
+    command = "python -m benchmarks.vnncomp " + shlex.join(argv if argv is not None else sys.argv[1:])
+    payload = {"command": command, "timeouts": TIMEOUTS, "cap": args.cap, "load_average": load,
+               "instances": rows, "totals": summary}
     if args.json:
         write_json(args.json, payload)
-    text = markdown(rows, tools, summary, command)
+    text = markdown(rows, tools, summary, command, load)
     if args.markdown:
         write_text(args.markdown, text)
     print(text)

@@ -9,20 +9,54 @@ Public API (everything else is internal):
     load_network, save_network       PyTorch / TorchScript / ONNX in and out
     set_threads                      the one thread policy (torch, BLAS, HiGHS); default 1
     LeoInputError                    bad input, with a message saying how to fix it
+
+The names are imported on first use (PEP 562), so that ``import leo.cli`` or ``leo property``
+on an ONNX file does not pay for ``import torch`` (4-14 s on the shared machine) unless a
+step needs it.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from leo.api import Compression, compress, verify
-from leo.domain import Box, make_box
-from leo.errors import LeoInputError
-from leo.io import load_network, save_network
-from leo.network import Layer, Network, mlp
-from leo.reduce import reduce
-from leo.stability import StabilityOptions, analyse
-from leo.threads import set_threads
+#: Public name -> the module that defines it.
+_WHERE = {
+    "Compression": "leo.api", "compress": "leo.api", "verify": "leo.api",
+    "Box": "leo.domain", "make_box": "leo.domain",
+    "LeoInputError": "leo.errors",
+    "load_network": "leo.io", "save_network": "leo.io",
+    "Layer": "leo.network", "Network": "leo.network", "mlp": "leo.network",
+    "StabilityOptions": "leo.stability", "analyse": "leo.stability",
+    "set_threads": "leo.threads",
+}
 
-__all__ = [
-    "Box", "Compression", "Layer", "LeoInputError", "Network", "StabilityOptions", "analyse", "compress",
-    "load_network", "make_box", "mlp", "reduce", "save_network", "set_threads", "verify",
-]
+# ``leo.reduce`` is both a submodule and a function: importing the submodule anywhere would
+# bind the module to the name, so the function is imported now (numpy and scipy, no torch).
+from leo.reduce import reduce  # noqa: E402
+
+__all__ = sorted([*_WHERE, "reduce"])
+
+if TYPE_CHECKING:
+    from leo.api import Compression, compress, verify
+    from leo.domain import Box, make_box
+    from leo.errors import LeoInputError
+    from leo.io import load_network, save_network
+    from leo.network import Layer, Network, mlp
+    from leo.stability import StabilityOptions, analyse
+    from leo.threads import set_threads
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first access, and keep the name."""
+    if name not in _WHERE:
+        raise AttributeError(f"module 'leo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

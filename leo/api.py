@@ -110,8 +110,17 @@ class Compression:
     reduction: Reduction
     check: CheckResult
     certificate: dict[str, Any]
+    #: For an ``nn.Module`` compressed with form "structured": the user's own module with
+    #: the dead channels removed (``leo.io.prune_module``), checked against the original.
+    pruned: Any = None  # leo.io.prune_module.PrunedModule | None
 
     def module(self):  # noqa: ANN201 - torch.nn.Module, imported lazily
+        """The compressed model as a torch module: a fresh copy of the user's own class,
+        pruned, when there is one (``pruned``), else leo's module of ``network``."""
+        if self.pruned is not None:
+            import copy
+
+            return copy.deepcopy(self.pruned.module)
         from leo.io.torch_io import to_module
 
         return to_module(self.network)
@@ -146,7 +155,34 @@ def compress(model: ModelLike, lower: Any, upper: Any, options: StabilityOptions
     source = model_path if model_path is not None else (
         Path(model) if isinstance(model, (str, Path)) and Path(str(model)).is_file() else None)
     cert = build_certificate(net, step.report, step.reduction, step.check, source)  # sealed by save()
-    return Compression(net, step.reduction.network, step.report, step.reduction, step.check, cert)
+    pruned = _pruned_module(model, net, step, as_box(net, lower, upper), check_points) \
+        if form == "structured" else None
+    return Compression(net, step.reduction.network, step.report, step.reduction, step.check, cert, pruned)
+
+
+def _pruned_module(model: ModelLike, net: Network, step: ExactStep, box: Box, check_points: int) -> Any:
+    """The user's own module without the channels the structured reduction deleted (all
+    proven dead), or None when ``model`` is not a plain ``nn.Module`` (a file, a Network,
+    a TorchScript module: those get leo's module of the reduced network), or when
+    Torch-Pruning (the ``prune`` extra) is not installed, which a warning says."""
+    import importlib.util
+
+    import torch
+
+    if not isinstance(model, torch.nn.Module) or isinstance(model, torch.jit.ScriptModule):
+        return None
+    if importlib.util.find_spec("torch_pruning") is None:
+        import warnings
+
+        warnings.warn("Compression.module() gives leo's module, not yours pruned: that needs "
+                      "Torch-Pruning (pip install 'leo[prune]')", stacklevel=3)
+        return None
+    from leo.io.prune_module import dead_channels_from_report, prune_module
+
+    by_layer = getattr(step.reduction, "dead_channels", ())
+    dead = ({k: chans for k, chans in enumerate(by_layer, start=1) if chans} if by_layer
+            else dead_channels_from_report(net, step.report))
+    return prune_module(model, net, dead, box, box, points=check_points)
 
 
 #: How ``compress`` removes stable units. "leo" (LEO, Serra et al. 2020): inactive units are
@@ -156,7 +192,10 @@ def compress(model: ModelLike, lower: Any, upper: Any, options: StabilityOptions
 #: linear map goes to the layers that read it through skip connections, so only unstable
 #: units keep a ReLU. Both are exact on the box; on conv networks "leo" can make the
 #: lowered weights denser (folding into a basis of hundreds of rows), "flat" keeps them sparse.
-FORMS = ("leo", "flat")
+#: "structured" (``leo.structured``): conv layers lose whole channels whose units are all
+#: stably inactive and stay convolutions (written as Conv nodes / nn.Conv2d), dense layers
+#: as "leo"; ``reduction.dead_channels`` names the channels removed.
+FORMS = ("leo", "flat", "structured")
 
 
 @dataclass(frozen=True)
@@ -177,9 +216,16 @@ def exact_step(net: Network, box: Box, options: StabilityOptions = StabilityOpti
     so they cannot drift apart. A reduced network that differs on a sampled point is a
     bug in leo (RuntimeError), never a result."""
     if form not in FORMS:
+        from leo.errors import LeoInputError
+
         raise LeoInputError(f"unknown form {form!r}; choose one of {', '.join(FORMS)}")
     report = analyse(net, box, _within_budget(net, box, options, check_points), data=data, progress=progress)
-    reduction = reduce(net, report, bypass_active=form == "flat")
+    if form == "structured":
+        from leo.structured import reduce_structured
+
+        reduction = reduce_structured(net, report)
+    else:
+        reduction = reduce(net, report, bypass_active=form == "flat")
     check = compare_sampled(net, reduction.network, box, n=check_points, tolerance=1e-6 * (1 + _scale(net, box)))
     if not check.equivalent:
         raise RuntimeError(

@@ -11,7 +11,9 @@ again, with scipy (``linprog`` and ``milp``) instead of the prover's HiGHS model
    MILP asking whether any point has the claim's sign wrong by less than the margin. Random box points (and corners, when few) are tried first: a point whose
    forward pass shows the other sign refutes a claim;
 3. replays the reduction (delete inactive units, check and apply each recorded fold,
-   merge linear layers) and requires the result to equal the compressed file's network.
+   merge linear layers; for the structured form, check that every unit of each channel
+   deleted whole is claimed inactive, and drop the ReLU of layers claimed all active)
+   and requires the result to equal the compressed file's network.
 
 Tolerances (the audit's own, not read from the certificate):
 
@@ -502,8 +504,35 @@ def _bypass(layers: list[_Live], k: int, positions: list[int]) -> None:
     _delete(layers, k, positions)
 
 
+def check_dead_channels(net: Network, claims: dict[int, list[str]], reduction: dict[str, Any]) -> None:
+    """Every unit of a channel the certificate deletes whole (structured form) is claimed
+    stably inactive, and removed with the others; Refuted naming the first that is not."""
+    removed = [set(int(u) for u in units) for units in reduction.get("removed_inactive", [])]
+    for k, channels in enumerate(reduction.get("dead_channels", []), start=1):
+        if not channels:
+            continue
+        if k > len(net.layers) or net.layers[k - 1].shape is None or len(net.layers[k - 1].shape) < 2:
+            raise Refuted(f"reduction: layer {k} has dead channels listed, but no channels")
+        layer = net.layers[k - 1]
+        per = layer.width // layer.shape[0]
+        verdicts = claims.get(k, [])
+        for c in channels:
+            if not 0 <= int(c) < layer.shape[0]:
+                raise Refuted(f"reduction: layer {k} has no channel {c}")
+            for j in range(int(c) * per, (int(c) + 1) * per):
+                if j >= len(verdicts) or verdicts[j] != INACTIVE:
+                    raise Refuted(f"reduction: layer {k} channel {c} is deleted as dead, but its unit {j} "
+                                  "is not claimed stably inactive")
+                if k > len(removed) or j not in removed[k - 1]:
+                    raise Refuted(f"reduction: layer {k} channel {c} is deleted as dead, but its unit {j} "
+                                  "is not in the removed list")
+
+
 def replay(net: Network, claims: dict[int, list[str]], reduction: dict[str, Any], recorded_max: float) -> Network:
     """The compressed network by the certificate's reduction, each step checked against the claims."""
+    check_dead_channels(net, claims, reduction)
+    linear = [int(i) for i in reduction.get("linear_layers", [])]
+    done_linear: list[int] = []
     layers = [_Live({s: w.copy() for s, w in ly.weights.items()}, ly.bias.copy(), ly.relu,
                     list(claims.get(i, [ACTIVE] * ly.width)), list(range(ly.width)), i)
               for i, ly in enumerate(net.layers, start=1)]
@@ -539,10 +568,18 @@ def replay(net: Network, claims: dict[int, list[str]], reduction: dict[str, Any]
             done_merged.append(ly.layer)
             _merge(layers, k)
             continue
+        if ly.layer in linear and ly.relu:  # structured form: every unit left is linear on the box
+            if any(v != ACTIVE for v in ly.verdicts):
+                raise Refuted(f"reduction: layer {ly.layer} loses its ReLU, but not all its units are claimed "
+                              "stably active")
+            ly.relu = False
+            done_linear.append(ly.layer)
         k += 1
     left = [i + 1 for units in (removed, bypassed) for i, u in enumerate(units) if u and i + 1 not in done_removed]
-    if left or done_folds != len(folds) or sorted(done_merged) != sorted(merged):
-        raise Refuted("reduction: the certificate lists removals, folds or merges that the replay cannot apply "
+    if left or done_folds != len(folds) or sorted(done_merged) != sorted(merged) \
+            or sorted(done_linear) != sorted(linear):
+        raise Refuted("reduction: the certificate lists removals, folds, merges or linear layers that the replay "
+                      "cannot apply "
                       "(layers that were merged or the output layer)")
     out = layers[-1]
     if out.relu:  # a final ReLU: inactive outputs are zero, all-active drops the ReLU

@@ -26,13 +26,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from leo.bounds import ROUNDING_SLACK
 from leo.domain import Box
 from leo.network import Layer, Network
 from leo.threads import using_threads
+
+if TYPE_CHECKING:  # torch is imported where it is used: ``leo property`` and the CLI start without it
+    import torch
 
 #: Sub-boxes bounded together in one pass (torch, float64, one thread); SMALL_BATCH on
 #: inputs above SPLIT_INPUTS.
@@ -77,6 +81,13 @@ class Goal:
             hit = np.where(slack <= tol, i, hit)
         return hit
 
+    def inside_each(self, y: np.ndarray, tol: float = 0.0) -> np.ndarray:
+        """(n, disjuncts): whether each output row of ``y`` lies in each disjunct."""
+        out = np.zeros((len(y), len(self.g)), dtype=bool)
+        for i, (g, h) in enumerate(zip(self.g, self.h)):
+            out[:, i] = (y @ g.T + h).max(axis=1) <= tol if len(h) else True
+        return out
+
 
 @dataclass
 class Result:
@@ -89,6 +100,7 @@ class Result:
     splits: int = 0
     reason: str = ""
     stats: dict[str, float] = field(default_factory=dict)
+    found: dict[int, np.ndarray] = field(default_factory=dict)  # search_each: disjunct -> a confirmed point in it
 
 
 # -- batched bounds (torch, float64, one thread: one GEMM per layer for the whole batch) ----
@@ -97,6 +109,8 @@ class _Net:
     """The network's weights as float64 tensors, converted once per search."""
 
     def __init__(self, net: Network) -> None:
+        import torch
+
         self.net = net
         self.layers = [({s: torch.from_numpy(np.array(w)) for s, w in ly.weights.items()},
                         torch.from_numpy(np.array(ly.bias)), ly.relu) for ly in net.layers]
@@ -106,6 +120,8 @@ class _Net:
 def _relaxation(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """CROWN's relaxation of relu on [lo, hi], per box and unit:
     low * z <= relu(z) <= up * z + icpt (lower slope 1 when hi > -lo, else 0)."""
+    import torch
+
     active, inactive = lo >= 0, hi <= 0
     unstable = ~(active | inactive)
     width = torch.where(unstable, hi - lo, torch.ones_like(lo))
@@ -119,6 +135,8 @@ def _backsub(tn: _Net, coeffs: dict[int, torch.Tensor], const: torch.Tensor, rel
              lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sound lower bounds (B, m) of ``sum_s coeffs[s] . h_s + const`` over each box, and the
     input coefficients (B, m, n) of the linear bound (for branching and attack points)."""
+    import torch
+
     mag = const.abs()
     for s in range(max(coeffs), 0, -1):
         if s not in coeffs:
@@ -145,6 +163,8 @@ def _backsub(tn: _Net, coeffs: dict[int, torch.Tensor], const: torch.Tensor, rel
 
 def _interval(tn: _Net, k: int, lo: torch.Tensor, hi: torch.Tensor, pre: list) -> tuple[torch.Tensor, torch.Tensor]:
     """Interval bounds (B, w) of layer ``k``'s pre-activation, widened for rounding."""
+    import torch
+
     weights, bias, _ = tn.layers[k]
     outs = [(lo, hi)] + [(l.clamp(min=0), u.clamp(min=0)) if tn.layers[i][2] else (l, u)
                          for i, (l, u) in enumerate(pre)]
@@ -166,6 +186,8 @@ def _layer_bounds(tn: _Net, lo: torch.Tensor, hi: torch.Tensor) -> tuple[list, l
     Only units open in some box of the batch get a back-substitution row. (Tried on ACAS Xu
     1_1 prop 3 and dropped: intersecting with the parent box's bounds, more boxes and no
     faster per box; forward symbolic intervals, 4x cheaper per box but 14x more boxes.)"""
+    import torch
+
     pre: list = []
     relax: list = []
     b = lo.shape[0]
@@ -216,6 +238,8 @@ def _optimised(tn: _Net, coeffs: dict, const: torch.Tensor, relax: list, lo: tor
                low: torch.Tensor, a0: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The final bound with lower relu slopes optimised by signed gradient ascent; per box
     and row the better of it and the plain bound (both sound)."""
+    import torch
+
     m = const.shape[1]
     alphas = [None if r is None else r[0][:, None, :].expand(-1, m, -1).clone().requires_grad_(True) for r in relax]
 
@@ -241,6 +265,8 @@ def goal_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, g: np.ndarray,
                 h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sound lower bounds (B, m) of ``g @ y(x) + h`` over each box (lo, hi: (B, n)), and the
     input coefficients (B, m, n) of the linear bounds behind them."""
+    import torch
+
     with using_threads(1):
         low, a0 = _goal_bounds(_Net(net), *(torch.from_numpy(np.array(t, dtype=np.float64))
                                             for t in (lo, hi, g, h)))
@@ -250,6 +276,12 @@ def goal_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, g: np.ndarray,
 # -- branch and bound ------------------------------------------------------------------
 
 Confirm = Callable[[np.ndarray], "int | None"]
+#: ``search_each``'s check: does the network's forward pass put ``x`` in disjunct ``i``?
+ConfirmEach = Callable[[np.ndarray, int], bool]
+#: Signed-gradient steps of the in-leaf attack (per leaf that stays open, from its centre and the
+#: corner its bound points to); the step starts at ATTACK_STEP of the leaf's width and shrinks.
+ATTACK_STEPS = 6
+ATTACK_STEP, ATTACK_DECAY = 0.25, 0.7
 
 
 def _candidates(lo: np.ndarray, hi: np.ndarray, a0: np.ndarray) -> np.ndarray:
@@ -259,11 +291,67 @@ def _candidates(lo: np.ndarray, hi: np.ndarray, a0: np.ndarray) -> np.ndarray:
     return np.vstack([(lo + hi) / 2, corners])
 
 
+def _forward(tn: _Net, x: torch.Tensor) -> torch.Tensor:
+    """The network's outputs (torch, differentiable) at the rows of ``x``."""
+    outs = [x]
+    for weights, bias, relu in tn.layers:
+        z = bias + sum(outs[s] @ w.T for s, w in weights.items())
+        outs.append(z.clamp(min=0.0) if relu else z)
+    return outs[-1]
+
+
+def _attack(tn: _Net, lo: np.ndarray, hi: np.ndarray, starts: np.ndarray, g: np.ndarray, h: np.ndarray,
+            rows: np.ndarray, steps: int = ATTACK_STEPS) -> np.ndarray:
+    """Projected signed-gradient descent inside each leaf, batched: start ``p`` (in leaf ``p``
+    of ``lo``/``hi``) minimises the largest of its goal rows ``rows[p]`` (g y + h; a
+    conjunction is reached when the largest is <= 0). Returns the final points; they are
+    candidates only, judged by the forward pass like any other."""
+    import torch
+
+    lo_t, hi_t = torch.from_numpy(lo), torch.from_numpy(hi)
+    width = hi_t - lo_t
+    g_t, h_t, mask = torch.from_numpy(g), torch.from_numpy(h), torch.from_numpy(rows)
+    x = torch.from_numpy(starts.copy())
+    step = ATTACK_STEP
+    with using_threads(1), torch.enable_grad():
+        for _ in range(steps):
+            x.requires_grad_(True)
+            value = _forward(tn, x) @ g_t.T + h_t
+            worst = torch.where(mask, value, torch.full_like(value, -torch.inf)).max(dim=1).values
+            (grad,) = torch.autograd.grad(worst.sum(), x)
+            with torch.no_grad():
+                x = torch.minimum(torch.maximum(x - step * width * grad.sign(), lo_t), hi_t)
+            step *= ATTACK_DECAY
+    return x.detach().numpy()
+
+
+def _attack_points(tn: _Net, lo: np.ndarray, hi: np.ndarray, a0: np.ndarray, lower: np.ndarray,
+                   g: np.ndarray, h: np.ndarray, owner: np.ndarray, open_: np.ndarray) -> np.ndarray:
+    """The in-leaf attack on each live leaf's most promising open disjunct (the one whose
+    sound bound is lowest), from the leaf's centre and from the corner that minimises the
+    linear bound of that disjunct's hardest row."""
+    bound = np.full(open_.shape, np.inf)  # per leaf and disjunct: the disjunct's bound (its largest row)
+    for i in range(open_.shape[1]):
+        mine = owner == i
+        if mine.any():
+            bound[:, i] = np.where(open_[:, i], lower[:, mine].max(axis=1), np.inf)
+    target = bound.argmin(axis=1)
+    rows = owner[None, :] == target[:, None]  # (B, m): the target's rows
+    hardest = np.where(rows, lower, -np.inf).argmax(axis=1)
+    leaf = np.arange(len(lo))
+    corner = np.where(a0[leaf, hardest] > 0, lo, hi)
+    starts = np.vstack([(lo + hi) / 2, corner])
+    twice = np.concatenate([leaf, leaf])
+    return _attack(tn, lo[twice], hi[twice], starts, g, h, rows[twice])
+
+
 def _split_dims(lo: np.ndarray, hi: np.ndarray, a0: np.ndarray, owner: np.ndarray,
                 open_: np.ndarray) -> np.ndarray:
     """Per box, the input to split: the largest sum, over the rows of its open disjuncts, of
     |coefficient in the row's linear bound| times the box's width ("smear"). On ACAS Xu 1_1
-    prop 3 this took 3,603 boxes; the worst row's smear alone 6,089, the widest input >9,600."""
+    prop 3 this took 3,603 boxes; the worst row's smear alone 6,089, the widest input >9,600.
+    With one disjunct per open unit (``search_each``), the input that matters most to the
+    units still open in the box is split."""
     rows = open_[:, owner]  # (B, m): the row's disjunct is open in the box
     width = hi - lo
     score = (np.abs(a0) * rows[:, :, None]).sum(axis=1) * width
@@ -273,94 +361,174 @@ def _split_dims(lo: np.ndarray, hi: np.ndarray, a0: np.ndarray, owner: np.ndarra
 
 def search(net: Network, box: Box, goal: Goal, deadline: float, *,
            confirm: Confirm | None = None, batch: int | None = None, max_open: int = MAX_OPEN,
-           alpha_steps: int | None = None) -> Result:
+           alpha_steps: int | None = None, attack_steps: int = ATTACK_STEPS) -> Result:
     """Branch and bound with input splitting: is ``goal``'s unsafe set empty on ``box``?
+    Stops at the first counterexample.
 
     ``confirm(x)`` (default: this network's forward pass with no tolerance) returns the
     disjunct a candidate counterexample lies in, or None; only confirmed points count.
+    Candidates: each open leaf's centre, the corners its linear bounds point to, and the
+    end points of ``attack_steps`` projected-gradient steps inside the leaf (0: none).
     ``alpha_steps`` optimises the final bound's relu slopes (default: ALPHA_STEPS on inputs
     above SPLIT_INPUTS, where few boxes are bounded and each bound matters; none on small
     inputs, where on ACAS Xu it cost twice the time per box and saved no boxes).
     """
-    if alpha_steps is None:
-        alpha_steps = ALPHA_STEPS if box.dim > SPLIT_INPUTS else 0
-    if batch is None:  # on many inputs a batch is slow, and the deadline is checked per batch
-        batch = BATCH if box.dim <= SPLIT_INPUTS else SMALL_BATCH
-    t0 = time.perf_counter()
-    g, h, owner = goal.stacked()
-    tn, g_t, h_t = _Net(net), torch.from_numpy(g), torch.from_numpy(h)
-    nd = len(goal.g)
     check = confirm or (lambda x: _own_check(net, box, goal, x))
-    if nd == 0:
-        return Result(Status.PROVEN, 0.0)
-    empty = [i for i in range(nd) if len(goal.h[i]) == 0]
-    if empty:  # a disjunct with no rows is the whole output space: any point is in it
-        x = (box.lower + box.upper) / 2
-        hit = check(x)
-        if hit is not None:
-            return Result(Status.COUNTEREXAMPLE, time.perf_counter() - t0, x, hit)
-    los, his = [box.lower[None, :]], [box.upper[None, :]]
-    opens = [np.ones((1, nd), dtype=bool)]
-    ever_open = np.zeros(nd, dtype=bool)  # a disjunct still open in some box we gave up on
-    leaves = splits = 0
-    stats = {"bound_s": 0.0, "attack_s": 0.0}
-    current = np.zeros((0, nd), dtype=bool)  # the open disjuncts of the batch being bounded
+    return _Search(net, box, goal, deadline, batch, max_open, alpha_steps, attack_steps).run(first=check)
 
-    def result(status: Status, reason: str = "", x=None, i=None) -> Result:
-        still = ever_open.copy()
-        for o in opens + [current]:  # the queue and the batch in hand
+
+def search_each(net: Network, box: Box, goal: Goal, deadline: float, *,
+                confirm: ConfirmEach | None = None, batch: int | None = None, max_open: int = MAX_OPEN,
+                alpha_steps: int | None = None, attack_steps: int = ATTACK_STEPS) -> Result:
+    """The same search for every disjunct at once, on one split tree (the bounds of all
+    disjuncts are computed per leaf together): each disjunct ends excluded on the whole box
+    (``Result.proven``), reached at a point that ``confirm(x, i)`` accepts (``Result.found``,
+    default check: this network's forward pass), or open. The status is PROVEN when all
+    are excluded, COUNTEREXAMPLE when none is left open and some were reached, else TIMEOUT
+    or UNKNOWN; ``proven`` never names a reached disjunct. For unit stability: one disjunct
+    per open unit of a layer."""
+    check = confirm or (lambda x, i: bool(box.contains(x)[0]) and bool(goal.inside_each(net(x[None, :]))[0, i]))
+    return _Search(net, box, goal, deadline, batch, max_open, alpha_steps, attack_steps).run(each=check)
+
+
+class _Search:
+    """One branch and bound: the queue of sub-boxes (lower and upper corners, open
+    disjuncts per box), what was found, and the counters."""
+
+    def __init__(self, net: Network, box: Box, goal: Goal, deadline: float, batch: int | None,
+                 max_open: int, alpha_steps: int | None, attack_steps: int) -> None:
+        import torch
+
+        self.net, self.box, self.goal, self.deadline = net, box, goal, deadline
+        self.alpha_steps = (ALPHA_STEPS if box.dim > SPLIT_INPUTS else 0) if alpha_steps is None else alpha_steps
+        # on many inputs a batch is slow, and the deadline is checked per batch
+        self.batch = (BATCH if box.dim <= SPLIT_INPUTS else SMALL_BATCH) if batch is None else batch
+        self.max_open, self.attack_steps = max_open, attack_steps
+        self.t0 = time.perf_counter()
+        self.g, self.h, self.owner = goal.stacked() if goal.g else (np.zeros((0, net.output_dim)), np.zeros(0),
+                                                                    np.zeros(0, int))
+        self.tn, self.g_t, self.h_t = _Net(net), torch.from_numpy(self.g), torch.from_numpy(self.h)
+        self.nd = len(goal.g)
+        self.empty = {i for i in range(self.nd) if len(goal.h[i]) == 0}
+        self.los, self.his = [box.lower[None, :]], [box.upper[None, :]]
+        self.opens = [np.ones((1, self.nd), dtype=bool)]
+        self.ever_open = np.zeros(self.nd, dtype=bool)  # a disjunct still open in some box we gave up on
+        self.current = np.zeros((0, self.nd), dtype=bool)  # the open disjuncts of the batch being bounded
+        self.found: dict[int, np.ndarray] = {}
+        self.leaves = self.splits = 0
+        self.stats = {"bound_s": 0.0, "attack_s": 0.0}
+
+    def result(self, status: Status, reason: str = "", x: np.ndarray | None = None, i: int | None = None) -> Result:
+        still = self.ever_open.copy()
+        for o in self.opens + [self.current]:  # the queue and the batch in hand
             still |= o.any(axis=0)
-        proven = frozenset(range(nd)) if status is Status.PROVEN else \
-            frozenset(int(i) for i in np.flatnonzero(~still)) - set(empty)
-        return Result(status, time.perf_counter() - t0, x, i, proven, leaves, splits, reason, stats)
+        excluded = {int(i) for i in np.flatnonzero(~still)} - self.empty - set(self.found)
+        if status is Status.PROVEN and self.found:
+            status = Status.COUNTEREXAMPLE
+        if x is None and self.found:
+            i = min(self.found)
+            x = self.found[i]
+        return Result(status, time.perf_counter() - self.t0, x, i, frozenset(excluded), self.leaves, self.splits,
+                      reason, self.stats, dict(self.found))
 
-    while los:
-        if time.perf_counter() >= deadline:
-            return result(Status.TIMEOUT, f"the deadline came with {sum(len(x) for x in los)} sub-boxes open")
-        lo, hi, open_ = _pop([los, his, opens], batch)
-        current = open_
+    def run(self, first: Confirm | None = None, each: ConfirmEach | None = None) -> Result:
+        """The search; with ``first`` it stops at the first confirmed point, with ``each``
+        it closes each reached disjunct and goes on with the others."""
+        if self.nd == 0:
+            return Result(Status.PROVEN, 0.0)
+        centre = (self.box.lower + self.box.upper) / 2  # a disjunct with no rows is the whole output space
+        for i in sorted(self.empty):
+            if first is not None:
+                hit = first(centre)
+                if hit is not None:
+                    return Result(Status.COUNTEREXAMPLE, time.perf_counter() - self.t0, centre, hit)
+            elif each is not None and each(centre, i):
+                self.found[i] = centre
+        while self.los:
+            if time.perf_counter() >= self.deadline:
+                return self.result(Status.TIMEOUT, f"the deadline came with {sum(len(x) for x in self.los)} "
+                                   "sub-boxes open")
+            done = self.step(first, each)
+            if done is not None:
+                return done
+        return self.result(Status.PROVEN)
+
+    def step(self, first: Confirm | None, each: ConfirmEach | None) -> Result | None:
+        """Bound one batch, try its points, split what stays open; a Result when the search ends."""
+        import torch
+
+        lo, hi, open_ = _pop([self.los, self.his, self.opens], self.batch)
+        if self.found:
+            open_[:, sorted(self.found)] = False
+        self.current = open_
         t = time.perf_counter()
         with using_threads(1):
-            low_t, a0_t = _goal_bounds(tn, torch.from_numpy(lo.copy()), torch.from_numpy(hi.copy()), g_t, h_t,
-                                       alpha_steps)
+            low_t, a0_t = _goal_bounds(self.tn, torch.from_numpy(lo.copy()), torch.from_numpy(hi.copy()), self.g_t,
+                                       self.h_t, self.alpha_steps)
         lower, a0 = low_t.numpy(), a0_t.numpy()
-        stats["bound_s"] += time.perf_counter() - t
-        leaves += len(lo)
-        for i in range(nd):
-            rows = owner == i
+        self.stats["bound_s"] += time.perf_counter() - t
+        self.leaves += len(lo)
+        for i in range(self.nd):
+            rows = self.owner == i
             if rows.any():
                 open_[:, i] &= ~(lower[:, rows].max(axis=1) > 0)
         live = open_.any(axis=1)
-        current = open_[live]
-        if not live.any():
-            continue
         lo, hi, open_, lower, a0 = lo[live], hi[live], open_[live], lower[live], a0[live]
+        self.current = open_
+        if not len(lo):
+            return None
         t = time.perf_counter()
         pts = _candidates(lo, hi, a0)
-        hits = goal.inside(net(pts))
-        stats["attack_s"] += time.perf_counter() - t
-        for j in np.flatnonzero(hits >= 0):
-            found = check(pts[j])
-            if found is not None:
-                return result(Status.COUNTEREXAMPLE, x=pts[j].copy(), i=found)
-        dims = _split_dims(lo, hi, a0, owner, open_)
+        if self.attack_steps > 0:
+            pts = np.vstack([pts, _attack_points(self.tn, lo, hi, a0, lower, self.g, self.h, self.owner, open_)])
+        ys = self.net(pts)
+        self.stats["attack_s"] += time.perf_counter() - t
+        if first is not None:
+            for j in np.flatnonzero(self.goal.inside(ys) >= 0):
+                hit = first(pts[j])
+                if hit is not None:
+                    return self.result(Status.COUNTEREXAMPLE, x=pts[j].copy(), i=hit)
+        elif each is not None:
+            self._confirm_each(pts, ys, open_, each)
+            live = open_.any(axis=1)
+            lo, hi, open_, a0 = lo[live], hi[live], open_[live], a0[live]
+            self.current = open_
+            if not len(lo):
+                return None
+        return self.split(lo, hi, open_, a0)
+
+    def _confirm_each(self, pts: np.ndarray, ys: np.ndarray, open_: np.ndarray, each: ConfirmEach) -> None:
+        """Disjuncts open in the batch that a candidate reaches, confirmed by ``each``, are
+        found: closed in every box of the batch (and, at the next pop, of the queue)."""
+        inside = self.goal.inside_each(ys)
+        for i in np.flatnonzero(open_.any(axis=0)):
+            for j in np.flatnonzero(inside[:, i])[:4]:  # a few tries: the check is a forward pass each
+                if each(pts[j], int(i)):
+                    self.found[int(i)] = pts[j].copy()
+                    open_[:, i] = False
+                    break
+
+    def split(self, lo: np.ndarray, hi: np.ndarray, open_: np.ndarray, a0: np.ndarray) -> Result | None:
+        """Halve each box along its chosen input and queue both halves."""
+        dims = _split_dims(lo, hi, a0, self.owner, open_)
         rows = np.arange(len(lo))
         width = hi[rows, dims] - lo[rows, dims]
         stuck = ~(width > 0) | (lo[rows, dims] + width / 2 <= lo[rows, dims])
         if stuck.any():  # a point-sized leaf that bounds do not close: no proof from splitting
-            ever_open |= open_[stuck].any(axis=0)
-            return result(Status.UNKNOWN, "a sub-box too small to split stayed open")
+            self.ever_open |= open_[stuck].any(axis=0)
+            return self.result(Status.UNKNOWN, "a sub-box too small to split stayed open")
         mid = lo[rows, dims] + width / 2
         left_hi, right_lo = hi.copy(), lo.copy()
         left_hi[rows, dims], right_lo[rows, dims] = mid, mid
-        los += [lo, right_lo]
-        his += [left_hi, hi]
-        opens += [open_.copy(), open_.copy()]
-        current = np.zeros((0, nd), dtype=bool)
-        splits += len(lo)
-        if sum(len(x) for x in los) > max_open:
-            return result(Status.UNKNOWN, f"more than {max_open} sub-boxes open: splitting the input does not converge")
-    return result(Status.PROVEN)
+        self.los += [lo, right_lo]
+        self.his += [left_hi, hi]
+        self.opens += [open_.copy(), open_.copy()]
+        self.current = np.zeros((0, self.nd), dtype=bool)
+        self.splits += len(lo)
+        if sum(len(x) for x in self.los) > self.max_open:
+            return self.result(Status.UNKNOWN, f"more than {self.max_open} sub-boxes open: splitting the input "
+                               "does not converge")
+        return None
 
 
 def _pop(queues: list[list[np.ndarray]], batch: int) -> list[np.ndarray]:

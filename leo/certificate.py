@@ -11,8 +11,10 @@ Layout (schema 2):
 - ``tolerances``: solver margin, rounding slack, rank tolerance, largest fold residual;
 - ``settings``: the other analysis options (time limits, engine, seed, ...);
 - ``layers``: per ReLU layer, every unit's verdict, proof method and proven bound;
-- ``reduction``: units removed (stably inactive), folds (stably active units whose weight
-  rows are ``alpha``-combinations of ``basis`` rows, with the residual), merged layers;
+- ``reduction``: the form (leo, flat, structured), units removed (stably inactive), folds
+  (stably active units whose weight rows are ``alpha``-combinations of ``basis`` rows, with
+  the residual), merged layers, bypassed units (flat), dead channels and layers made linear
+  (structured);
 - ``check``: the sampled comparison run before writing.
 """
 
@@ -71,6 +73,17 @@ def _layers(report: StabilityReport) -> list[dict[str, Any]]:
     return out
 
 
+def _written(original: Network, reduction: Reduction) -> dict[str, Any]:
+    """For the structured form, parameters as written (a conv by its kernels), before and after;
+    ``original``/``compressed`` count every entry of the lowered dense matrices."""
+    if reduction.form != "structured":
+        return {}
+    from leo.structured import written_parameters
+
+    return {"parameters_as_written": {"original": written_parameters(original),
+                                      "compressed": written_parameters(reduction.network)}}
+
+
 def _reduction(original: Network, reduction: Reduction) -> dict[str, Any]:
     before, after = sum(original.hidden), sum(reduction.network.hidden)
     return {
@@ -80,6 +93,13 @@ def _reduction(original: Network, reduction: Reduction) -> dict[str, Any]:
         "merged_layers": list(reduction.merged_layers),
         # the flat form (leo.api.FORMS): active units routed past their ReLU, per layer
         "bypassed_active": [list(u) for u in reduction.bypassed_active],
+        "form": reduction.form,
+        # the structured form: per layer, 0-based output channels deleted whole (every unit
+        # claimed stably inactive; the units are in removed_inactive too), and layers whose
+        # ReLU was dropped because every unit left is claimed stably active
+        "dead_channels": [list(c) for c in reduction.dead_channels],
+        "linear_layers": list(reduction.linear_layers),
+        **_written(original, reduction),
         "units_removed": before - after,
         "compression_pct": round(100.0 * (before - after) / max(before, 1), 3),
     }

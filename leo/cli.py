@@ -81,9 +81,10 @@ def analysis_options(f):  # noqa: ANN001, ANN201
                      help="Skip the ideal-formulation cuts on the LP relaxation before each MILP.")(f)
     f = click.option("--no-search", is_flag=True,
                      help="Skip the neighbourhood search for a crossing before each MILP.")(f)
-    f = click.option("--branch/--no-branch", default=False,
+    f = click.option("--branch/--no-branch", default=None,
                      help="Input-splitting branch and bound (leo/branch.py) on the open units before the MILPs; "
-                          "pays on networks with few inputs (ACAS Xu: 5).", show_default=True)(f)
+                          "pays on networks with few inputs (ACAS Xu: 5). Default: on for networks of at most "
+                          "16 inputs, off otherwise.")(f)
     f = click.option("--solver", type=click.Choice(["highs", "scip", "gurobi"]), default="highs", show_default=True,
                      help="MILP back-end: HiGHS, or SCIP / Gurobi where installed (pip install 'leo[scip]', "
                           "'leo[gurobi]'; gurobipy's pip licence solves small models only).")(f)
@@ -95,18 +96,15 @@ def analysis_options(f):  # noqa: ANN001, ANN201
 
 
 def _load(model: str, allow_pickle: bool = False):  # noqa: ANN202
-    from leo.api import resolve_path
     from leo.io.load import load_network
 
-    return load_network(resolve_path(model), allow_pickle=allow_pickle, shapes=_shape_hints())
+    return load_network(_model_path(model), allow_pickle=allow_pickle, shapes=_shape_hints())
 
 
 def _shape_hints() -> tuple[tuple[int, ...], ...]:
     """Input shapes the command's .npy bounds or --center suggest (a TorchScript archive
     records none, and a conv net does not run on a flat vector); unreadable files give
     none here and their one-line error later, where the box is built."""
-    from leo.api import _shape_candidates
-
     ctx = click.get_current_context(silent=True)
     params = ctx.params if ctx is not None else {}
     hints: list[tuple[int, ...]] = []
@@ -116,6 +114,8 @@ def _shape_hints() -> tuple[tuple[int, ...], ...]:
                 shape = np.load(spec, mmap_mode="r", allow_pickle=False).shape
             except (ValueError, OSError):
                 continue
+            from leo.api import _shape_candidates  # leo.api imports torch: only for a .npy bound
+
             hints += [s for s in _shape_candidates(np.empty(shape)) if s not in hints]
     return tuple(hints)
 
@@ -240,13 +240,17 @@ def _print_table(report, err: bool = False) -> None:  # noqa: ANN001
     from rich.table import Table
 
     table = Table(title=f"Stability on the box ({report.box.dim} inputs)")
-    for col in ("layer", "units", "stably active", "stably inactive", "unstable", "seconds", "decided by"):
+    for col in ("layer", "shape", "units", "stably active", "stably inactive", "unstable", "seconds", "decided by"):
         table.add_column(col, justify="right" if col != "decided by" else "left")
     for lr in report.layers:
         how = ", ".join(f"{k} {v}" for k, v in sorted(lr.methods().items()))
-        table.add_row(str(lr.layer), str(lr.width), str(len(lr.active)), str(len(lr.inactive)),
+        table.add_row(str(lr.layer), lr.shape_text, str(lr.width), str(len(lr.active)), str(len(lr.inactive)),
                       str(len(lr.unstable)), f"{lr.seconds:.2f}", how)
     Console(width=120, stderr=err).print(table)
+    for lr in report.layers:  # conv layers: their channels, folded to one line each
+        line = lr.channel_line()
+        if line:
+            click.echo(line, err=err)
     unproven = f" ({report.num_unproven} units not proven either way, kept)" if report.num_unproven else ""
     click.echo(f"{report.num_stable} stable units{unproven}; {report.lps} LPs, {report.milps} MILPs, "
                f"{report.nodes} nodes; {report.seconds:.2f} s", err=err)
@@ -266,10 +270,18 @@ def cli() -> None:
 
 def _inputs(model: str, *paths: str | None) -> tuple[str, ...]:
     """The files a command reads (the model, .npy bounds, VNN-LIB, data): never outputs."""
+    paths = (*paths, _ball_options()[0])
+    return (str(_model_path(model)),) + tuple(p for p in paths if p and p != "-" and Path(p).is_file())
+
+
+def _model_path(model: str) -> Path:
+    """The file of MODEL; ``builtin:NAME`` is looked up in leo.api, which imports the analysis
+    and torch (seconds at start-up), so only for a built-in name."""
+    if not model.startswith("builtin:"):
+        return Path(model)
     from leo.api import resolve_path
 
-    paths = (*paths, _ball_options()[0])
-    return (str(resolve_path(model)),) + tuple(p for p in paths if p and p != "-" and Path(p).is_file())
+    return resolve_path(model)
 
 
 def _threads_option(f):  # noqa: ANN001, ANN201
@@ -314,6 +326,7 @@ def verify(model: str, lower: str | None, upper: str | None, vnnlib: str | None,
         report = analyse(net, box, _options(kw), data=None if data is None else data[0], progress=progress)
     finally:
         progress.close()
+    report = report.with_shapes(net)  # each layer's shape and, for conv layers, its channels
     _print_table(report, err=json_path == "-")
     if json_path == "-":
         click.echo(json.dumps(report.to_json(), indent=1))
@@ -457,8 +470,9 @@ def _method_options(methods: list[str], kw: dict[str, Any]) -> dict[str, dict[st
               help="leo: inactive units deleted, active ones folded where their rows depend on others, fully "
                    "active layers merged (LEO 2020; a plain chain of layers); flat: every stable unit removed, "
                    "active ones bypassed through skip connections, only unstable units keep a ReLU (REDNet's "
-                   "form, for verifiers); structured (whole channels, Conv nodes kept) is not available yet. "
-                   "All are written as dense layers (MatMul/Add/Relu).")
+                   "form, for verifiers); structured: conv channels whose units are all stably inactive "
+                   "deleted whole, conv layers kept as convolutions (ONNX Conv nodes, nn.Conv2d), dense layers "
+                   "as leo. leo and flat are written as dense layers (MatMul/Add/Relu).")
 @_force_option
 @_approx_option_flags
 def compress(model: str, lower: str | None, upper: str | None, vnnlib: str | None, output: str,
@@ -474,8 +488,6 @@ def compress(model: str, lower: str | None, upper: str | None, vnnlib: str | Non
     from leo.io.files import plan_outputs
     from leo.io.save import certificate_path, check_output_path
 
-    if form == "structured":
-        _fail("--form structured (channel deletion, Conv nodes kept) is not available yet; use --form flat or leo")
     inputs = _inputs(model, lower, upper, vnnlib, kw["data"])
     methods = parse_methods(method)
     if form != "leo" and methods != ["exact"]:
@@ -501,7 +513,7 @@ def compress(model: str, lower: str | None, upper: str | None, vnnlib: str | Non
                               progress=progress, model_path=resolve_path(model), out_path=out, form=form)
     finally:
         progress.close()
-    _print_table(result.report)
+    _print_table(result.report.with_shapes(result.original))
     result.save(out, side, overwrite=force, float64=float64)  # the model first, then the certificate with its hash
     from leo.certificate import hidden_units
 
@@ -513,7 +525,11 @@ def compress(model: str, lower: str | None, upper: str | None, vnnlib: str | Non
         f"parameters {before['parameters']} -> {after['parameters']}; "
         f"max |f-g| on {result.check.points} sampled points {result.check.max_diff:.3g}"
     )
-    why = _kept_active_line(result.report, result.reduction)
+    if form == "structured":  # conv layers are never folded: the kept-active line is LEO's
+        from leo.structured import describe
+
+        click.echo(describe(result.reduction, result.original))
+    why = _kept_active_line(result.report, result.reduction) if form != "structured" else ""
     if why:
         click.echo(why)
     click.echo(f"wrote {out} and certificate {side}")
@@ -675,12 +691,21 @@ def export(model: str, lower: str | None, upper: str | None, vnnlib: str | None,
               help="Write the answer in the VNN-COMP results format: sat, unsat, unknown or timeout on line 1; "
                    "for sat the witness ( (X_i v) ... (Y_j v) ... ).")
 @click.option("--counterexample", default=None, help="Save the counterexample input as .npy (when sat).")
+@click.option("--center", default=None, expose_value=False, callback=_remember,
+              help="The input box as the L-inf ball of radius --eps around this input (.npy), clipped to "
+                   "--lower/--upper when given; only for a property file that bounds no input (X_i).")
+@click.option("--eps", type=float, default=None, expose_value=False, callback=_remember,
+              help="Radius of the L-inf ball around --center.")
+@click.option("--lower", default=None, help="With --center: the domain's lower bound to clip to; without it, "
+              "the box's lower bound (a number or a .npy vector); only for a file that bounds no input.")
+@click.option("--upper", default=None, help="Like --lower, the upper bound.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr (stdout carries the result).")
 @click.option("--allow-pickle", is_flag=True)
 @_force_option
 @_threads_option
 def property_command(model: str, spec: str, time_limit: float, compress_first: bool, results_path: str | None,
-                     counterexample: str | None, quiet: bool, allow_pickle: bool, force: bool) -> None:
+                     counterexample: str | None, lower: str | None, upper: str | None, quiet: bool,
+                     allow_pickle: bool, force: bool) -> None:
     """Exact verification of a VNN-LIB property; the file describes the UNSAFE outputs.
 
     \b
@@ -690,19 +715,23 @@ def property_command(model: str, spec: str, time_limit: float, compress_first: b
                the original network's forward pass confirms        exit 1
       unknown  not decided: a solve stopped without a proof        exit 3
       timeout  not decided: the time limit ran out                 exit 3
+    The input box comes from the file's bounds on X_i, or, for a file that constrains only
+    the outputs, from --center X.npy --eps E (clipped to --lower/--upper when given) or
+    --lower/--upper; giving both, or neither, is bad input.
     Bad input (a file, an option): one line on stderr, exit 2.
     """
     from leo.io.files import plan_outputs
     from leo.property import ProgressLines, check_property, describe, save_outputs
-    from leo.vnnlib import read_vnnlib
+    from leo.vnnlib import read_query
 
     if counterexample and not counterexample.endswith(".npy"):
         _fail(f"--counterexample {counterexample} must end in .npy")
     outputs = [p for p in (results_path, counterexample) if p]
     if outputs:
-        plan_outputs(outputs, _inputs(model, spec), force)
+        plan_outputs(outputs, _inputs(model, spec, lower, upper), force)
     net = _load(model, allow_pickle)
-    box, prop = read_vnnlib(Path(spec), net.input_dim)
+    file_box, prop = read_query(Path(spec), net.input_dim)
+    box = _property_box(net, spec, file_box, lower, upper)
     if prop is None:
         _fail(f"{spec} constrains no output (no Y_ variables): nothing to verify")
     with ProgressLines(quiet) as progress:
@@ -713,6 +742,23 @@ def property_command(model: str, spec: str, time_limit: float, compress_first: b
         click.echo(line)
     if result.answer.exit_code:
         sys.exit(int(result.answer.exit_code))
+
+
+def _property_box(network, spec: str, file_box, lower: str | None, upper: str | None):  # noqa: ANN001, ANN202
+    """The box of ``leo property``: the file's, or the options' when the file bounds no input."""
+    center, eps = _ball_options()
+    given = [name for name, v in (("--center", center), ("--eps", eps), ("--lower", lower), ("--upper", upper))
+             if v is not None]
+    if file_box is not None:
+        if given:
+            _fail(f"{spec} bounds the inputs already; leave out {'/'.join(given)} (or remove the X_i bounds from it)")
+        return file_box
+    if not given:
+        _fail(f"{spec} bounds no input (X_i): give the box with --center X.npy --eps E (optionally clipped "
+              "to --lower/--upper) or with --lower and --upper")
+    if center is None and eps is None and (lower is None or upper is None):
+        _fail("give --lower and --upper together (or --center and --eps)")
+    return _box(network, lower, upper, None)
 
 
 @cli.command()
@@ -734,12 +780,30 @@ def audit(certificate: str, original: str | None, compressed: str | None, time_l
         sys.exit(int(result.code))
 
 
+class _LazyCommand(click.Command):
+    """A command whose module is imported only when it runs or shows its own help: ``leo train``
+    needs torch, whose import costs 4-14 s that no other command should pay at start-up."""
+
+    def __init__(self, name: str, target: str, short_help: str) -> None:
+        super().__init__(name, short_help=short_help)
+        self.target = target  # "module:attribute"
+
+    def real(self) -> click.Command:
+        module, attr = self.target.split(":")
+        try:
+            command = getattr(__import__(module, fromlist=[attr]), attr)
+        except ImportError as exc:
+            raise click.ClickException(f"'leo {self.name}' needs {exc.name or 'a missing package'}: {exc}") from exc
+        return command
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        return self.real().make_context(info_name, args, parent=parent, **extra)
+
+
 def _register_optional() -> None:
-    try:
-        from leo.train import train_command
-    except ImportError:
-        return
-    cli.add_command(train_command, name="train")
+    cli.add_command(_LazyCommand("train", "leo.train:train_command",
+                                 "Train an MNIST MLP with an l1 penalty (and the RS loss); needs torch."), name="train")
 
 
 _register_optional()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from leo.bounds import LayerBounds
+from leo.bounds import LayerBounds, sparse_view
 from leo.domain import Box
 from leo.network import Network
 from leo.verdicts import Verdict
@@ -98,7 +98,11 @@ def _z_rows(b: ProblemBuilder, layer_index: int, width: int, weights: dict, bias
     for s, w in weights.items():
         src = outputs[s]
         keep = src >= 0
-        wk = sp.coo_matrix(w[:, keep])  # dense or scipy.sparse weights alike
+        view = sparse_view(w) if isinstance(w, np.ndarray) else None
+        if view is None:  # dense or scipy.sparse weights alike
+            wk = sp.coo_matrix(w[:, keep])
+        else:  # a lowered conv: its cached CSR view, so no step looks at its zeros
+            wk = (view if keep.all() else view[:, keep]).tocoo()
         c = src[keep][wk.col]
         tiny = np.abs(wk.data) < DROP_TOL
         # a dropped term w * h lies between w * lo(h) and w * hi(h): widen the row by that range
@@ -174,16 +178,16 @@ def _encode_relu(b: ProblemBuilder, k: int, zc: np.ndarray, z_rows: np.ndarray, 
     out = np.full(zc.size, -1)
     h_cols = np.full(zc.size, -1)
     d_cols = np.full(zc.size, -1)
-    for j, state in enumerate(states):
-        l, u = float(lb.lower[j]), float(lb.upper[j])
-        if state == Verdict.INACTIVE or u <= 0:
-            continue
-        if state == Verdict.ACTIVE or l >= 0:
-            out[j] = zc[j]
-            continue
-        h, d = b.add_relu(int(zc[j]), l, u, int(z_rows[j]), (f"{prefix}h{k + 1}_{j}", f"{prefix}d{k + 1}_{j}"))
-        out[j] = h_cols[j] = h
-        d_cols[j] = d
+    st = np.array([str(s) for s in states])
+    l, u = np.asarray(lb.lower, dtype=float), np.asarray(lb.upper, dtype=float)
+    inactive = (st == str(Verdict.INACTIVE)) | (u <= 0)
+    active = ~inactive & ((st == str(Verdict.ACTIVE)) | (l >= 0))
+    out[active] = zc[active]
+    unstable = np.flatnonzero(~inactive & ~active)  # one big-M block each, in unit order
+    names = [(f"{prefix}h{k + 1}_{j}", f"{prefix}d{k + 1}_{j}") for j in unstable]
+    h, d = b.add_relus(zc[unstable], l[unstable], u[unstable], z_rows[unstable], names)
+    out[unstable] = h_cols[unstable] = h
+    d_cols[unstable] = d
     return out, h_cols, d_cols
 
 

@@ -93,6 +93,10 @@ def readable(v: np.ndarray, precision: int = 6, threshold: int = 12) -> str:
 
 #: Largest |z_g - z_f| (relative to the unit's scale) for two units to count as the same.
 MATCH_TOL = 1e-9
+#: ... or at most this share of the check's tolerance: a float32 copy of a float64 model
+#: differs from it by roundings of ~1e-7 of a unit's scale, and every proven |z_g - z_f| is
+#: carried to the outputs and taken off the tolerance (``compare_exact``), so it stays sound.
+SHARE_FRACTION = 1e-2
 
 
 def _candidates(zf: list[np.ndarray], zg: np.ndarray) -> list[tuple[int, int, int]]:
@@ -156,26 +160,40 @@ class _Joint:
         return cost, float(fl.bias[i] - gl.bias[i])
 
 
+def _interval_difference(cost: np.ndarray, const: float, lower: np.ndarray, upper: np.ndarray) -> float:
+    """A proven bound on |cost @ v + const| over the box of the model's column bounds (every
+    feasible point, the networks' own values included, lies in it), widened by the rounding
+    of the sums. Cheap, and tight when the weights differ only by roundings."""
+    keep = cost != 0
+    c, lo, hi = cost[keep], lower[keep], upper[keep]
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        return math.inf
+    top, bottom = np.maximum(c * lo, c * hi), np.minimum(c * lo, c * hi)
+    rounding = (c.size + 2) * np.finfo(float).eps * (float(np.abs(top).sum() + np.abs(bottom).sum()) + abs(const))
+    return max(abs(float(top.sum()) + const), abs(float(bottom.sum()) + const)) + rounding
+
+
 def _share_layer(f: Network, g: Network, joint: _Joint, m: int, pairs: list[tuple[int, int, int]],
-                 scale: np.ndarray, time_limit: float) -> dict[int, tuple[int, float]]:
+                 scale: np.ndarray, time_limit: float, tolerance: float) -> dict[int, tuple[int, float]]:
     """g units of layer ``m`` proven equal to f units: {v: (f's output column, proven |z_g - z_f|)}."""
     model: Model | None = None
     found: dict[int, tuple[int, float]] = {}
+    problem = joint.formulation
     for v, k, u in pairs:
         if g.layers[m].relu != f.layers[k].relu:
             continue
         cost, const = joint.difference(m, v, k, u)
-        if cost.any():  # bound the difference by LP over the joint relaxation
+        limit = max(MATCH_TOL * (1.0 + scale[v]), SHARE_FRACTION * tolerance)
+        eps = _interval_difference(cost, const, problem.col_lower, problem.col_upper)
+        if eps > limit and cost.any():  # too loose: bound the difference by LP over the joint relaxation
             model = model or new_model(joint.formulation, relax=True)
             low = model.minimise(cost, None, time_limit)
             high = model.minimise(-cost, None, time_limit)
             if low.status is not SolveStatus.OPTIMAL or high.status is not SolveStatus.OPTIMAL:
                 continue
-            eps = max(abs(low.bound + const), abs(-high.bound + const))
-        else:
-            eps = abs(const)
+            eps = min(eps, max(abs(low.bound + const), abs(-high.bound + const)))
         col = int(joint.f_out[k + 1][u])
-        if np.isfinite(eps) and eps <= MATCH_TOL * (1.0 + scale[v]) and col >= -1:
+        if np.isfinite(eps) and eps <= limit and col >= -1:
             found[v] = (col, eps)
     return found
 
@@ -213,14 +231,33 @@ def compare_exact(f: Network, g: Network, box: Box, tolerance: float = 1e-4,
                 say(f"matching layer {m + 1} of g to f")
                 joint = _Joint(f, fb, fs, g, gb, gs, box, shared, m, False)
                 scale = np.abs(zg[m]).max(axis=0)
-                for v, (col, eps) in _share_layer(f, g, joint, m, pairs, scale, time_limit).items():
+                for v, (col, eps) in _share_layer(f, g, joint, m, pairs, scale, time_limit, tolerance).items():
                     share[v] = col
                     err[v] = eps + err_z[v]
             shared[m] = share
         err_out.append(err)
     joint = _Joint(f, fb, fs, g, gb, gs, box, shared, len(g.layers) - 1, True)
     slack = float(err_out[-1].max()) if err_out[-1].size else 0.0
-    return _maximise_difference(joint, tolerance, time_limit, tolerance - slack, slack, say)
+    if slack >= tolerance:
+        return CheckResult(Verdict.UNDECIDED, 0.0, 0, reason=f"the proven errors of the units matched between "
+                           f"the networks add up to {slack:.3g} at the outputs, not below the tolerance")
+    target = _lower(tolerance - slack, tolerance, slack)  # so that target + slack <= tolerance, in reals
+    return _maximise_difference(joint, tolerance, time_limit, target, slack, say)
+
+
+def _ulps(value: float, terms: tuple[float, ...]) -> float:
+    return 4 * float(np.spacing(max(abs(t) for t in (value, *terms))))
+
+
+def _upper(value: float, *terms: float) -> float:
+    """``value``, computed in floats from ``terms``, raised by a few ulps of the largest of
+    them, so that an upper bound stays one after the rounding of that computation."""
+    return float(value + _ulps(value, terms))
+
+
+def _lower(value: float, *terms: float) -> float:
+    """``value`` lowered likewise: a number at most the exact result."""
+    return float(value - _ulps(value, terms))
 
 
 @dataclass(frozen=True)
@@ -254,12 +291,15 @@ def _solve_side(joint: _Joint, model: Model, i: int, sign: float, target: float,
     def on_point(v: np.ndarray) -> None:
         confirm(v[joint.x_cols])
 
+    # "is min cost >= threshold?" answers "is sign * (f_i - g_i) <= target?": the threshold is
+    # raised by the rounding of -target - const, so that a yes implies sign * (f_i - g_i) <= target
+    threshold = _upper(-target - const, target, const)
     if not cost.any():  # the difference is a constant: nothing to solve
         confirm((joint.box.lower + joint.box.upper) / 2)
         res = SolveResult(SolveStatus.OPTIMAL, 0.0, 0.0, None, 0.0)
     else:
         t0 = time.perf_counter()
-        res = model.minimise(cost, threshold=-target - const, time_limit=time_limit, on_point=on_point)
+        res = model.minimise(cost, threshold=threshold, time_limit=time_limit, on_point=on_point)
         if res.point is not None:
             confirm(res.point)
         if res.status is SolveStatus.INTERRUPTED and best[0] <= tolerance:
@@ -270,11 +310,13 @@ def _solve_side(joint: _Joint, model: Model, i: int, sign: float, target: float,
                     confirm(res.point)
             else:
                 res = SolveResult(SolveStatus.TIME_LIMIT, res.bound, res.incumbent, res.point, res.seconds)
-    bound = -(res.bound + const) if math.isfinite(res.bound) else math.inf
+    bound = _upper(-(res.bound + const), res.bound, const) if math.isfinite(res.bound) else math.inf
     if best[0] > tolerance:
         return _Side(bound, False, best[1], best[0])
-    if res.status is SolveStatus.OPTIMAL and bound <= target:
-        return _Side(bound, True, diff=best[0])
+    # Decided in the solver's own terms: a bound at the cutoff is a proof that the difference is
+    # <= target, though the round trip -(threshold + const) may land a rounding above target.
+    if res.status is SolveStatus.OPTIMAL and res.bound >= threshold:
+        return _Side(min(bound, target), True, diff=best[0])
     side = f"output {i}, {'f-g' if sign > 0 else 'g-f'}"
     if res.status is SolveStatus.TIME_LIMIT:
         why = f"a solve hit the time limit ({side})"
@@ -307,4 +349,5 @@ def _maximise_difference(joint: _Joint, tolerance: float, time_limit: float, tar
                 reason = side.reason
     if reason:
         return CheckResult(Verdict.UNDECIDED, seen, 0, reason=reason)
-    return CheckResult(Verdict.PROVEN, seen, 0, proven_bound=max(worst, 0.0) + slack)
+    # every side's bound is <= target, and target + slack <= tolerance (compare_exact)
+    return CheckResult(Verdict.PROVEN, seen, 0, proven_bound=min(_upper(max(worst, 0.0) + slack, slack), tolerance))

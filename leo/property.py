@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,10 +30,12 @@ from leo.errors import LeoInputError
 from leo.exitcodes import ExitCode
 from leo.network import Network
 from leo.report import StabilityReport
-from leo.stability import Progress, StabilityOptions, analyse, bounds_and_states
 from leo.encoding import Encoding, build_prefix
 from solvers.highs_backend import solve_feasibility
 from solvers.problem import Problem, ProblemBuilder
+
+if TYPE_CHECKING:  # leo.stability (and its witnesses, branch and bound) import torch: only when a step needs it
+    from leo.stability import Progress
 
 #: A counterexample must put the outputs in the unsafe set up to this much.
 CHECK_TOL = 1e-6
@@ -188,10 +190,33 @@ def _check_sizes(network: Network, box: Box, prop: OutputProperty) -> None:
 def _analyse(network: Network, box: Box, deadline: float, seed: int, say: Say, label: str) -> StabilityReport:
     """Stability analysis within ANALYSIS_SHARE of the time left (units it cannot decide
     in time stay unstable, which costs the MILP binaries, never soundness)."""
+    from leo.stability import StabilityOptions, analyse
+
     budget = max(ANALYSIS_SHARE * (deadline - time.perf_counter()), 1e-3)
     say(f"{label} (up to {budget:.1f} s)")
     options = StabilityOptions(time_limit=budget, seed=seed, time_budget=budget)
     return analyse(network, box, options, progress=_AnalysisProgress(say, label))
+
+
+#: Of the time left after the analysis, the re-analysis of the compressed network gets this share.
+RECHECK_SHARE = 0.05
+
+
+def _compressed(network: Network, box: Box, report: StabilityReport, deadline: float, seed: int,
+                say: Say) -> tuple[Network, StabilityReport, tuple[int, int]]:
+    """The network made smaller losslessly by ``report`` (the one analysis the MILPs would use
+    anyway, so compressing first costs only the reduction and a short re-analysis for the
+    smaller network's bounds: never a second full analysis), with that re-analysis."""
+    from leo.reduce import reduce
+    from leo.stability import StabilityOptions, analyse
+
+    small = reduce(network, report).network
+    sizes = (sum(network.hidden), sum(small.hidden))
+    say(f"compressed: hidden units {sizes[0]} -> {sizes[1]}")
+    budget = max(RECHECK_SHARE * (deadline - time.perf_counter()), 1e-3)
+    options = StabilityOptions(time_limit=budget, seed=seed, time_budget=budget)
+    return small, analyse(small, box, options, progress=_AnalysisProgress(say, "bounds of the compressed network")), \
+        sizes
 
 
 #: A projected-gradient search for a counterexample gets this share of the time limit.
@@ -199,46 +224,53 @@ ATTACK_SHARE = 0.1
 ATTACK_STARTS, ATTACK_STEPS = 16, 100
 
 
+def _excess_and_gradient(network: Network, x: np.ndarray, a: np.ndarray,
+                         c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``x``: the disjunct's excess ``max_r (a_r . y - c_r)`` and its gradient in
+    ``x`` (a subgradient: ReLU'(0) = 0), by a forward pass and back-propagation in numpy,
+    so that a counterexample search needs no torch."""
+    outs, zs = [x], []
+    for layer in network.layers:
+        z = layer.bias + sum(outs[s] @ w.T for s, w in layer.weights.items())
+        zs.append(z)
+        outs.append(np.maximum(z, 0.0) if layer.relu else z)
+    rows = outs[-1] @ a.T - c
+    worst = rows.argmax(axis=1)
+    grads = [np.zeros_like(o) for o in outs]
+    grads[-1] = a[worst]
+    for k in range(len(network.layers), 0, -1):
+        layer = network.layers[k - 1]
+        g = grads[k] * (zs[k - 1] > 0) if layer.relu else grads[k]
+        for s, w in layer.weights.items():
+            grads[s] += g @ w
+    return rows[np.arange(len(x)), worst], grads[0]
+
+
 def _attack(network: Network, box: Box, prop: OutputProperty, seconds: float, seed: int) -> np.ndarray:
     """Candidate counterexamples from projected signed-gradient descent (PGD) on each
     disjunct's excess (max over its rows of a . y - c), from random box points; one
     candidate per disjunct tried. Only candidates: the caller confirms them by the forward pass."""
-    import torch
-
-    from leo.threads import using_threads
-
     deadline = time.perf_counter() + seconds
     rng = np.random.default_rng(seed + 1)
-    lo, hi = torch.tensor(box.lower), torch.tensor(box.upper)
-    params = [({s: torch.tensor(w) for s, w in ly.weights.items()}, torch.tensor(ly.bias), ly.relu)
-              for ly in network.layers]
+    lo, hi = box.lower, box.upper
     found: list[np.ndarray] = []
-    with using_threads(1):
-        for i in range(len(prop.disjuncts)):
-            a, c = (torch.tensor(t) for t in prop.rows(i))
-            if not len(c):
-                continue
-            x = torch.tensor(box.sample(ATTACK_STARTS, rng))
-            best, best_val = x.clone(), torch.full((ATTACK_STARTS,), np.inf, dtype=torch.float64)
-            for step in range(ATTACK_STEPS):
-                if time.perf_counter() >= deadline:
-                    return np.array(found).reshape(-1, box.dim)
-                x = x.detach().requires_grad_(True)
-                outs = [x]
-                for weights, bias, relu in params:
-                    z = bias + sum(outs[s] @ w.T for s, w in weights.items())
-                    outs.append(torch.relu(z) if relu else z)
-                excess = (outs[-1] @ a.T - c).max(dim=1).values
-                with torch.no_grad():
-                    better = excess < best_val
-                    best[better], best_val[better] = x[better], excess[better]
-                    if bool((best_val < 0).any()):
-                        break
-                (grad,) = torch.autograd.grad(excess.sum(), x)
-                with torch.no_grad():
-                    rate = 0.1 * 0.5 ** (4 * step // ATTACK_STEPS)  # 0.1 of the box, halved each quarter
-                    x = torch.minimum(torch.maximum(x - rate * (hi - lo) * grad.sign(), lo), hi)
-            found.append(best[int(best_val.argmin())].numpy())
+    for i in range(len(prop.disjuncts)):
+        a, c = prop.rows(i)
+        if not len(c):
+            continue
+        x = box.sample(ATTACK_STARTS, rng)
+        best, best_val = x.copy(), np.full(ATTACK_STARTS, np.inf)
+        for step in range(ATTACK_STEPS):
+            if time.perf_counter() >= deadline:
+                return np.array(found).reshape(-1, box.dim)
+            excess, grad = _excess_and_gradient(network, x, a, c)
+            better = excess < best_val
+            best[better], best_val[better] = x[better], excess[better]
+            if bool((best_val < 0).any()):
+                break
+            rate = 0.1 * 0.5 ** (4 * step // ATTACK_STEPS)  # 0.1 of the box, halved each quarter
+            x = np.minimum(np.maximum(x - rate * (hi - lo) * np.sign(grad), lo), hi)
+        found.append(best[int(best_val.argmin())].copy())
     return np.array(found).reshape(-1, box.dim)
 
 
@@ -355,16 +387,12 @@ def check_property(network: Network, box: Box, prop: OutputProperty, time_limit:
             return done(Answer.UNSAT, "branch and bound")
         proven = bab.proven
     sizes = None
-    if compress_first:
-        from leo.reduce import reduce
-
-        full = report or _analyse(network, box, deadline, seed, say, "stability analysis to compress")
-        small = reduce(network, full).network
-        sizes = (sum(network.hidden), sum(small.hidden))
-        say(f"compressed: hidden units {sizes[0]} -> {sizes[1]}")
-        network, report = small, None
     if report is None:
         report = _analyse(network, box, deadline, seed, say, "stability analysis")
+    if compress_first:
+        network, report, sizes = _compressed(network, box, report, deadline, seed, say)
+    from leo.stability import bounds_and_states
+
     bounds, states = bounds_and_states(network, box, report)
     base = build_prefix(network, box, bounds, states, upto=len(network.layers) - 1)
     n = len(prop.disjuncts)

@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
 
 from leo.network import Layer, Network
 from leo.report import ACTIVE, INACTIVE, StabilityReport
@@ -64,6 +63,16 @@ class Reduction:
     kept: tuple[tuple[int, ...], ...] = field(default=())
     folds: tuple[Fold, ...] = field(default=())
     bypassed_active: tuple[tuple[int, ...], ...] = field(default=())  # per original layer
+    #: Per original layer (index k-1 for 1-based layer k): the 0-based output channels of
+    #: that conv layer deleted whole by ``--form structured``. Every unit of each such
+    #: channel is proven stably inactive on the box (so it is zero there); the channel's
+    #: units are listed in ``removed_inactive`` too, and the layers reading it lost that
+    #: input channel. Empty for dense layers and for the other forms.
+    dead_channels: tuple[tuple[int, ...], ...] = field(default=())
+    #: Original 1-based layers whose ReLU was dropped, every unit left being stably
+    #: active (structured form: kept as a linear layer when merging would not be smaller).
+    linear_layers: tuple[int, ...] = field(default=())
+    form: str = "leo"  # leo.api.FORMS: how the reduction was made
 
 
 def _readers(layers: list[_Layer], source: int) -> list[_Layer]:
@@ -89,6 +98,8 @@ def _fold_dependent(layers: list[_Layer], k: int, layer_id: int) -> Fold | None:
         return None
     rows = np.hstack([ly.weights[s][active] for s in sorted(ly.weights)])  # (|A|, n_in)
     scale = max(float(np.abs(rows).max()), 1e-300)
+    import scipy.linalg  # here, not at the top: `import leo` (every command's start-up) pays for it otherwise
+
     _, r, piv = scipy.linalg.qr(rows.T, mode="economic", pivoting=True)
     diag = np.abs(np.diag(r))
     rank = int((diag > RANK_TOL * scale * max(rows.shape)).sum())
@@ -206,4 +217,5 @@ def reduce(network: Network, report: StabilityReport, bypass_active: bool = Fals
         kept=tuple(tuple(ly.origin) for ly in layers),
         folds=tuple(folds),
         bypassed_active=tuple(tuple(sorted(bypassed[i])) for i in range(1, n_orig + 1)),
+        form="flat" if bypass_active else "leo",
     )

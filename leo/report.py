@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from leo.bounds import LayerBounds
 from leo.domain import Box
 from leo.verdicts import Method, Verdict
+
+if TYPE_CHECKING:
+    from leo.network import Network
 
 #: The verdicts by their old names (they compare equal to the strings "active", ...).
 ACTIVE, INACTIVE, UNSTABLE = Verdict.ACTIVE, Verdict.INACTIVE, Verdict.UNSTABLE
@@ -51,6 +54,9 @@ class LayerReport:
     lps: int = 0  # LP solves HiGHS ran for this layer (cut loops, --lp-bounds, region walks)
     milps: int = 0  # MILP solves (per unit, neighbourhood searches, network-wide re-solves)
     nodes: int = 0  # branch-and-bound nodes of those MILPs
+    #: per-sample shape of the layer's output, e.g. (C, H, W) for a conv layer (unit j is
+    #: the flat row-major index); None when not known (a flat layer's is (width,))
+    shape: tuple[int, ...] | None = None
 
     @property
     def solves(self) -> int:
@@ -80,6 +86,38 @@ class LayerReport:
     def states(self) -> list[Verdict]:
         return [Verdict(p.verdict) for p in self.proofs]
 
+    @property
+    def shape_text(self) -> str:
+        """The shape as people write it: "8x14x14" for a conv layer, "64" for a dense one."""
+        return "x".join(str(d) for d in (self.shape or (self.width,)))
+
+    def channels(self) -> list[dict[str, int]] | None:
+        """Per channel of a (C, ...)-shaped layer, how many of its units are stably active,
+        stably inactive and unstable, and of the unstable how many are ``open`` (not proven
+        either way: no witness pair); None for a flat layer."""
+        if self.shape is None or len(self.shape) < 2:
+            return None
+        per = self.width // self.shape[0]
+        out = []
+        for c in range(self.shape[0]):
+            mine = self.proofs[c * per:(c + 1) * per]
+            counts = {str(v): sum(p.verdict == v for p in mine) for v in (ACTIVE, INACTIVE, UNSTABLE)}
+            counts["open"] = sum(p.verdict == UNSTABLE and p.witness is None for p in mine)
+            out.append({"channel": c, "units": per, **counts})
+        return out
+
+    def channel_line(self) -> str | None:
+        """The channels folded into one line (None for a flat layer): the dead ones (every
+        unit stably inactive: the channel is zero on the whole box) and the all-active ones."""
+        channels = self.channels()
+        if channels is None:
+            return None
+        dead = [c["channel"] for c in channels if c["inactive"] == c["units"]]
+        active = [c["channel"] for c in channels if c["active"] == c["units"]]
+        mixed = len(channels) - len(dead) - len(active)
+        return (f"layer {self.layer} ({self.shape_text}), {len(channels)} channels: dead channels: "
+                f"{_runs(dead)}; all-active channels: {_runs(active)}; {mixed} mixed")
+
     def methods(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for p in self.proofs:
@@ -87,9 +125,10 @@ class LayerReport:
         return counts
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "layer": self.layer,
             "units": self.width,
+            "shape": list(self.shape or (self.width,)),
             "active": self.active,
             "inactive": self.inactive,
             "unstable": self.unstable,
@@ -101,6 +140,21 @@ class LayerReport:
             "methods": self.methods(),
             "proofs": [p.to_json() for p in self.proofs],
         }
+        channels = self.channels()
+        if channels is not None:
+            out["channels"] = channels
+        return out
+
+
+def _runs(indices: list[int]) -> str:
+    """Sorted indices with consecutive runs folded: [0, 1, 2, 5] -> "0-2, 5"; "none" if empty."""
+    parts: list[str] = []
+    for i in indices:
+        if parts and parts[-1].split("-")[-1] == str(i - 1):
+            parts[-1] = f"{parts[-1].split('-')[0]}-{i}"
+        else:
+            parts.append(str(i))
+    return ", ".join(parts) or "none"
 
 
 @dataclass(frozen=True)
@@ -143,6 +197,14 @@ class StabilityReport:
         """Units called unstable without a witness pair: not proven either way (a time-out,
         the budget, or a bound within the margin). They are kept, so compression stays exact."""
         return sum(1 for r in self.layers for p in r.proofs if p.verdict == UNSTABLE and p.witness is None)
+
+    def with_shapes(self, network: Network) -> StabilityReport:
+        """A copy whose layers know their shapes, read from the analysed ``network`` (layer
+        ``k`` of the report is ``network.layers[k - 1]``), so the report can group units by
+        channel; a layer whose shape is already set keeps it."""
+        layers = tuple(lr if lr.shape is not None else replace(lr, shape=network.layers[lr.layer - 1].shape)
+                       for lr in self.layers)
+        return replace(self, layers=layers)
 
     def layer(self, index: int) -> LayerReport | None:
         """The report for network layer ``index`` (1-based), if it is a ReLU layer."""

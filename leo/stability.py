@@ -124,8 +124,9 @@ class _Layer:
         fn(Progress(self.k + 1, min(sum(how.values()), self.width), self.width, how,
                     time.perf_counter() - self.started, self.phase, eta))
 
-    def finish(self) -> LayerReport:
-        """The layer's report; MILP-proven signs tighten the bounds used downstream."""
+    def finish(self, shape: tuple[int, ...] | None = None) -> LayerReport:
+        """The layer's report (``shape``: the layer's per-sample shape, for per-channel
+        summaries); MILP-proven signs tighten the bounds used downstream."""
         proofs = tuple(p for p in self.proofs if p is not None)
         if len(proofs) != self.width:
             raise RuntimeError(f"layer {self.k + 1}: {self.width - len(proofs)} units left undecided")
@@ -136,7 +137,8 @@ class _Layer:
             elif p.verdict == Verdict.INACTIVE and lb.upper[j] > 0:
                 lb = lb.with_unit(j, None, 0.0, p.method)
         c = self.counts
-        return LayerReport(self.k + 1, proofs, lb, time.perf_counter() - self.started, c.lps, c.milps, c.nodes)
+        return LayerReport(self.k + 1, proofs, lb, time.perf_counter() - self.started, c.lps, c.milps, c.nodes,
+                           shape)
 
 
 class _Run:
@@ -262,33 +264,27 @@ class _Run:
         return solved
 
     def branch_phase(self, work: _Layer) -> None:
-        """Input-splitting branch and bound (``leo.branch``) on ``work``'s open units, one
-        question per unit (the sign no witness has shown), before the MILPs: a unit is
-        stable only when every leaf's sound bound clears the margin; a point the search
-        finds becomes a witness only by the network's forward pass. Takes BRANCH_SHARE of
-        the layer's time, an equal share of what is left per unit; what it leaves open
-        goes to the MILP as before."""
+        """Input-splitting branch and bound (``leo.branch.search_each``) on ``work``'s open
+        units, before the MILPs: one split tree for the whole layer, one question per unit
+        (the sign no witness has shown). A unit is stable only when every leaf's sound bound
+        clears the margin; a point the search finds (in-leaf attack) becomes a witness only
+        by the network's forward pass. Takes BRANCH_SHARE of the layer's time (without a
+        budget BRANCH_UNIT_SECONDS per open unit); what it leaves open goes to the MILP."""
         units = work.open_units()
         if not (units.size and self.options.branches(self.network.input_dim)) or self.expired():
             return
         work.progress(self.progress, BRANCH)
         layer_end = self.layer_deadline(work.k)
-        phase_end = None if layer_end is None else time.time() + BRANCH_SHARE * self.seconds_left(layer_end)
+        seconds = min(self.options.time_limit, BRANCH_UNIT_SECONDS) * units.size if layer_end is None \
+            else BRANCH_SHARE * self.seconds_left(layer_end)
+        if seconds <= 0:
+            return
         sub = branch.unit_network(self.network, work.k + 1)
-        directions = self.directions(work.k, units)
-        points: list[np.ndarray] = []
-        for i, (j, d) in enumerate(zip(units, directions)):
-            seconds = min(self.options.time_limit, BRANCH_UNIT_SECONDS if phase_end is None
-                          else self.seconds_left(phase_end) / (units.size - i))
-            if seconds <= 0:
-                break
-            found = _branch_unit(sub, self.box, int(j), float(d), self.options.margin, seconds)
-            if isinstance(found, np.ndarray):
-                points.append(found)
-            elif found is not None:
-                work.settle({int(j): found})
-        if points:
-            self.witnesses.add(np.vstack(points))
+        proofs, points = _branch_units(sub, self.box, units, self.directions(work.k, units), self.options.margin,
+                                       seconds)
+        work.settle(proofs)
+        if len(points):
+            self.witnesses.add(points)
             work.mark_witnessed(self.witnesses)
 
     def push(self, report: LayerReport) -> None:
@@ -346,28 +342,26 @@ class _Run:
         return on_result
 
 
-def _branch_unit(sub: Network, box: Box, unit: int, direction: float, margin: float,
-                 seconds: float) -> UnitProof | np.ndarray | None:
-    """One unit's question to ``leo.branch.search`` on ``sub`` (the prefix whose outputs are
-    the layer's pre-activations): is ``direction * z >= margin`` on the whole box? A proof
-    (bound ``direction * margin``), a box point where the forward pass shows ``direction * z
-    < 0``, or None (timed out or undecided: proves nothing)."""
-    e = np.zeros((1, sub.output_dim))
-    e[0, unit] = direction
-    goal = branch.Goal.of([(e, np.array([-margin]))])  # unsafe: direction * z - margin <= 0
+def _branch_units(sub: Network, box: Box, units: np.ndarray, directions: np.ndarray, margin: float,
+                  seconds: float) -> tuple[dict[int, UnitProof], np.ndarray]:
+    """The questions "is ``direction * z_j >= margin`` on the whole box?" for ``units`` of
+    ``sub`` (the prefix whose outputs are the layer's pre-activations), one disjunct each, to
+    ``leo.branch.search_each``: proofs (bound ``direction * margin``) of the units excluded on
+    every leaf, and the box points where the forward pass shows ``direction * z_j < 0``.
+    Units in neither stay open (a time-out proves nothing)."""
+    goal = branch.Goal.of([(d * np.eye(sub.output_dim)[[j]], np.array([-margin]))  # unsafe: d * z - margin <= 0
+                           for j, d in zip(units, directions)])
 
-    def other_sign(x: np.ndarray) -> int | None:
-        inside = bool(box.contains(x)[0]) and direction * float(sub(x[None, :])[0, unit]) < 0
-        return 0 if inside else None
+    def other_sign(x: np.ndarray, i: int) -> bool:
+        return bool(box.contains(x)[0]) and float(directions[i] * sub(x[None, :])[0, units[i]]) < 0
 
     t0 = time.perf_counter()
-    res = branch.search(sub, box, goal, t0 + seconds, confirm=other_sign)
-    if res.status is branch.Status.PROVEN:
-        verdict = Verdict.ACTIVE if direction > 0 else Verdict.INACTIVE
-        return UnitProof(verdict, Method.BRANCH, direction * margin, seconds=time.perf_counter() - t0)
-    if res.status is branch.Status.COUNTEREXAMPLE and res.x is not None:
-        return res.x
-    return None
+    res = branch.search_each(sub, box, goal, t0 + seconds, confirm=other_sign)
+    took = time.perf_counter() - t0
+    proofs = {int(units[i]): UnitProof(Verdict.ACTIVE if directions[i] > 0 else Verdict.INACTIVE, Method.BRANCH,
+                                       float(directions[i] * margin), seconds=took) for i in sorted(res.proven)}
+    points = np.vstack(list(res.found.values())) if res.found else np.zeros((0, box.dim))
+    return proofs, points
 
 
 def _mark_budget(work: _Layer) -> None:
@@ -393,7 +387,7 @@ def _per_unit(run: _Run) -> list[LayerReport]:
         elif work.open_units().size:
             run.solve_open_units(work)
         work.progress(run.progress, DONE)
-        report = work.finish()
+        report = work.finish(run.network.layers[k].shape)
         run.push(report)
         reports.append(report)
     return reports
@@ -425,7 +419,7 @@ def _network_wide(run: _Run) -> list[LayerReport]:
             run.solve_open_units(work)
             run.states[k] = work.states()  # later layers see the new proofs
             work.progress(run.progress, DONE)
-    return [works[k].finish() for k in relu_layers]
+    return [works[k].finish(run.network.layers[k].shape) for k in relu_layers]
 
 
 def _solve_network(run: _Run, works: dict[int, _Layer], candidates: list[tuple[int, int]], last: int) -> None:

@@ -16,6 +16,7 @@ all through :func:`set_threads`. ``0`` means one per CPU core.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -54,17 +55,22 @@ def set_threads(threads: int | None = DEFAULT_THREADS) -> int:
     parallel work: torch refuses later), numpy's BLAS threads and the threads of every
     HiGHS model leo creates from now on. Returns the count set."""
     global _highs_threads
+    n = resolve(threads)
+    _blas_limits(n)
+    _highs_threads = n
+    if "torch" not in sys.modules:
+        # A command that never needs torch (a property on an ONNX file) should not pay its
+        # import (4 s idle, 10 s loaded) to set threads: torch reads these when imported.
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(n)
+        return n
     import torch
 
-    n = resolve(threads)
     torch.set_num_threads(n)
-    _blas_limits(n)
     try:
         if torch.get_num_interop_threads() != n:
             torch.set_num_interop_threads(n)
     except RuntimeError:  # torch already started its inter-op pool; intra-op threads are what matter
         pass
-    _highs_threads = n
     return n
 
 

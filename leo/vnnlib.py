@@ -228,6 +228,16 @@ def _input_bound(atom: _Linear, lower: np.ndarray, upper: np.ndarray) -> None:
 
 def read_vnnlib(path: str | Path, input_dim: int) -> tuple[Box, OutputProperty | None]:
     """The input box and the output property (None when no Y is constrained)."""
+    box, prop = read_query(path, input_dim, box_optional=False)
+    assert box is not None
+    return box, prop
+
+
+def read_query(path: str | Path, input_dim: int, box_optional: bool = True) -> tuple[Box | None, OutputProperty | None]:
+    """The input box (None, with ``box_optional``, when the file bounds no input: it may
+    then declare no X at all, for a box given by other means such as ``--center/--eps``)
+    and the output property (None when no Y is constrained). A box that bounds some
+    inputs but not all is refused either way."""
     p = Path(path)
     if not p.is_file():
         raise LeoInputError(f"no such VNN-LIB file: {p}")
@@ -246,7 +256,7 @@ def read_vnnlib(path: str | Path, input_dim: int) -> tuple[Box, OutputProperty |
             raise _error(e.line, f"unsupported command ({e.head()} ...)")
     xs = sorted((_index(n), line) for n, line in query.declared.items() if n[0] == "X")
     ys = sorted(_index(n) for n in query.declared if n[0] == "Y")
-    if [i for i, _ in xs] != list(range(input_dim)):
+    if [i for i, _ in xs] != list(range(input_dim)) and not (box_optional and not xs):
         raise LeoInputError(f"{p}: the file declares inputs {[f'X_{i}' for i, _ in xs][:8]}... "
                             f"({len(xs)} in all) but the network takes {input_dim}: X_0..X_{input_dim - 1}")
     if ys != list(range(len(ys))):
@@ -264,6 +274,9 @@ def read_vnnlib(path: str | Path, input_dim: int) -> tuple[Box, OutputProperty |
             raise _error(line, "input constraints inside an 'or' (several input regions) are not "
                                "supported; write one file per input region")
         disjuncts = _conjoin([disjuncts, split], line)
+    prop = None if disjuncts == [[]] else _property(disjuncts, len(ys))  # None: nothing asserted about the outputs
+    if box_optional and not (np.isfinite(lower).any() or np.isfinite(upper).any()):
+        return None, prop
     for (i, line) in xs:
         if not (np.isfinite(lower[i]) and np.isfinite(upper[i])):
             side = "lower" if not np.isfinite(lower[i]) else "upper"
@@ -271,10 +284,7 @@ def read_vnnlib(path: str | Path, input_dim: int) -> tuple[Box, OutputProperty |
                                f"and (assert (<= X_{i} ...))")
         if lower[i] > upper[i]:
             raise _error(line, f"input X_{i} has lower bound {lower[i]} above its upper bound {upper[i]}")
-    box = Box(lower, upper)
-    if disjuncts == [[]]:  # nothing asserted about the outputs
-        return box, None
-    return box, _property(disjuncts, len(ys))
+    return Box(lower, upper), prop
 
 
 def _property(disjuncts: list[list[_Linear]], outputs: int) -> OutputProperty:

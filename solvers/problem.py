@@ -172,6 +172,31 @@ class ProblemBuilder:
         self._relus.append(np.array([[z, h, d, z_row]], dtype=int))
         return int(h), int(d)
 
+    def add_relus(self, z: np.ndarray, lower: np.ndarray, upper: np.ndarray, z_rows: np.ndarray,
+                  names: Sequence[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+        """``add_relu`` for many units at once (the same columns, rows and order as one call
+        per unit, h and d interleaved): 14,740 single calls took 16 s on a 10k-unit CNN,
+        nearly all of it building one small sparse matrix per call. Returns (h, d) columns."""
+        z = np.asarray(z, dtype=np.int64)
+        n = z.size
+        if n == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        l = np.asarray(lower, dtype=float)
+        u = np.asarray(upper, dtype=float)
+        cols = self.add_cols(np.zeros(2 * n), np.column_stack([u, np.ones(n)]).ravel(),
+                             [name for pair in names for name in pair])
+        self._int[-1][1::2] = True
+        h, d = cols[0::2], cols[1::2]
+        base = 3 * np.arange(n)[:, None]
+        rows = (base + np.array([0, 0, 1, 1, 1, 2, 2])).ravel()
+        entries = np.column_stack([z, h, h, z, d, h, d]).ravel()
+        vals = np.column_stack([np.ones(n), -np.ones(n), np.ones(n), -np.ones(n), -l, np.ones(n), -u]).ravel()
+        upper_rows = np.column_stack([np.zeros(n), -l, np.zeros(n)]).ravel()
+        self.add_rows(sp.coo_matrix((vals, (rows, entries)), shape=(3 * n, self._n)),
+                      np.full(3 * n, -np.inf), upper_rows)
+        self._relus.append(np.column_stack([z, h, d, np.asarray(z_rows, dtype=np.int64)]))
+        return h, d
+
     def build(self) -> Problem:
         """The problem so far (columns added after rows of a ``base`` get zero entries there)."""
         lo, hi = self.col_bounds()

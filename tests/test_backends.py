@@ -346,7 +346,7 @@ def test_analysis_with_each_backend_gives_the_same_sound_verdicts(solver):
     rng = np.random.default_rng(5)
     net = random_mlp(rng, [3, 4, 4, 3, 1], bias_shift=0.3)
     box = make_box(-1, 1, 3)
-    quiet = dict(samples=0, local_search=False, neighbourhood=False, cuts=False, time_limit=30)
+    quiet = dict(samples=0, local_search=False, neighbourhood=False, cuts=False, time_limit=30, branch=False)
     ref = leo.analyse(net, box, leo.StabilityOptions(**quiet))
     got = leo.analyse(net, box, leo.StabilityOptions(solver=solver, **quiet))
     assert got.settings["solver"].split()[0].lower() == solver
@@ -358,13 +358,16 @@ def test_analysis_with_each_backend_gives_the_same_sound_verdicts(solver):
         assert all(lo[j] >= -1e-9 for j in b.active) and all(hi[j] <= 1e-9 for j in b.inactive)
 
 
-def test_speed_benchmark_runs_every_installed_backend():
+def test_speed_benchmark_runs_every_installed_backend(monkeypatch):
     """The speed benchmark's default methods include leo on every installed back-end, and
     those runs report the same stable set as leo on HiGHS."""
     from benchmarks import speed
 
     methods = [m for m in speed.default_methods() if m.startswith("leo") and m != "leo-60s"]
     assert {speed.BACKEND_METHODS[m] for m in methods if m in speed.BACKEND_METHODS} == set(SOLVERS) - {"highs"}
+    import leo.stages
+
+    monkeypatch.setattr(leo.stages, "BRANCH_INPUTS", 0)  # the solvers' path: no branch and bound on 4 inputs
     net = random_mlp(np.random.default_rng(7), [4, 8, 8, 2], bias_shift=0.3)  # needs solver calls
     (entry,) = speed.benchmark([("tiny", net)], methods, {m: 60.0 for m in methods}, box=make_box(0, 1, 4),
                                isolate=False, log=None)

@@ -14,7 +14,7 @@ def test_dask_cluster_matches_local_run():
     rng = np.random.default_rng(7)
     net = random_mlp(rng, [5, 14, 12, 2], bias_shift=-0.3)
     box = make_box(0, 1, 5)
-    opts = dict(samples=4, local_search=False)
+    opts = dict(samples=4, local_search=False, branch=False)  # solves that the workers run
     local = analyse(net, box, StabilityOptions(**opts))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         remote = analyse(net, box, StabilityOptions(scheduler=cluster.scheduler_address, **opts))

@@ -70,8 +70,7 @@ def test_flat_keeps_exactly_the_unstable_units(capsys, model: Path, tmp_path: Pa
 
 
 def test_form_is_refused_where_it_has_no_meaning(capsys, model: Path, tmp_path: Path) -> None:
-    for extra, words in ((["--form", "structured"], "not available yet"),
-                         (["--form", "flat", "--method", "pq-index", "--data", "mnist"], "--method exact alone")):
+    for extra, words in ((["--form", "flat", "--method", "pq-index", "--data", "mnist"], "--method exact alone"),):
         code = main(["compress", str(model), "--lower", "0", "--upper", "1", "-o", str(tmp_path / "x.pt"), *extra])
         _, err = capsys.readouterr()
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1

@@ -77,7 +77,7 @@ def test_milp_decides_units_bounds_cannot(cuts):
     b2 = np.array([-0.1])
     net = mlp([w1, w2, np.ones((1, 1))], [b1, b2, np.zeros(1)])
     box = make_box(0, 1, 2)
-    report = analyse(net, box, StabilityOptions(symbolic=False, cuts=cuts))
+    report = analyse(net, box, StabilityOptions(symbolic=False, cuts=cuts, branch=False))
     proof = report.layers[1].proofs[0]
     assert proof.verdict == INACTIVE and proof.method == ("lp-cuts" if cuts else "milp")
     assert -0.1 - 1e-9 <= proof.bound <= -1e-6  # a valid upper bound on z (max -0.1) that clears the margin
@@ -146,7 +146,7 @@ def test_network_engine_falls_back_per_unit_after_a_time_out(seed, monkeypatch):
     rng = np.random.default_rng(200 + seed)
     net = random_mlp(rng, [3, 5, 5, 4, 2], bias_shift=0.4)
     box = make_box(-1, 1, 3)
-    report = analyse(net, box, StabilityOptions(engine="network", samples=4, local_search=False))
+    report = analyse(net, box, StabilityOptions(engine="network", samples=4, local_search=False, branch=False))
     assert calls, "the network-wide solve was skipped: the test would not reach the fallback"
     for k, lr in enumerate(report.layers):
         assert all(p.method not in ("timeout", "not-proven") for p in lr.proofs)

@@ -78,7 +78,7 @@ def test_using_threads_restores_torch_and_blas():
 def test_analysis_runs_with_its_threads_and_puts_them_back(threads, monkeypatch):
     seen = _spy(monkeypatch)
     torch.set_num_threads(3)
-    report = analyse(_net(), make_box(0, 1, SIZES[0]), StabilityOptions(threads=threads, samples=64))
+    report = analyse(_net(), make_box(0, 1, SIZES[0]), StabilityOptions(threads=threads, samples=64, branch=False))
     assert report.solves > 0 and seen["torch"] and seen["highs"]
     assert set(seen["torch"]) == {threads} and set(seen["highs"]) == {threads}
     assert report.settings["threads"] == threads
@@ -101,7 +101,7 @@ def test_cli_threads_option(flag, expected, tmp_path, monkeypatch):
     torch.set_num_threads(3)  # what torch would pick by itself on a bigger machine
     out = tmp_path / "report.json"
     rc = main(["verify", str(path), "--lower", "0", "--upper", "1", "--samples", "64", "-q", "--json", str(out),
-               *flag])
+               "--no-branch", *flag])
     assert rc == 0
     assert json.loads(out.read_text())["settings"]["threads"] == expected
     assert set(seen["torch"]) == {expected} and set(seen["highs"]) == {expected}
@@ -115,3 +115,16 @@ def test_cli_rejects_negative_threads(tmp_path, capsys):
     assert main(["verify", str(path), "--lower", "0", "--upper", "1", "--threads", "-1"]) == 2
     err = capsys.readouterr().err
     assert "threads" in err and "Traceback" not in err
+
+
+def test_threads_set_before_torch_is_imported_reach_torch() -> None:
+    """set_threads must not import torch (a property on an ONNX file never needs it), yet the
+    count must hold once torch is imported later in the same process."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from leo.threads import set_threads; set_threads(2); "
+            "assert 'torch' not in sys.modules; import torch; print(torch.get_num_threads())")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "2"

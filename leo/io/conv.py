@@ -4,14 +4,18 @@ The ONNX reader (``leo.io.onnx_import``) composes every linear op into an affine
 per sample, so a Conv or an AveragePool becomes one matrix from its input's flat index
 to its output's, and a MaxPool becomes the window's candidates (selection matrices)
 that the reader combines with ReLUs, max(a, b) = a + relu(b - a). The matrices are
-built with index arithmetic (no sampling of the op), then densified: dense is fine for
-the MNIST-sized CNNs leo analyses today (a few thousand units per layer).
+built with index arithmetic (no sampling of the op), then densified: ``Layer.weights``
+stays dense for every reader, while the hot paths use cached views of it (scipy.sparse in
+``leo.bounds``; ``conv_kernel``'s read-back kernel, checked entry for entry, for torch
+forward passes in ``leo.witnesses``).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse
@@ -93,6 +97,38 @@ def conv_matrix(weight: np.ndarray, channels: int, window: Window, group: int) -
     mask = np.broadcast_to(valid[None, None], rows.shape)
     matrix = scipy.sparse.coo_matrix((vals[mask], (rows[mask], cols[mask])), shape=(m * n_out, channels * n_in))
     return matrix.toarray()
+
+
+def conv_kernel(matrix: np.ndarray, structure: Mapping[str, Any]) -> np.ndarray | None:
+    """The (M, C/group, *kernel) weight whose ``conv_matrix`` is exactly ``matrix``, read back
+    from the entries of a layer lowered from the Conv that ``structure`` describes; None when
+    ``matrix`` is not exactly that conv (composed with other linear ops, say). Lets the
+    forward passes run the op as a convolution instead of a product with its matrix."""
+    try:
+        kernel = tuple(int(k) for k in structure["kernel"])
+        in_shape = tuple(int(d) for d in structure["in_shape"])
+        out_shape = tuple(int(d) for d in structure["out_shape"])
+        pads = [int(p) for p in structure["pads"]]
+        window = Window(in_shape[1:], kernel, tuple(int(v) for v in structure["strides"]), tuple(pads[:len(kernel)]),
+                        tuple(pads[len(kernel):]), tuple(int(v) for v in structure["dilations"]))
+        group = int(structure["group"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    m, channels = out_shape[0], in_shape[0]
+    n_in, n_out = int(np.prod(in_shape[1:])), int(np.prod(out_shape[1:]))
+    if (structure.get("op") != "Conv" or group < 1 or channels % group or m % group
+            or matrix.shape != (m * n_out, channels * n_in) or window.out_spatial != out_shape[1:]):
+        return None
+    index, valid = window.taps()  # (K, O)
+    pos = valid.argmax(axis=1)  # an output position where each tap reads the input
+    cg = channels // group
+    ic = (np.arange(m) // (m // group))[:, None] * cg + np.arange(cg)[None, :]  # (M, Cg)
+    rows = np.arange(m)[:, None, None] * n_out + pos[None, None, :]
+    cols = ic[:, :, None] * n_in + index[np.arange(index.shape[0]), pos][None, None, :]
+    weight = np.where(valid.any(axis=1)[None, None, :], matrix[rows, cols], 0.0).reshape(m, cg, *kernel)
+    if not np.array_equal(conv_matrix(weight, channels, window, group), matrix):
+        return None
+    return weight
 
 
 def average_matrix(channels: int, window: Window, count_include_pad: bool) -> np.ndarray:

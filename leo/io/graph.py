@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from leo.errors import LeoInputError
-from leo.network import Network
+from leo.network import Layer, Network
 
 
 def _dtype(module: nn.Module) -> torch.dtype:
@@ -150,7 +150,58 @@ def module_network(module: nn.Module, shape: tuple[int, ...], source: str, *,
     net = network_from_onnx(model, source=source, batch=batch if not dynamic_batch else None,
                             op_label="operation", where=f" of the {source} model")
     _confirm(module, net, shape, batch, source)
-    return net
+    return with_module_paths(net, module)
+
+
+def with_module_paths(net: Network, module: nn.Module) -> Network:
+    """``net`` with ``structure["module"]`` on each conv layer whose ONNX node names a
+    Conv submodule of ``module`` of the same shape (so the user's own module can be
+    pruned where leo proved channels dead); other layers unchanged."""
+    modules = dict(module.named_modules())
+    layers = []
+    for layer in net.layers:
+        st = dict(layer.structure) if layer.structure is not None else None
+        path = conv_module_path(modules, str(st.get("node", ""))) if st else None
+        if st is not None and path is not None and _same_conv(modules[path], st):
+            st["module"] = path
+            layer = Layer(dict(layer.weights), layer.bias, layer.relu, layer.shape, st)
+        layers.append(layer)
+    return Network(net.input_dim, tuple(layers), dict(net.metadata))
+
+
+def conv_module_path(modules: dict[str, nn.Module], node_name: str) -> str | None:
+    """The submodule path an exported node's scopes name, or None.
+
+    torch 2.13's TorchScript exporter (``dynamo=False``) names a node by its module
+    scopes, each a tail of the submodule's path: ``/stem/stem.0/Conv``,
+    ``/block/conv/Conv``, ``/layers.0/seq/seq.0/Conv``; a module called twice gets a
+    suffix (``/shared_1/Conv``). Each scope is matched to the shortest path below the
+    previous one that ends with it (the suffix stripped only when nothing matches).
+    """
+    path = ""
+    for scope in [s for s in node_name.split("/")[1:-1] if s]:
+        base, _, digits = scope.rpartition("_")
+        found = _below(modules, path, scope) or (_below(modules, path, base) if base and digits.isdigit() else None)
+        if found is None:
+            return None
+        path = found
+    return path or None
+
+
+def _below(modules: dict[str, nn.Module], path: str, tail: str) -> str | None:
+    """The shortest submodule path under ``path`` that ends with the scope ``tail``."""
+    hits = [name for name in modules if name and (not path or name.startswith(path + "."))
+            and (name == tail or name.endswith("." + tail))]
+    return min(hits, key=len) if hits else None
+
+
+def _same_conv(conv: nn.Module, st: dict) -> bool:
+    """Whether ``conv`` is a Conv module with the lowered layer's channels, kernel, strides and groups."""
+    if not isinstance(conv, nn.modules.conv._ConvNd) or isinstance(conv, nn.modules.conv._ConvTransposeNd):
+        return False
+    return (conv.in_channels == int(st["in_shape"][0]) and conv.out_channels == int(st["out_shape"][0])
+            and list(conv.kernel_size) == list(st["kernel"]) and list(conv.stride) == list(st["strides"])
+            and list(conv.dilation) == list(st["dilations"]) and conv.groups == int(st["group"]))
 
 
 def _confirm(module: nn.Module, net: Network, shape: tuple[int, ...], batch: int, source: str) -> None:

@@ -365,7 +365,8 @@ def _conv(g: _Graph, node: _Node) -> list[Value]:
     out = _linear(g, node, x, conv_matrix(w, channels, window, group), offset).reshaped(out_shape)
     structure = {"op": "Conv", "kernel": list(kernel), "strides": list(window.strides),
                  "pads": list(window.pads_begin + window.pads_end), "dilations": list(window.dilations),
-                 "group": group, "in_shape": list(x.shape), "out_shape": list(out_shape)}
+                 "group": group, "in_shape": list(x.shape), "out_shape": list(out_shape),
+                 "node": node.name}  # the ONNX node: leo.io.graph finds the module from its scope
     return [replace(out, structure=structure)]
 
 

@@ -5,7 +5,8 @@ without leo and takes the input shape the original model took.
 A state_dict records no architecture, so it is read as Linear→ReLU→...→Linear and
 leo says so (a warning, and ``architecture_source`` in the metadata); every other
 form is read from its graph (``leo.io.graph``), or by a short path for plain
-``nn.Sequential`` chains and leo's own ``SkipNet``.
+``nn.Sequential`` chains and leo's own ``SkipNet`` and ``ConvNet`` (what leo writes for a
+network with conv layers: nn.Conv2d blocks, so the structured form stays convolutional).
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def from_module(module: nn.Module, input_shape: tuple[int, ...] | None = None,
     """
     if _kind(module) == "SkipNet":
         net = _from_skipnet(module)
+    elif _kind(module) == "ConvNet":
+        net = _from_convnet(module)
     else:
         net = _sequential(module, source)
         if net is None:  # any other module: read its graph on a known or guessed input shape
@@ -309,6 +312,120 @@ class SkipNet(nn.Module):
         return outs[-1]
 
 
+class ConvBlock(nn.Module):
+    """A layer that is a convolution of each of its sources: z = bias + sum_i convs[i](x_i),
+    on flat tensors reshaped to the conv's input shape (asymmetric pads by F.pad). A bias
+    constant per channel of a one-source layer is the conv's own (``bias`` is then a zero
+    buffer); any other is a flat parameter ``bias``."""
+
+    def __init__(self, layer: Layer, kernels: dict[int, np.ndarray], dtype: torch.dtype) -> None:
+        from leo.structured import channel_bias
+
+        super().__init__()
+        st = layer.structure
+        per_channel = channel_bias(layer) if len(kernels) == 1 else None
+        n = len(st["kernel"])
+        pads = [int(p) for p in st["pads"]]
+        begin, end = pads[:n], pads[n:]
+        self.symmetric: bool = begin == end
+        self.pad: list[int] = [p for i in reversed(range(n)) for p in (begin[i], end[i])]  # F.pad's order
+        self.in_shape: list[int] = [int(d) for d in st["in_shape"]]
+        self.out_shape: list[int] = [int(d) for d in layer.shape]
+        # the conv's geometry again, plainly, so leo reads the archive back (``_from_convnet``)
+        self.pads: list[int] = pads
+        self.strides: list[int] = [int(v) for v in st["strides"]]
+        self.dilations: list[int] = [int(v) for v in st["dilations"]]
+        self.group: int = int(st["group"])
+        conv_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[n]
+        self.convs = nn.ModuleList()
+        for kernel in kernels.values():
+            conv = conv_type(self.in_shape[0], kernel.shape[0], tuple(kernel.shape[2:]),
+                             stride=tuple(int(v) for v in st["strides"]),
+                             padding=tuple(begin) if self.symmetric else 0,
+                             dilation=tuple(int(v) for v in st["dilations"]), groups=int(st["group"]),
+                             bias=per_channel is not None, dtype=dtype)
+            with torch.no_grad():
+                conv.weight.copy_(torch.tensor(kernel, dtype=dtype))
+                if per_channel is not None:
+                    conv.bias.copy_(torch.tensor(per_channel, dtype=dtype))
+            self.convs.append(conv)
+        if per_channel is None:
+            self.bias = nn.Parameter(torch.tensor(layer.bias, dtype=dtype))
+        else:
+            self.register_buffer("bias", torch.zeros(1, dtype=dtype))
+        self.sources: list[int] = [int(s) for s in kernels]
+        self.relu: bool = bool(layer.relu)
+
+    def forward(self, outs: list[torch.Tensor]) -> torch.Tensor:
+        z = self.bias
+        for i, conv in enumerate(self.convs):
+            x = outs[self.sources[i]].reshape([-1] + self.in_shape)
+            if not self.symmetric:
+                x = torch.nn.functional.pad(x, self.pad)
+            z = z + conv(x).flatten(1)
+        return torch.relu(z) if self.relu else z
+
+
+class ConvNet(nn.Module):
+    """A network with conv layers (``ConvBlock``) and dense ones (``SkipBlock``); scriptable,
+    so the archive needs no leo."""
+
+    def __init__(self, network: Network, dtype: torch.dtype = torch.float32) -> None:
+        from leo.structured import conv_kernels
+
+        super().__init__()
+        blocks: list[nn.Module] = []
+        for layer in network.layers:
+            kernels = conv_kernels(layer)
+            blocks.append(ConvBlock(layer, kernels, dtype) if kernels else SkipBlock(layer, dtype))
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [x.flatten(1)]
+        for block in self.blocks:
+            outs.append(block(outs))
+        return outs[-1]
+
+
+def _has_conv(network: Network) -> bool:
+    from leo.structured import conv_kernels
+
+    return any(layer.structure is not None and conv_kernels(layer) is not None for layer in network.layers)
+
+
+def _from_convnet(module: nn.Module) -> Network:
+    """The network of a ``ConvNet`` leo wrote, conv layers with their structure."""
+    from leo.io.conv import Window, conv_matrix
+
+    layers = []
+    for _, block in module.blocks.named_children():
+        if _kind(block) != "ConvBlock":
+            layers.append(_from_skipnet_block(block))
+            continue
+        n = len(block.strides)
+        kernels = {int(s): conv.weight.detach().to(torch.float64).numpy()
+                   for s, (_, conv) in zip(block.sources, block.convs.named_children())}
+        size = tuple(next(iter(kernels.values())).shape[2:])
+        window = Window(tuple(block.in_shape[1:]), size, tuple(block.strides), tuple(block.pads[:n]),
+                        tuple(block.pads[n:]), tuple(block.dilations))
+        weights = {s: conv_matrix(k, block.in_shape[0], window, int(block.group)) for s, k in kernels.items()}
+        bias = np.broadcast_to(block.bias.detach().to(torch.float64).numpy(), (int(np.prod(block.out_shape)),))
+        for _, conv in block.convs.named_children():
+            if conv.bias is not None:  # a per-channel bias the conv carries
+                bias = bias + np.repeat(conv.bias.detach().to(torch.float64).numpy(), bias.size // block.out_shape[0])
+        structure = {"op": "Conv", "kernel": list(size), "strides": list(block.strides),
+                     "pads": list(block.pads), "dilations": list(block.dilations), "group": int(block.group),
+                     "in_shape": list(block.in_shape), "out_shape": list(block.out_shape)}
+        layers.append(Layer(weights, bias, bool(block.relu), tuple(block.out_shape), structure))
+    return Network(layers[0].weights[0].shape[1], tuple(layers))
+
+
+def _from_skipnet_block(block: nn.Module) -> Layer:
+    linears = [lin for _, lin in block.linears.named_children()]
+    weights = {int(s): lin.weight.detach().to(torch.float64).numpy() for s, lin in zip(block.sources, linears)}
+    return Layer(weights, block.bias.detach().to(torch.float64).numpy(), bool(block.relu))
+
+
 def _from_skipnet(module: nn.Module) -> Network:
     layers = []
     for _, block in module.blocks.named_children():  # scripted ModuleLists do not iterate
@@ -326,8 +443,11 @@ def _flat_input(network: Network) -> bool:
 
 
 def to_module(network: Network, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """A plain ``nn.Sequential`` for an MLP, else a ``SkipNet``; both take the input shape
-    the original model took (a Flatten in front unless that input was a flat vector)."""
+    """A ``ConvNet`` (nn.Conv2d layers) when a layer is a convolution, else a plain
+    ``nn.Sequential`` for an MLP, else a ``SkipNet``; all take the input shape the original
+    model took (a Flatten in front unless that input was a flat vector)."""
+    if _has_conv(network):
+        return ConvNet(network, dtype)
     if not network.is_mlp:
         return SkipNet(network, dtype)  # it flattens its input itself
     mods: list[nn.Module] = [] if _flat_input(network) else [nn.Flatten()]

@@ -391,15 +391,6 @@ def test_center_file_is_never_overwritten(tmp_path: Path, capsys: pytest.Capture
     assert code == 2 and center.read_bytes() == before
 
 
-def test_structured_form_says_not_available(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    module = _seeded(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2)))
-    model = _export(module, (1, 4, 4), tmp_path / "m.onnx")
-    out = tmp_path / "o.onnx"
-    code = main(["compress", str(model), "--lower", "0", "--upper", "1", "--form", "structured", "-o", str(out)])
-    err = capsys.readouterr().err
-    assert code == 2 and "structured" in err and "not available" in err and not out.exists()
-
-
 @pytest.mark.parametrize("form", ["script", "pt2"])
 def test_torchscript_and_torch_export_cnns_are_read(form: str, tmp_path: Path) -> None:
     """A scripted TorchScript archive (given a shaped bound) and a torch.export program
