@@ -81,10 +81,10 @@ def analysis_options(f):  # noqa: ANN001, ANN201
                      help="Skip the ideal-formulation cuts on the LP relaxation before each MILP.")(f)
     f = click.option("--no-search", is_flag=True,
                      help="Skip the neighbourhood search for a crossing before each MILP.")(f)
-    f = click.option("--branch/--no-branch", default=None,
+    f = click.option("--branch/--no-branch", default=False,
                      help="Input-splitting branch and bound (leo/branch.py) on the open units before the MILPs; "
-                          "pays on networks with few inputs (ACAS Xu: 5). Default: on for networks of at most "
-                          "16 inputs, off otherwise.")(f)
+                          "pays on networks with few inputs (ACAS Xu: 5), costs time on small easy ones.",
+                     show_default=True)(f)
     f = click.option("--solver", type=click.Choice(["highs", "scip", "gurobi"]), default="highs", show_default=True,
                      help="MILP back-end: HiGHS, or SCIP / Gurobi where installed (pip install 'leo[scip]', "
                           "'leo[gurobi]'; gurobipy's pip licence solves small models only).")(f)

@@ -48,7 +48,7 @@ class StabilityOptions:
     time_budget: float | None = None  # seconds for the whole analysis; None: no limit but time_limit per solve
     threads: int = DEFAULT_THREADS  # torch and HiGHS threads during the analysis (leo.threads); 0: one per core
     solver: str = "highs"  # the MILP back-end (solvers.backend)
-    branch: bool | None = None  # input-splitting branch and bound before the MILPs (--branch); None: auto (few inputs)
+    branch: bool | None = False  # input-splitting branch and bound before the MILPs (--branch); None: auto (few inputs)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:

@@ -360,11 +360,11 @@ def describe(reduction: Reduction, original: Network | None = None) -> str:
     and (given the original) parameters as written."""
     per = [(k, chans) for k, chans in enumerate(reduction.dead_channels, start=1) if chans]
     total = sum(len(c) for _, c in per)
-    text = f"structured: removed {total} channels"
+    text = f"structured: removed {total} channel{'' if total == 1 else 's'}"
     if per:
         text += " (" + "; ".join(f"layer {k}: {', '.join(str(c) for c in chans)}" for k, chans in per) + ")"
     merged = reduction.merged_layers
-    text += f", merged {len(merged)} linear layers into the next" + (
+    text += f", merged {len(merged)} linear layer{'' if len(merged) == 1 else 's'} into the next" + (
         f" (layer {', '.join(str(k) for k in merged)})" if merged else "")
     if reduction.linear_layers:
         text += (f", {len(reduction.linear_layers)} kept without ReLU (layer "

@@ -121,7 +121,7 @@ def test_no_branch_changes_nothing_and_runs_no_branch_phase() -> None:
 
 def test_auto_turns_the_phase_on_for_few_inputs_only() -> None:
     assert StabilityOptions(branch=None).branches(5) and not StabilityOptions(branch=None).branches(784)
-    assert StabilityOptions().branches(5) and not StabilityOptions().branches(784)  # auto by default
+    assert not StabilityOptions().branches(5)  # off unless asked for
     assert not StabilityOptions(branch=False).branches(5) and StabilityOptions(branch=True).branches(784)
     net = random_mlp(np.random.default_rng(3), [20, 8, 8, 1], bias_shift=0.3)
     events: list = []

@@ -276,7 +276,7 @@ def test_all_active_conv_without_padding_merges_into_one_conv(tmp_path: Path,
     model = _export(module, tmp_path / "m.onnx")
     out = tmp_path / "small.onnx"
     text = _compress(capsys, model, out)
-    assert "merged 1 linear layers into the next (layer 1)" in text
+    assert "merged 1 linear layer into the next (layer 1)" in text
     left = 4 - len(_dead(out)[1])
     kernels = [i for i in onnx.load(str(out)).graph.initializer if i.name.startswith("K")]
     assert [tuple(k.dims) for k in kernels] == [(left, 1, 4, 4)]  # 2x2 stride 2 after 3x3: a 4x4 kernel
