@@ -158,6 +158,19 @@ def _merge_linear(layers: list[_Layer], k: int) -> None:
         later.weights = {(s - 1 if s > k + 1 else s): w for s, w in later.weights.items()}
 
 
+def _final_relu(out: _Layer) -> None:
+    """A final ReLU: its inactive outputs are constant zero; when all are active it goes."""
+    if not out.relu:
+        return
+    for i, s in enumerate(out.status):
+        if s == INACTIVE:
+            for w in out.weights.values():
+                w[i] = 0.0
+            out.bias[i] = 0.0
+    if all(s == ACTIVE for s in out.status):
+        out.relu = False
+
+
 def reduce(network: Network, report: StabilityReport, bypass_active: bool = False) -> Reduction:
     """The smaller network; ``report`` must come from analysing ``network``. With
     ``bypass_active`` every stably active unit is removed (see the module's docstring)."""
@@ -197,15 +210,7 @@ def reduce(network: Network, report: StabilityReport, bypass_active: bool = Fals
             del ids[k]
             continue
         k += 1
-    out = layers[-1]
-    if out.relu:  # a final ReLU: inactive outputs are constant zero, all-active drops the ReLU
-        for i, s in enumerate(out.status):
-            if s == INACTIVE:
-                for w in out.weights.values():
-                    w[i] = 0.0
-                out.bias[i] = 0.0
-        if all(s == ACTIVE for s in out.status):
-            out.relu = False
+    _final_relu(layers[-1])
     net = Network(network.input_dim, tuple(Layer(ly.weights, ly.bias, ly.relu) for ly in layers),
                   dict(network.metadata))
     return Reduction(

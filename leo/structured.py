@@ -25,7 +25,7 @@ import numpy as np
 
 from leo.io.conv import Window
 from leo.network import Layer, Network
-from leo.reduce import Reduction, _delete_units, _fold_dependent, _Layer, _merge_linear, _readers
+from leo.reduce import Reduction, _delete_units, _final_relu, _fold_dependent, _Layer, _merge_linear, _readers
 from leo.report import ACTIVE, INACTIVE, StabilityReport
 
 #: Largest |rebuilt - weight| accepted, relative to the largest |weight|.
@@ -319,15 +319,7 @@ def reduce_structured(network: Network, report: StabilityReport) -> Reduction:
                 ly.relu = False
                 linear.append(ids[k])
         k += 1
-    out = layers[-1]
-    if out.relu:  # a final ReLU: inactive outputs are constant zero, all-active drops the ReLU
-        for i, s in enumerate(out.status):
-            if s == INACTIVE:
-                for w in out.weights.values():
-                    w[i] = 0.0
-                out.bias[i] = 0.0
-        if all(s == ACTIVE for s in out.status):
-            out.relu = False
+    _final_relu(layers[-1])
     net = Network(network.input_dim, tuple(_final_layer(ly) for ly in layers), dict(network.metadata))
     per_layer = range(1, n_orig + 1)
     return Reduction(

@@ -79,3 +79,21 @@ def random_prefix(seed: int):
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+def seeded_module(module, seed: int = 0):  # noqa: ANN001, ANN201 - a torch nn.Module, imported lazily
+    """``module`` with seeded parameters and BatchNorm statistics away from the identity, in eval mode."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.reset_parameters()
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return module.eval()

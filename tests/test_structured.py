@@ -22,24 +22,11 @@ from leo.cli import main
 from leo.io.conv import Window, conv_matrix
 from leo.network import mlp
 from leo.structured import conv_kernel, reduce_structured
+from tests.conftest import seeded_module as _seeded
 
 torch.set_num_threads(1)
 SHAPE = (1, 6, 6)
 POINTS = 2000
-
-
-def _seeded(module: nn.Module, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            m.reset_parameters()
-        if isinstance(m, nn.BatchNorm2d):
-            with torch.no_grad():
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-    return module.eval()
 
 
 def _plant(bias: torch.Tensor, channels: list[int], value: float) -> None:

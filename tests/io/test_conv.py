@@ -23,6 +23,7 @@ from leo.io.onnx_import import load_onnx
 from leo.network import Layer, Network, channel_summary
 from leo.report import ACTIVE, INACTIVE, UNSTABLE
 from leo.stability import StabilityOptions
+from tests.conftest import seeded_module as _seeded
 
 torch.set_num_threads(1)
 
@@ -91,20 +92,6 @@ class Picks(nn.Module):
         h = torch.relu(self.conv(x))[:, 1:3, ::2, 1:]
         h = h.unsqueeze(2).squeeze(2)[:, :, 1]
         return self.head(h.flatten(1))
-
-
-def _seeded(module: nn.Module, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            m.reset_parameters()
-        if isinstance(m, nn.BatchNorm2d):
-            with torch.no_grad():
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-    return module.eval()
 
 
 def _cases() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
