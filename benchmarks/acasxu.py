@@ -5,7 +5,8 @@ runs it (``leo.stability.analyse``), with the branch-and-bound phase (``leo.bran
 one input-splitting tree per layer for all its open units, CROWN bounds, an in-leaf gradient
 attack whose points count only by the forward pass) before the MILPs: seconds, units proven
 stable (and how many by the phase), units shown unstable (a witness pair), units left open;
-beside it the same analysis without the phase (``--no-branch``, the default); and a sampling
+beside it the same analysis without the phase (``--no-branch``; the default runs it on layers whose
+MILPs carry 24+ binaries, here layers 2-6); and a sampling
 check: 10^6 box points, no unit claimed stable by either may be seen with the other sign.
 
     python -m benchmarks.acasxu --json benchmarks/results/acasxu.json --markdown benchmarks/results/acasxu.md
@@ -102,7 +103,7 @@ def markdown(rows: list[dict[str, Any]], command: str, budget: float) -> str:
              "(the API equivalent, `analyse(..., StabilityOptions(time_budget, branch=True))`): the branch-and-bound "
              "phase (leo/branch.py `search_each`: one input-splitting tree per layer for all its open units, CROWN "
              "bounds, an in-leaf gradient attack confirmed by the forward pass) before the MILPs; and without it "
-             "(`--no-branch`, the default). 10^6 samples check every stable claim of both. "
+             "(`--no-branch`; the default runs the phase on layers whose MILPs carry 24+ binaries). 10^6 samples check every stable claim of both. "
              f"Load average at the start: {_load()}.", "",
              "| network | units | seconds | stable | by branch | unstable (witnessed) | open | "
              "no-branch seconds | no-branch stable | no-branch open | sampling: can be stable | contradicted |",

@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 import leo
+from benchmarks.common import random_batches, train_cnn
 from leo.network import Network, channel_summary
 from leo.reduce import reduce
 from leo.stability import StabilityOptions
@@ -106,36 +107,15 @@ def rs_loss(model: nn.Sequential, x: torch.Tensor, eps: float) -> torch.Tensor:
 
 def train(l1: float, steps: int, seed: int = 0, rs: float = 0.0,
           rs_eps: float = RS_EPS) -> tuple[nn.Sequential, float]:
-    """The CNN trained on the fixed split (cached under benchmarks/networks), and its test accuracy."""
-    from leo.data import load_mnist
-
-    data = load_mnist()
+    """The CNN trained on the fixed split (cached under benchmarks/networks), and its test accuracy:
+    ``steps`` SGD steps (momentum 0.9) on random batches of 128, plus the RS loss when ``rs``."""
     tag = f"-rs{rs:g}-e{rs_eps:g}" if rs else ""
     path = NETWORKS / f"cnn-l1{l1:g}{tag}-s{steps}-seed{seed}.pt"
     torch.manual_seed(seed)
     model = cnn()
-    if path.is_file():
-        model.load_state_dict(torch.load(path, weights_only=True))
-    else:
-        x = torch.tensor(np.array(data.x_train), dtype=torch.float32).reshape(-1, 1, 28, 28)
-        y = torch.tensor(np.array(data.y_train), dtype=torch.long)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        gen = torch.Generator().manual_seed(seed)
-        weights = [m.weight for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
-        for step in range(steps):
-            idx = torch.randint(len(x), (128,), generator=gen)
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx]) + l1 * sum(w.abs().sum() for w in weights)
-            if rs:
-                loss = loss + rs * rs_loss(model, x[idx], rs_eps)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        NETWORKS.mkdir(exist_ok=True)
-        torch.save(model.state_dict(), path)
-    model.eval()
-    with torch.no_grad():
-        xt = torch.tensor(np.array(data.x_test), dtype=torch.float32).reshape(-1, 1, 28, 28)
-        acc = float((model(xt).argmax(1).numpy() == data.y_test).mean())
+    penalty = (lambda xb: rs * rs_loss(model, xb, rs_eps)) if rs else None
+    acc = train_cnn(model, path, random_batches(steps), lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
+                    l1, seed, penalty)
     return model, acc
 
 

@@ -27,9 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
+
+from benchmarks.common import epoch_batches, train_cnn
 
 NETWORKS = Path(__file__).parent / "networks"
 RESULTS = Path(__file__).parent / "results"
@@ -45,34 +46,13 @@ def cnn(quick: bool) -> nn.Sequential:
 
 
 def train(quick: bool, epochs: int, l1: float, seed: int = 0) -> tuple[nn.Sequential, float, Path]:
-    """The CNN trained on the fixed split (cached), its test accuracy, and its ONNX file."""
-    from leo.data import load_mnist
-
-    data = load_mnist()
+    """The CNN trained on the fixed split (cached), its test accuracy, and its ONNX file:
+    ``epochs`` passes of Adam (lr 1e-3) in batches of 128 with the l1 penalty."""
     name = f"cnn-scale{'-quick' if quick else ''}-l1{l1:g}-e{epochs}-seed{seed}"
-    path = NETWORKS / f"{name}.pt"
     torch.manual_seed(seed)
     model = cnn(quick)
-    if path.is_file():
-        model.load_state_dict(torch.load(path, weights_only=True))
-    else:
-        x = torch.tensor(np.array(data.x_train), dtype=torch.float32).reshape(-1, 1, 28, 28)
-        y = torch.tensor(np.array(data.y_train), dtype=torch.long)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        gen = torch.Generator().manual_seed(seed)
-        weights = [m.weight for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
-        for _ in range(epochs):
-            for idx in torch.randperm(len(x), generator=gen).split(128):
-                loss = nn.functional.cross_entropy(model(x[idx]), y[idx]) + l1 * sum(w.abs().sum() for w in weights)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        NETWORKS.mkdir(exist_ok=True)
-        torch.save(model.state_dict(), path)
-    model.eval()
-    with torch.no_grad():
-        xt = torch.tensor(np.array(data.x_test), dtype=torch.float32).reshape(-1, 1, 28, 28)
-        acc = float((model(xt).argmax(1).numpy() == data.y_test).mean())
+    acc = train_cnn(model, NETWORKS / f"{name}.pt", epoch_batches(epochs), lambda p: torch.optim.Adam(p, lr=1e-3),
+                    l1, seed)
     onnx_path = NETWORKS / f"{name}.onnx"
     if not onnx_path.is_file():
         torch.onnx.export(model, (torch.zeros(1, 1, 28, 28),), str(onnx_path), dynamo=False,

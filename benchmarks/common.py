@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,58 @@ def get_network(hidden: tuple[int, ...], l1: float, seed: int, steps: int, rs: f
     write_json(meta_path, {"train_seconds": seconds, "data": data.description, "hidden": list(hidden),
                            "l1": l1, "rs": rs, "seed": seed, "steps": steps})
     return module, seconds
+
+
+def mnist_images(x: np.ndarray) -> torch.Tensor:
+    """Flat MNIST rows as the [n, 1, 28, 28] float32 batch a CNN takes."""
+    return torch.tensor(np.array(x), dtype=torch.float32).reshape(-1, 1, 28, 28)
+
+
+def random_batches(steps: int, size: int = 128) -> Callable[[int, torch.Generator], Iterator[torch.Tensor]]:
+    """``steps`` batches of ``size`` training indices drawn with replacement (SGD steps)."""
+    def batches(n: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+        for _ in range(steps):
+            yield torch.randint(n, (size,), generator=gen)
+    return batches
+
+
+def epoch_batches(epochs: int, size: int = 128) -> Callable[[int, torch.Generator], Iterator[torch.Tensor]]:
+    """``epochs`` passes over the training set, each in a fresh random order, in batches of ``size``."""
+    def batches(n: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+        for _ in range(epochs):
+            yield from torch.randperm(n, generator=gen).split(size)
+    return batches
+
+
+def train_cnn(model: nn.Sequential, path: Path, batches: Callable[[int, torch.Generator], Iterable[torch.Tensor]],
+              optimiser: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer], l1: float, seed: int,
+              penalty: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+    """``model`` (built, seeded, by the caller) loaded from ``path`` when cached, else trained on
+    the fixed MNIST split and saved there; left in eval mode; its test accuracy.
+
+    Training: one ``optimiser`` step per batch of indices from ``batches(n, generator)`` (the
+    generator seeded with ``seed``) on cross-entropy + ``l1`` times every weight's l1 norm
+    (+ ``penalty(x_batch)``), the one loop of ``benchmarks.cnn`` and ``benchmarks.cnn_scale``."""
+    data = mnist()
+    if path.is_file():
+        model.load_state_dict(torch.load(path, weights_only=True))
+    else:
+        x, y = mnist_images(data.x_train), torch.tensor(np.array(data.y_train), dtype=torch.long)
+        opt = optimiser(model.parameters())
+        gen = torch.Generator().manual_seed(seed)
+        weights = [m.weight for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
+        for idx in batches(len(x), gen):
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx]) + l1 * sum(w.abs().sum() for w in weights)
+            if penalty is not None:
+                loss = loss + penalty(x[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with atomic_write(path) as tmp:
+            torch.save(model.state_dict(), tmp)
+    model.eval()
+    with torch.no_grad():
+        return float((model(mnist_images(data.x_test)).argmax(1).numpy() == data.y_test).mean())
 
 
 def _plain(value: Any) -> Any:

@@ -571,7 +571,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0])
     p.add_argument("--json", type=Path, default=RESULTS / "speed.json")
     p.add_argument("--markdown", type=Path, default=RESULTS / "speed.md")
-    p.add_argument("--plot", type=Path, default=RESULTS / "speed.png")
+    p.add_argument("--plot", type=Path, default=None,
+                   help="default: beside --markdown, as .png (a run writing elsewhere never replaces the committed plot)")
     p.add_argument("--quick", action="store_true",
                    help=f"{QUICK_NETWORK} only, baselines capped at {QUICK_BASELINE_CAP:g} s, "
                         f"leo at {QUICK_LEO_CAP:g} s")
@@ -599,6 +600,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for m in args.methods:
         if m not in METHODS:
             p.error(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    if args.plot is None:
+        args.plot = args.markdown.with_suffix(".png")
     return args
 
 

@@ -139,19 +139,26 @@ def totals(rows: list[dict[str, Any]], tools: tuple[str, ...]) -> dict[str, dict
 
 
 def markdown(rows: list[dict[str, Any]], tools: tuple[str, ...], summary: dict, command: str,
-             load: dict[str, list[float]] | None = None) -> str:
+             load: dict[str, list[float]] | None = None, commit: str = "",
+             runs: list[dict[str, Any]] | None = None) -> str:
+    """The table; with ``runs`` (``--from-json``) one per run merged, each row naming its run."""
     where = (f" Load average (1, 5, 15 min) of the shared 2-core machine: {load['before']} before, "
              f"{load['after']} after." if load else "")
-    lines = ["# VNN-COMP 2021 subset: leo, leo --compress-first, Marabou", "",
-             f"Command: `{command}`", "",
-             "Answers: sat (violated, counterexample), unsat (holds, proven), unknown, timeout. "
-             "Seconds: wall clock of each tool's subprocess (start-up included), same machine, same time-out."
-             + where, "",
-             "| network | property | expected | time-out | " + " | ".join(tools) + " |",
-             "|---|---|---|---|" + "---|" * len(tools)]
+    lines = ["# VNN-COMP 2021: leo, leo --compress-first, Marabou", "", f"Command: `{command}`"
+             + (f" (leo at commit {commit})" if commit else ""), ""]
+    for k, run in enumerate(runs or [], start=1):
+        lines.append(f"- run {k}: `{run['command']}`, leo at commit {run.get('commit') or 'not recorded'}, "
+                     f"load average {run['load_average']['before']} before, {run['load_average']['after']} after; "
+                     "the three tools of an instance always ran side by side in the same run")
+    lines += ([""] if runs else []) + [
+        "Answers: sat (violated, counterexample), unsat (holds, proven), unknown, timeout. "
+        "Seconds: wall clock of each tool's subprocess (start-up included), same machine, same time-out."
+        + where, "",
+        "| network | property | expected | time-out | " + " | ".join(tools) + (" | run |" if runs else " |"),
+        "|---|---|---|---|" + "---|" * (len(tools) + bool(runs))]
     for r in rows:
         cells = [f"{r[t]['answer']}{' **CONTRADICTS**' if r[t]['contradicts'] else ''} {r[t]['seconds']:.1f} s"
-                 for t in tools]
+                 for t in tools] + ([str(r["run"])] if runs else [])
         head = f"| {r['onnx']} | {r['vnnlib']} | {r['expected']} | {r['timeout']:g} | "
         lines.append(head + " | ".join(cells) + " |")
     lines += ["", "| tool | decided | sat | unsat | unknown | timeout | contradictions | total seconds |",
@@ -172,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="instances run at once (1 on the shared 2-core machine)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--markdown", default=None)
+    ap.add_argument("--from-json", nargs="+", default=None, metavar="JSON",
+                    help="run nothing: merge earlier runs' JSON into one table (each row names its run)")
     ap.add_argument("--marabou-one", nargs=3, metavar=("ONNX", "VNNLIB", "TIMEOUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.marabou_one:
@@ -180,20 +189,60 @@ def main(argv: list[str] | None = None) -> int:
     tools = tuple(t.strip() for t in args.tools.split(",") if t.strip())
     if not set(tools) <= set(TOOLS):
         ap.error(f"--tools: unknown {sorted(set(tools) - set(TOOLS))}")
+    command = "python -m benchmarks.vnncomp " + shlex.join(argv if argv is not None else sys.argv[1:])
+    if args.from_json:
+        return merged(args.from_json, tools, command, args.json, args.markdown)
     insts = instances(data_dir() / "vnncomp2021", args.quick, args.only)
     load_before = os.getloadavg()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         rows = list(pool.map(lambda i: run_instance(i, args.cap, tools), insts))
     load = {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in os.getloadavg()]}
     summary = totals(rows, tools)
-    command = "python -m benchmarks.vnncomp " + shlex.join(argv if argv is not None else sys.argv[1:])
-    payload = {"command": command, "timeouts": TIMEOUTS, "cap": args.cap, "load_average": load,
-               "instances": rows, "totals": summary}
+    payload = {"command": command, "commit": _commit(), "timeouts": TIMEOUTS, "cap": args.cap,
+               "load_average": load, "instances": rows, "totals": summary}
     if args.json:
         write_json(args.json, payload)
-    text = markdown(rows, tools, summary, command, load)
+    text = markdown(rows, tools, summary, command, load, payload["commit"])
     if args.markdown:
         write_text(args.markdown, text)
+    print(text)
+    return 1 if any(summary[t]["contradictions"] for t in tools if t.startswith("leo")) else 0
+
+
+def _commit() -> str:
+    """leo's git commit for the record ("-dirty" with uncommitted changes to tracked files)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return head + ("-dirty" if dirty else "")
+
+
+def merged(paths: list[str], tools: tuple[str, ...], command: str, json_path: str | None,
+           md_path: str | None) -> int:
+    """Earlier runs' JSON as one table: rows in results_2021.csv's order, each with its run; an
+    instance in two runs keeps the later run's row."""
+    import json
+
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    order = {(i["onnx"], i["vnnlib"]): k for k, i in enumerate(instances(data_dir() / "vnncomp2021", False, None))}
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for k, run in enumerate(runs, start=1):
+        for row in run["instances"]:
+            by_key[(row["onnx"], row["vnnlib"])] = dict(row, run=k)
+    rows = sorted(by_key.values(), key=lambda r: order.get((r["onnx"], r["vnnlib"]), len(order)))
+    summary = totals(rows, tools)
+    heads = [{k: run.get(k) for k in ("command", "commit", "load_average")} for run in runs]
+    if json_path:
+        write_json(json_path, {"command": command, "runs": heads, "timeouts": TIMEOUTS, "instances": rows,
+                               "totals": summary})
+    text = markdown(rows, tools, summary, command, runs=heads)
+    if md_path:
+        write_text(md_path, text)
     print(text)
     return 1 if any(summary[t]["contradictions"] for t in tools if t.startswith("leo")) else 0
 

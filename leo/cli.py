@@ -81,10 +81,10 @@ def analysis_options(f):  # noqa: ANN001, ANN201
                      help="Skip the ideal-formulation cuts on the LP relaxation before each MILP.")(f)
     f = click.option("--no-search", is_flag=True,
                      help="Skip the neighbourhood search for a crossing before each MILP.")(f)
-    f = click.option("--branch/--no-branch", default=False,
-                     help="Input-splitting branch and bound (leo/branch.py) on the open units before the MILPs; "
-                          "pays on networks with few inputs (ACAS Xu: 5), costs time on small easy ones.",
-                     show_default=True)(f)
+    f = click.option("--branch/--no-branch", default=None,
+                     help="Input-splitting branch and bound (leo/branch.py) on the open units before the MILPs. "
+                          "Default: on for layers whose MILPs carry 24+ binaries in networks with at most 16 "
+                          "inputs (ACAS Xu: 5), where it pays; off elsewhere (images; small easy networks).")(f)
     f = click.option("--solver", type=click.Choice(["highs", "scip", "gurobi"]), default="highs", show_default=True,
                      help="MILP back-end: HiGHS, or SCIP / Gurobi where installed (pip install 'leo[scip]', "
                           "'leo[gurobi]'; gurobipy's pip licence solves small models only).")(f)
@@ -593,11 +593,10 @@ def check(original: str, compressed: str, lower: str | None, upper: str | None, 
 
     from leo.api import resolve_path
     from leo.equivalence import Verdict, compare_exact, compare_sampled, readable
-    from leo.io.files import atomic_write, plan_outputs
+    from leo.io.files import plan_outputs, require_npy, save_point
 
     if counterexample:
-        if Path(counterexample).suffix.lower() != ".npy":
-            _fail(f"--counterexample {counterexample} must end in .npy")
+        require_npy(counterexample)
         plan_outputs([counterexample], _inputs(original, str(resolve_path(compressed)), lower, upper, vnnlib), force)
     f = _load(original, allow_pickle)
     g = _load(compressed, allow_pickle)
@@ -624,9 +623,7 @@ def check(original: str, compressed: str, lower: str | None, upper: str | None, 
         click.echo(f"  f(x) = {readable(fx)}")
         click.echo(f"  g(x) = {readable(gx)}")
         if counterexample:
-            with atomic_write(counterexample) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, x)
+            save_point(counterexample, x, overwrite=force)
             click.echo(f"  saved x ({x.size} values) to {counterexample}")
         elif x.size > 12:
             click.echo("  (--counterexample FILE.npy saves all of x)")
@@ -720,12 +717,12 @@ def property_command(model: str, spec: str, time_limit: float, compress_first: b
     --lower/--upper; giving both, or neither, is bad input.
     Bad input (a file, an option): one line on stderr, exit 2.
     """
-    from leo.io.files import plan_outputs
+    from leo.io.files import plan_outputs, require_npy
     from leo.property import ProgressLines, check_property, describe, save_outputs
     from leo.vnnlib import read_query
 
-    if counterexample and not counterexample.endswith(".npy"):
-        _fail(f"--counterexample {counterexample} must end in .npy")
+    if counterexample:
+        require_npy(counterexample)
     outputs = [p for p in (results_path, counterexample) if p]
     if outputs:
         plan_outputs(outputs, _inputs(model, spec, lower, upper), force)
@@ -737,7 +734,7 @@ def property_command(model: str, spec: str, time_limit: float, compress_first: b
     with ProgressLines(quiet) as progress:
         result = check_property(net, box, prop, time_limit=time_limit, compress_first=compress_first,
                                 progress=progress)
-    saved = save_outputs(result, results_path, counterexample)
+    saved = save_outputs(result, results_path, counterexample, overwrite=force)
     for line in describe(result, prop, box, saved):
         click.echo(line)
     if result.answer.exit_code:

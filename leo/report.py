@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,12 +36,13 @@ class UnitProof:
     witness: tuple[int, int] | None = None
     seconds: float = 0.0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, renumber: Mapping[int, int] | None = None) -> dict[str, Any]:
+        """``renumber``: old witness index -> index in the written points (see ``StabilityReport.to_json``)."""
         out: dict[str, Any] = {"status": str(self.verdict), "method": str(self.method)}
         if self.bound is not None:
             out["bound"] = float(self.bound)
         if self.witness is not None:
-            out["witness"] = list(self.witness)
+            out["witness"] = [renumber[i] if renumber is not None else i for i in self.witness]
         if self.seconds:
             out["seconds"] = round(self.seconds, 4)
         return out
@@ -124,7 +127,7 @@ class LayerReport:
             counts[str(p.method)] = counts.get(str(p.method), 0) + 1
         return counts
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, renumber: Mapping[int, int] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "layer": self.layer,
             "units": self.width,
@@ -138,7 +141,7 @@ class LayerReport:
             "milps": self.milps,
             "nodes": self.nodes,
             "methods": self.methods(),
-            "proofs": [p.to_json() for p in self.proofs],
+            "proofs": [p.to_json(renumber) for p in self.proofs],
         }
         channels = self.channels()
         if channels is not None:
@@ -211,6 +214,11 @@ class StabilityReport:
         return next((r for r in self.layers if r.layer == index), None)
 
     def to_json(self, witnesses: bool = True) -> dict[str, Any]:
+        """The report as JSON data. With ``witnesses``, ``witness_points`` holds each point some
+        proof refers to, once (equal points merged; proofs' ``witness`` indices renumbered to
+        match), one flat input a row, as exact float64 bytes (see :func:`encode_points`): as decimal lists,
+        the points of a 9,508-unit CNN made a 42 MiB report that took seconds to write."""
+        renumber, rows = self._witness_rows() if witnesses else (None, [])
         out: dict[str, Any] = {
             "domain": self.box.to_json(),
             "settings": self.settings,
@@ -219,8 +227,40 @@ class StabilityReport:
             "lps": self.lps,
             "milps": self.milps,
             "nodes": self.nodes,
-            "layers": [layer.to_json() for layer in self.layers],
+            "layers": [layer.to_json(renumber) for layer in self.layers],
         }
         if witnesses:
-            out["witness_points"] = self.witness_points.tolist()
+            points = self.witness_points[rows] if rows else np.zeros((0, self.box.dim))
+            out["witness_points"] = encode_points(points)
         return out
+
+    def _witness_rows(self) -> tuple[dict[int, int], list[int]]:
+        """Which rows of ``witness_points`` to write (the used ones, one per distinct point, in
+        index order, so a compacted report keeps its indices) and where each used index lands."""
+        used = sorted({i for lr in self.layers for p in lr.proofs for i in p.witness or ()})
+        renumber: dict[int, int] = {}
+        rows: list[int] = []
+        seen: dict[bytes, int] = {}
+        for i in used:
+            key = np.asarray(self.witness_points[i], dtype="<f8").tobytes()
+            if key not in seen:
+                seen[key] = len(rows)
+                rows.append(i)
+            renumber[i] = seen[key]
+        return renumber, rows
+
+
+#: How to read ``witness_points`` back, written into the JSON next to the data.
+DECODE_POINTS = 'numpy.frombuffer(base64.b64decode(w["base64"]), dtype="<f8").reshape(w["shape"])'
+
+
+def encode_points(points: np.ndarray) -> dict[str, Any]:
+    """Points as JSON: their little-endian float64 bytes, row-major, in base64. Exact (every bit
+    round-trips, so a witness stays a witness), 10.7 characters a number against ~20 as decimal
+    text, and written in milliseconds. Read back with ``DECODE_POINTS``::
+
+        numpy.frombuffer(base64.b64decode(w["base64"]), dtype="<f8").reshape(w["shape"])
+    """
+    data = np.ascontiguousarray(points, dtype="<f8")
+    return {"dtype": "float64", "byteorder": "little", "shape": list(data.shape),
+            "decode": DECODE_POINTS, "base64": base64.b64encode(data.tobytes()).decode("ascii")}

@@ -271,7 +271,8 @@ class _Run:
         by the network's forward pass. Takes BRANCH_SHARE of the layer's time (without a
         budget BRANCH_UNIT_SECONDS per open unit); what it leaves open goes to the MILP."""
         units = work.open_units()
-        if not (units.size and self.options.branches(self.network.input_dim)) or self.expired():
+        binaries = sum(st == Verdict.UNSTABLE for states in self.states[:work.k] for st in states)
+        if not (units.size and self.options.branches(self.network.input_dim, binaries)) or self.expired():
             return
         work.progress(self.progress, BRANCH)
         layer_end = self.layer_deadline(work.k)

@@ -27,6 +27,11 @@ ENGINES = ("unit", "network")
 #: The branch-and-bound phase's auto setting (``branch=None``) turns it on up to this many
 #: inputs: splitting the input box pays on ACAS Xu's five, rarely on images.
 BRANCH_INPUTS = 16
+#: ... and only for a layer whose MILPs carry at least this many binaries (unstable units of the
+#: layers before it): below that the MILP decides a unit in milliseconds, and the phase would
+#: spend up to BRANCH_UNIT_SECONDS on each unit it cannot close (150 soak networks: 204 s with
+#: the phase on every layer against 18 s without).
+BRANCH_BINARIES = 24
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class StabilityOptions:
     time_budget: float | None = None  # seconds for the whole analysis; None: no limit but time_limit per solve
     threads: int = DEFAULT_THREADS  # torch and HiGHS threads during the analysis (leo.threads); 0: one per core
     solver: str = "highs"  # the MILP back-end (solvers.backend)
-    branch: bool | None = False  # input-splitting branch and bound before the MILPs (--branch); None: auto (few inputs)
+    branch: bool | None = None  # input-splitting branch and bound before the MILPs (--branch); None: auto (BRANCH_INPUTS, BRANCH_BINARIES)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -60,9 +65,12 @@ class StabilityOptions:
         if self.solver not in SOLVERS:
             raise LeoInputError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
 
-    def branches(self, input_dim: int) -> bool:
-        """Whether the branch-and-bound phase runs on a network with ``input_dim`` inputs."""
-        return input_dim <= BRANCH_INPUTS if self.branch is None else self.branch
+    def branches(self, input_dim: int, binaries: int) -> bool:
+        """Whether the branch-and-bound phase runs on a layer of a network with ``input_dim``
+        inputs whose MILPs would carry ``binaries`` binaries."""
+        if self.branch is None:
+            return input_dim <= BRANCH_INPUTS and binaries >= BRANCH_BINARIES
+        return self.branch
 
 
 #: What a progress event can say the analysis is doing, cheapest first.

@@ -204,3 +204,88 @@ def test_check_property_answers_by_branch_and_bound_match_exact_ranges(seed: int
     result = check_property(net, box, broken, 30.0)
     assert result.answer is Answer.SAT
     assert box.contains(result.counterexample)[0] and net(result.counterexample[None, :])[0, 0] >= hi - 1e-3 - 1e-6
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_searcher_in_slices_answers_as_one_search_and_exclude_drops_a_disjunct(seed: int) -> None:
+    """The resumable search (``Searcher``) given its time in many short slices reaches the
+    one-shot search's answer on the same tree (same sub-boxes bounded), the exact truth; a
+    disjunct excluded by the caller is never reported proven by the search."""
+    from leo.branch import Searcher
+
+    rng = np.random.default_rng(300 + seed)
+    net = _net(rng, [2, 6, 5, 1])
+    box = make_box(-1, 1, 2)
+    m = _exact_min(net, box, np.ones(1), 0.0)
+    goal = Goal.of([(np.ones((1, 1)), np.array([-(m - GAP)]))])  # empty: min y > m - GAP
+    whole = search(net, box, goal, time.perf_counter() + 60)
+    searcher, slices = Searcher(net, box, goal), 0
+    while True:
+        r = searcher.run(time.perf_counter() + 0.002)
+        slices += 1
+        if r.status is not Status.TIMEOUT:
+            break
+    assert whole.status is r.status is Status.PROVEN and r.proven == {0}
+    assert r.leaves == whole.leaves and slices > 1
+    assert searcher.run(time.perf_counter() + 60) is r  # decided: no more work
+    # two empty disjuncts; the caller proved the first itself: the search proves the second and
+    # reports only that one as its own
+    two = Goal.of([(np.ones((1, 1)), np.array([-(m - 2 * GAP)])), (np.ones((1, 1)), np.array([-(m - GAP)]))])
+    s2 = Searcher(net, box, two)
+    s2.exclude([0])
+    r2 = s2.run(time.perf_counter() + 60)
+    assert r2.status is Status.PROVEN and r2.proven == {1}
+    # a reachable disjunct: a confirmed point ends the search whatever the caller excluded
+    s3 = Searcher(net, box, Goal.of([(np.ones((1, 1)), np.array([-(m + GAP)]))]))
+    r3 = s3.run(time.perf_counter() + 60)
+    assert r3.status is Status.COUNTEREXAMPLE and float(net(r3.x[None, :])[0, 0]) <= m + GAP
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_floors_from_exact_ranges_keep_the_answer_exact(seed: int) -> None:
+    """Whole-box bounds of the hidden layers (``floors``; here the exact ranges) intersect every
+    sub-box's own: the answers stay those of the exact minimum, and the root box's layer bounds
+    are within the floors."""
+    import torch
+
+    from leo.branch import Searcher, _layer_bounds, _Net
+    from tests.conftest import exact_ranges
+
+    rng = np.random.default_rng(400 + seed)
+    net = _net(rng, [2, 5, 4, 1])
+    box = make_box(-1, 1, 2)
+    floors = [exact_ranges(net, box.lower, box.upper, k) for k in range(len(net.layers) - 1)]
+    m = _exact_min(net, box, np.ones(1), 0.0)
+    for t, expected in ((m - GAP, Status.PROVEN), (m + GAP, Status.COUNTEREXAMPLE)):
+        r = Searcher(net, box, Goal.of([(np.ones((1, 1)), np.array([-t]))]), floors=floors).run(
+            time.perf_counter() + 60)
+        assert r.status is expected, (t, m, r)
+    # the floors reach the bounding step: the root box's layer bounds lie within them
+    pre, _ = _layer_bounds(_Net(net, floors), *(torch.from_numpy(v[None, :]) for v in (box.lower, box.upper)))
+    for (zl, zu), (lo, hi) in zip(pre, floors):
+        assert np.all(zl.numpy()[0] >= lo) and np.all(zu.numpy()[0] <= hi)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_check_property_second_search_after_the_milps_answers_exactly(seed: int, monkeypatch) -> None:
+    """Few inputs: when neither the first search (given no time here) nor the MILP (made to time
+    out here) decides, the second search, with the analysis's bounds, does: UNSAT only where
+    the exact range says so, SAT only with a point the forward pass confirms; the time-outs in
+    between prove nothing."""
+    import leo.branch
+    import leo.property
+    from leo.property import Answer, Inequality, OutputProperty, _Outcome, check_property
+
+    monkeypatch.setattr(leo.branch, "budget_share", lambda _dim: 0.0)
+    monkeypatch.setattr(leo.property, "_solve_disjunct", lambda *a, **k: _Outcome("timeout", reason="made to"))
+    rng = np.random.default_rng(500 + seed)
+    net = _net(rng, [3, 6, 4, 1])
+    box = make_box(-1, 1, 3)
+    lo = _exact_min(net, box, np.ones(1), 0.0)
+    holds = OutputProperty(1, ((Inequality(np.array([1.0]), lo - GAP),),))  # y <= lo - GAP: never
+    result = check_property(net, box, holds, 30.0, samples=16)
+    assert result.answer is Answer.UNSAT and result.how == "branch and bound", result
+    broken = OutputProperty(1, ((Inequality(np.array([1.0]), lo + 1e-3),),))  # y <= lo + 1e-3: somewhere
+    result = check_property(net, box, broken, 30.0, samples=16)
+    assert result.answer is Answer.SAT, result
+    assert box.contains(result.counterexample)[0] and net(result.counterexample[None, :])[0, 0] <= lo + 1e-3 + 1e-9

@@ -23,6 +23,8 @@ from leo.io.save import certificate_path
 from leo.network import Network
 from leo.report import StabilityReport
 from leo.stability import BRANCH, StabilityOptions, analyse
+from leo.stages import BRANCH_BINARIES
+from leo.verdicts import Verdict
 
 torch.set_num_threads(1)
 
@@ -119,10 +121,12 @@ def test_no_branch_changes_nothing_and_runs_no_branch_phase() -> None:
         assert {key: v for key, (v, _) in off.items()} == {key: v for key, (v, _) in on.items()}
 
 
-def test_auto_turns_the_phase_on_for_few_inputs_only() -> None:
-    assert StabilityOptions(branch=None).branches(5) and not StabilityOptions(branch=None).branches(784)
-    assert not StabilityOptions().branches(5)  # off unless asked for
-    assert not StabilityOptions(branch=False).branches(5) and StabilityOptions(branch=True).branches(784)
+def test_auto_turns_the_phase_on_for_few_inputs_and_hard_milps_only() -> None:
+    auto = StabilityOptions()  # the default is auto
+    assert auto.branch is None
+    assert auto.branches(5, BRANCH_BINARIES) and not auto.branches(5, BRANCH_BINARIES - 1)
+    assert not auto.branches(784, 10 * BRANCH_BINARIES)
+    assert not StabilityOptions(branch=False).branches(5, 100) and StabilityOptions(branch=True).branches(784, 0)
     net = random_mlp(np.random.default_rng(3), [20, 8, 8, 1], bias_shift=0.3)
     events: list = []
     report = analyse(net, make_box(-1, 1, 20), StabilityOptions(branch=None, **OPTS), progress=events.append)
@@ -201,3 +205,20 @@ def test_network_engine_with_the_phase_agrees_with_enumeration() -> None:
     for seed, sizes, shift in NETS[:3]:
         net, box = _net(seed, sizes, shift)
         _agrees(_claims(analyse(net, box, StabilityOptions(engine="network", branch=True, **OPTS))), seed, net)
+
+
+def test_auto_runs_the_phase_by_default_on_a_layer_with_many_binaries_before_it() -> None:
+    """Five inputs and a first layer of 40 units, most of them unstable on the box: layer 2's
+    MILPs carry >= BRANCH_BINARIES binaries, so the default (auto) runs the phase there, not on
+    layer 1 (no binaries before it); its claims agree with the exact truth."""
+    net = random_mlp(np.random.default_rng(5), [5, 40, 6, 1], bias_shift=0.0)
+    box = make_box(-1, 1, 5)
+    events: list = []
+    report = analyse(net, box, StabilityOptions(**OPTS), progress=events.append)
+    assert sum(v == Verdict.UNSTABLE for v in report.layers[0].states) >= BRANCH_BINARIES
+    assert {e.layer for e in events if e.phase == BRANCH} == {2}
+    z = net.pre_activations(box.sample(20_000, np.random.default_rng(0)))
+    for k, lr in enumerate(report.layers):  # every stable claim holds on dense samples
+        for j, v in enumerate(lr.states):
+            assert v != Verdict.ACTIVE or z[k][:, j].min() >= 0
+            assert v != Verdict.INACTIVE or z[k][:, j].max() <= 0

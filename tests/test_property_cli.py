@@ -121,7 +121,9 @@ def _no_branch_and_bound(monkeypatch) -> None:
     MILP path (compression, solver status) is what the test sees."""
     from leo.branch import Result, Status
 
-    monkeypatch.setattr("leo.branch.search", lambda *a, **k: Result(Status.UNKNOWN, 0.0, reason="off in this test"))
+    off = Result(Status.UNKNOWN, 0.0, reason="off in this test")
+    monkeypatch.setattr("leo.branch.search", lambda *a, **k: off)
+    monkeypatch.setattr("leo.branch.Searcher.run", lambda *a, **k: off)  # the second try after the MILPs
 
 
 def test_compress_first_still_confirms_on_the_original(capsys, tmp_path, monkeypatch):

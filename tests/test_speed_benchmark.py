@@ -89,3 +89,15 @@ def test_compare_checks_inexact_runs_are_subsets():
 def test_cli_rejects_unknown_method():
     with pytest.raises(SystemExit):
         speed.parse_args(["--methods", "naive,nope"])
+
+
+def test_plot_goes_beside_the_markdown_unless_named(tmp_path) -> None:
+    """A run that writes its tables elsewhere must not replace the committed plot (it did: a
+    one-network run rewrote benchmarks/results/speed.png)."""
+    from benchmarks import speed
+    from benchmarks.common import RESULTS
+
+    assert speed.parse_args([]).plot == RESULTS / "speed.png"
+    assert speed.parse_args(["--markdown", str(tmp_path / "x.md")]).plot == tmp_path / "x.png"
+    assert speed.parse_args(["--markdown", str(tmp_path / "x.md"), "--plot", str(tmp_path / "p.png")]).plot \
+        == tmp_path / "p.png"

@@ -42,6 +42,38 @@ def test_quick_run_answers_agree_with_2021_and_json_is_shaped(tmp_path) -> None:
     assert "| leo |" in (tmp_path / "v.md").read_text()
 
 
+@pytest.mark.skipif(not _have_data(), reason="VNN-COMP 2021 data not found (LEO_DATA)")
+def test_from_json_merges_runs_in_csv_order_and_counts_a_contradiction(tmp_path) -> None:
+    """Two runs' JSON as one table: every row once, in results_2021.csv's order, naming its run;
+    totals over all rows; a leo answer against the 2021 answer makes the exit code 1."""
+    from benchmarks import vnncomp
+
+    def row(onnx: str, vnnlib: str, expected: str, answer: str) -> dict:
+        tool = {"answer": answer, "seconds": 2.0, "contradicts": answer in ("sat", "unsat") and answer != expected}
+        return {"benchmark": "acasxu", "onnx": onnx, "vnnlib": vnnlib, "expected": expected, "timeout": 116.0,
+                "leo": tool, "leo_compress_first": tool, "marabou": dict(tool, answer="timeout", contradicts=False)}
+
+    net = "ACASXU_run2a_1_{}_batch_2000.onnx"
+    load = {"before": [1.0, 1.0, 1.0], "after": [2.0, 2.0, 2.0]}
+    first = {"command": "run one", "commit": "abc", "load_average": load,
+             "instances": [row(net.format(2), "prop_2.vnnlib", "sat", "sat")]}
+    second = {"command": "run two", "load_average": load,
+              "instances": [row(net.format(1), "prop_1.vnnlib", "unsat", "unsat")]}
+    paths = []
+    for k, run in enumerate((first, second)):
+        paths.append(tmp_path / f"r{k}.json")
+        paths[-1].write_text(json.dumps(run))
+    out = tmp_path / "all.json"
+    assert vnncomp.main(["--from-json", *map(str, paths), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [(r["onnx"], r["run"]) for r in data["instances"]] == [(net.format(1), 2), (net.format(2), 1)]
+    assert data["totals"]["leo"]["decided"] == 2 and data["totals"]["marabou"]["timeout"] == 2
+    assert [r["commit"] for r in data["runs"]] == ["abc", None]
+    second["instances"] = [row(net.format(1), "prop_1.vnnlib", "unsat", "sat")]  # a wrong answer
+    paths[1].write_text(json.dumps(second))
+    assert vnncomp.main(["--from-json", *map(str, paths)]) == 1
+
+
 def test_acasxu_sampling_check_flags_a_false_claim() -> None:
     from benchmarks.acasxu import contradicted, sampled_signs
 

@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from leo.errors import LeoInputError
 
 
@@ -58,6 +60,26 @@ def plan_outputs(outputs: Sequence[str | Path], inputs: Sequence[str | Path | No
         if p.exists() and not overwrite:
             raise LeoInputError(f"output {p} exists already; choose another name or pass --force to replace it")
     return paths
+
+
+def require_npy(path: str | Path, option: str = "--counterexample") -> Path:
+    """``path`` if it names a .npy file (any case), else bad input: checked before any work,
+    so a long solve never ends in a name it cannot use."""
+    if Path(path).suffix.lower() != ".npy":
+        raise LeoInputError(f"{option} {path} must end in .npy")
+    return Path(path)
+
+
+def save_point(path: str | Path, x: np.ndarray, overwrite: bool = False) -> Path:
+    """Write the point ``x`` as a .npy file, atomically (never a partial file), and not over an
+    existing file unless ``overwrite``: checked again here because the commands plan their
+    outputs before a solve that may run for minutes. ``numpy.load(path)`` reads it back."""
+    target = require_npy(path)
+    if target.exists() and not overwrite:
+        raise LeoInputError(f"output {target} exists already; choose another name or pass --force to replace it")
+    with atomic_write(target) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.asarray(x))
+    return target
 
 
 def sha256(path: str | Path) -> str:
