@@ -251,7 +251,8 @@ def _print_table(report, err: bool = False) -> None:  # noqa: ANN001
         line = lr.channel_line()
         if line:
             click.echo(line, err=err)
-    unproven = f" ({report.num_unproven} units not proven either way, kept)" if report.num_unproven else ""
+    n = report.num_unproven
+    unproven = f" ({n} unit{'s' if n != 1 else ''} not proven either way, kept)" if n else ""
     click.echo(f"{report.num_stable} stable units{unproven}; {report.lps} LPs, {report.milps} MILPs, "
                f"{report.nodes} nodes; {report.seconds:.2f} s", err=err)
 

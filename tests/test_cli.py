@@ -161,7 +161,7 @@ def test_time_budget_is_recorded_and_unproven_units_are_counted(capsys, ckpt, tm
                    if p["status"] == "unstable" and "witness" not in p)
     budget = sum(layer["methods"].get("budget", 0) for layer in report["layers"])
     assert unproven >= budget > 0  # the budget is spent before any solve, so some unit is left open
-    assert f"({unproven} units not proven either way, kept)" in out
+    assert f"({unproven} unit{'s' if unproven != 1 else ''} not proven either way, kept)" in out
 
 
 def test_bad_time_budget(capsys, ckpt, tmp_path):
