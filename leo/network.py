@@ -219,3 +219,25 @@ def mlp(weights: list[np.ndarray], biases: list[np.ndarray], final_relu: bool = 
         for k, (w, b) in enumerate(zip(weights, biases))
     )
     return Network(input_dim=int(np.asarray(weights[0]).shape[1]), layers=layers)
+
+
+def excess_and_gradient(network: Network, x: np.ndarray, a: np.ndarray,
+                        c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``x``: the disjunct's excess ``max_r (a_r . y - c_r)`` and its gradient in
+    ``x`` (a subgradient: ReLU'(0) = 0), by a forward pass and back-propagation in numpy,
+    so that a counterexample search needs no torch (``leo.property``, ``leo.relu_split``)."""
+    outs, zs = [x], []
+    for layer in network.layers:
+        z = layer.bias + sum(outs[s] @ w.T for s, w in layer.weights.items())
+        zs.append(z)
+        outs.append(np.maximum(z, 0.0) if layer.relu else z)
+    rows = outs[-1] @ a.T - c
+    worst = rows.argmax(axis=1)
+    grads = [np.zeros_like(o) for o in outs]
+    grads[-1] = a[worst]
+    for k in range(len(network.layers), 0, -1):
+        layer = network.layers[k - 1]
+        g = grads[k] * (zs[k - 1] > 0) if layer.relu else grads[k]
+        for s, w in layer.weights.items():
+            grads[s] += g @ w
+    return rows[np.arange(len(x)), worst], grads[0]

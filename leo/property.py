@@ -28,7 +28,7 @@ from leo.bounds import LayerBounds
 from leo.domain import Box
 from leo.errors import LeoInputError
 from leo.exitcodes import ExitCode
-from leo.network import Network
+from leo.network import Network, excess_and_gradient
 from leo.report import StabilityReport
 from leo.encoding import Encoding, build_prefix
 from solvers.highs_backend import solve_feasibility
@@ -227,28 +227,6 @@ ATTACK_SHARE = 0.1
 ATTACK_STARTS, ATTACK_STEPS = 16, 100
 
 
-def _excess_and_gradient(network: Network, x: np.ndarray, a: np.ndarray,
-                         c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``x``: the disjunct's excess ``max_r (a_r . y - c_r)`` and its gradient in
-    ``x`` (a subgradient: ReLU'(0) = 0), by a forward pass and back-propagation in numpy,
-    so that a counterexample search needs no torch."""
-    outs, zs = [x], []
-    for layer in network.layers:
-        z = layer.bias + sum(outs[s] @ w.T for s, w in layer.weights.items())
-        zs.append(z)
-        outs.append(np.maximum(z, 0.0) if layer.relu else z)
-    rows = outs[-1] @ a.T - c
-    worst = rows.argmax(axis=1)
-    grads = [np.zeros_like(o) for o in outs]
-    grads[-1] = a[worst]
-    for k in range(len(network.layers), 0, -1):
-        layer = network.layers[k - 1]
-        g = grads[k] * (zs[k - 1] > 0) if layer.relu else grads[k]
-        for s, w in layer.weights.items():
-            grads[s] += g @ w
-    return rows[np.arange(len(x)), worst], grads[0]
-
-
 def _attack(network: Network, box: Box, prop: OutputProperty, seconds: float, seed: int) -> np.ndarray:
     """Candidate counterexamples from projected signed-gradient descent (PGD) on each
     disjunct's excess (max over its rows of a . y - c), from random box points; one
@@ -266,7 +244,7 @@ def _attack(network: Network, box: Box, prop: OutputProperty, seconds: float, se
         for step in range(ATTACK_STEPS):
             if time.perf_counter() >= deadline:
                 return np.array(found).reshape(-1, box.dim)
-            excess, grad = _excess_and_gradient(network, x, a, c)
+            excess, grad = excess_and_gradient(network, x, a, c)
             better = excess < best_val
             best[better], best_val[better] = x[better], excess[better]
             if bool((best_val < 0).any()):
@@ -451,11 +429,10 @@ def check_property(network: Network, box: Box, prop: OutputProperty, time_limit:
         if not pending or milp_end - time.perf_counter() <= 0:
             break
     if undecided and second_try and deadline - time.perf_counter() > 0:
-        from leo.branch import Searcher, Status, property_goal
+        from leo.branch import Searcher
 
         say(f"branch and bound again, with the analysis's bounds (up to {deadline - time.perf_counter():.1f} s)")
-        again = Searcher(searched, box, property_goal([prop.rows(i) for i in range(len(prop.disjuncts))]),
-                         confirm=confirmed, floors=floors)
+        again = Searcher(searched, box, goal, confirm=confirmed, floors=floors)  # the first search's goal
         again.exclude([i for i in range(n) if i not in undecided])
         bab = again.run(deadline)
         say(f"branch and bound: {bab.status.value} after {bab.leaves} sub-boxes")

@@ -36,7 +36,7 @@ import scipy.sparse as sp
 
 from leo.bounds import LayerBounds
 from leo.domain import Box
-from leo.network import Network
+from leo.network import Network, excess_and_gradient
 from leo.verdicts import Verdict
 
 #: Relative widening of the recomputed dual bound for float rounding (the sums have at most
@@ -372,24 +372,6 @@ def _tightened(old: LayerBounds, lo: np.ndarray, hi: np.ndarray) -> LayerBounds:
     return old.tightened(lo, hi, "lp")
 
 
-def _excess_gradient(network: Network, x: np.ndarray, a: np.ndarray, c: np.ndarray) -> tuple[float, np.ndarray]:
-    """``max_r (a_r . y(x) - c_r)`` and its gradient in ``x`` (a subgradient, ReLU'(0) = 0)."""
-    outs, zs = [x], []
-    for layer in network.layers:
-        z = layer.bias + sum(outs[s] @ w.T for s, w in layer.weights.items())
-        zs.append(z)
-        outs.append(np.maximum(z, 0.0) if layer.relu else z)
-    rows = a @ outs[-1] - c
-    grads = [np.zeros_like(o) for o in outs]
-    grads[-1] = a[int(rows.argmax())]
-    for k in range(len(network.layers), 0, -1):
-        layer = network.layers[k - 1]
-        g = grads[k] * (zs[k - 1] > 0) if layer.relu else grads[k]
-        for s, w in layer.weights.items():
-            grads[s] = grads[s] + g @ w
-    return float(rows.max()), grads[0]
-
-
 def _pgd(network: Network, box: Box, x: np.ndarray, a: np.ndarray, c: np.ndarray,
          confirmed: Confirm) -> tuple[np.ndarray, int] | None:
     """``x``, then a few signed-gradient steps on the disjunct's excess from it; the first
@@ -397,7 +379,8 @@ def _pgd(network: Network, box: Box, x: np.ndarray, a: np.ndarray, c: np.ndarray
     <= 0: the caller's forward pass is the judge, this one only saves its calls)."""
     lo, hi = box.lower, box.upper
     for step in range(PGD_STEPS + 1):
-        excess, grad = _excess_gradient(network, x, a, c)
+        excesses, grads = excess_and_gradient(network, x[None, :], a, c)
+        excess, grad = float(excesses[0]), grads[0]
         if excess <= 1e-5:
             hit = confirmed(x)
             if hit is not None:

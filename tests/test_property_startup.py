@@ -18,7 +18,8 @@ import leo.property as property_module
 from leo.domain import make_box
 from leo.io.onnx_export import save_onnx
 from leo.network import Layer, Network
-from leo.property import Inequality, OutputProperty, _excess_and_gradient, check_property
+from leo.network import excess_and_gradient
+from leo.property import Inequality, OutputProperty, check_property
 from tests.conftest import random_mlp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +97,7 @@ def test_numpy_gradient_matches_finite_differences() -> None:
     a = np.array([[1.0, -2.0], [-0.5, 1.0]])
     c = np.array([0.3, -0.1])
     x = np.random.default_rng(2).uniform(-1, 1, size=(20, 3))
-    value, grad = _excess_and_gradient(net, x, a, c)
+    value, grad = excess_and_gradient(net, x, a, c)
     np.testing.assert_allclose(value, (net(x) @ a.T - c).max(axis=1))
     h = 1e-6
     for i in range(3):
