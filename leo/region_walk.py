@@ -14,6 +14,13 @@ input-splitting search found no counterexample in 116 s; walks from the lowest o
 random box points reached excess -1e-4 within 6 LPs.
 
 Only candidates come out of here: the caller confirms them by the network's forward pass.
+
+The stability analysis has its own walk for one unit (``leo.neighbourhood.region_walk``): it
+minimises one pre-activation with the MILP's proven unit states and sparse maps for lowered
+convolutions; this one minimises a largest-of-rows (an epigraph variable) on few, dense inputs.
+Tried on the 25 units the analysis left open on ACAS Xu 1_9 over property 7's box (60 s): walks
+from the best of 10^5 points showed 1 of them unstable; the others' walks ended at z -0.005 to
+-0.07 (most likely stable, so a walk is no help there).
 """
 
 from __future__ import annotations
