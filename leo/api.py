@@ -129,19 +129,33 @@ class Compression:
              float64: bool = False) -> tuple[Path, Path]:
         """Write the compressed model (``.pt`` or ``.onnx``), THEN its certificate (default
         ``PATH.cert.json``) naming the written file by its sha256, so ``leo audit`` can check it.
-        Returns both paths. Neither replaces the original model; existing files only with ``overwrite``."""
+        A model that came from no file (an in-memory ``nn.Module`` or Network) is first written
+        as leo read it, in float64, to ``original_path(PATH)``, which the certificate names
+        too: so ``leo audit CERT`` needs nothing else. Returns the model's and the certificate's
+        paths. Nothing replaces the original model; existing files only with ``overwrite``."""
         from leo.certificate import seal
-        from leo.io.files import atomic_write, plan_outputs
+        from leo.io.files import atomic_write, plan_outputs, sha256
         from leo.io.save import certificate_path, check_output_path, save_network
 
         inputs = (self.original.metadata.get(SOURCE_PATH), self.certificate["original"]["path"])
         out = check_output_path(path, inputs, overwrite)
         side = Path(certificate) if certificate is not None else certificate_path(out)
-        plan_outputs([out, side], inputs, overwrite)
+        copy = original_path(out) if self.certificate["original"]["path"] is None else None
+        plan_outputs([out, side] + ([copy] if copy else []), inputs, overwrite)
+        cert = self.certificate
+        if copy is not None:
+            save_network(self.original, copy, float64=True, overwrite=overwrite)
+            cert = {**cert, "original": {**cert["original"], "path": str(copy), "sha256": sha256(copy),
+                                         "written_by": "leo: the in-memory model as leo read it, float64"}}
         save_network(self.network, out, float64=float64, overwrite=overwrite)
         with atomic_write(side) as tmp:
-            tmp.write_text(json.dumps(seal(self.certificate, out), indent=1) + "\n")
+            tmp.write_text(json.dumps(seal(cert, out), indent=1) + "\n")
         return out, side
+
+
+def original_path(out: Path) -> Path:
+    """Where ``Compression.save`` writes an in-memory original: ``small.onnx`` -> ``small.original.onnx``."""
+    return out.with_name(f"{out.stem}.original{out.suffix}")
 
 
 def compress(model: ModelLike, lower: Any, upper: Any, options: StabilityOptions = StabilityOptions(),

@@ -168,6 +168,46 @@ def test_python_api_writes_the_model_then_a_certificate_audit_accepts(tmp_path):
         result.save(out)
 
 
+class _Mine(nn.Module):
+    """A user's own module class, compressed from memory (no file behind it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = _planted(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt"])
+def test_in_memory_module_certificate_audits_with_no_other_file(tmp_path, suffix):
+    """The original is written beside the model (as leo read it, float64) and named by sha256."""
+    from leo.api import original_path
+    from leo.audit import audit
+    from leo.io.files import sha256
+
+    module = _Mine()
+    result = leo.compress(module, 0.0, 1.0)
+    out, cert_path = result.save(tmp_path / f"small{suffix}")
+    copy = original_path(out)
+    assert copy.name == f"small.original{suffix}"
+    cert = json.loads(cert_path.read_text())
+    assert cert["original"]["path"] == str(copy) and cert["original"]["sha256"] == sha256(copy)
+    x = np.random.default_rng(0).random((500, 4))
+    with torch.no_grad():
+        want = module(torch.tensor(x, dtype=torch.float32)).double().numpy()
+    np.testing.assert_allclose(load_network(copy)(x), want, rtol=1e-5, atol=1e-5)  # the module's function
+    assert audit(cert_path).code == 0
+    before = {p.name: sha256(p) for p in tmp_path.iterdir()}
+    with pytest.raises(leo.LeoInputError, match="exists"):  # again: refused, nothing written or changed
+        result.save(out)
+    assert {p.name: sha256(p) for p in tmp_path.iterdir()} == before
+    data = bytearray(copy.read_bytes())
+    data[-1] ^= 1  # a changed original copy (a zip's last byte is a comment length): its hash no longer matches
+    copy.write_bytes(bytes(data))
+    assert audit(cert_path).code == 1
+
+
 # -- rejected -------------------------------------------------------------------
 
 @pytest.fixture
