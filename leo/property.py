@@ -226,7 +226,7 @@ def _compressed(network: Network, box: Box, report: StabilityReport, deadline: f
 #: time limit after the gradient search (one round of starts: about 2 s on ACAS Xu), and this share
 #: of the time left, for up to WALK_ROUNDS - 1 more rounds, when the first input-splitting search
 #: ends without an answer. ACAS Xu 1_9 property 7 (sat): no counterexample in 116 s before, found
-#: by one round in 5 of 8 seeds.
+#: by one round in 5 of 8 seeds (WALK_STARTS).
 WALK_SHARE, WALK_AGAIN_SHARE, WALK_ROUNDS = 0.05, 0.1, 4
 #: A projected-gradient search for a counterexample gets this share of the time limit.
 ATTACK_SHARE = 0.1

@@ -130,3 +130,25 @@ def test_acas_1_9_property_7_is_found_sat_through_check_property():
     assert result.answer is Answer.SAT and result.how == "region walk"
     assert box.contains(result.counterexample, tol=0.0)[0]
     assert prop.excess(net(result.counterexample[None, :]), result.disjunct)[0] < 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_default_path_answers_as_the_exact_range_says(seed):
+    """Samples, gradient search, walks, branch and bound, MILP: whichever decides, thresholds
+    1e-4 inside the exact range (by LP per activation pattern) are sat with a point the forward
+    pass confirms, and 1e-4 outside it unsat."""
+    from leo.property import Answer, Inequality, OutputProperty, check_property
+    from tests.conftest import exact_ranges
+
+    rng = np.random.default_rng(seed)
+    net = random_mlp(rng, [3, 5, 4, 2])  # exact ranges: one LP per pattern of 9 units
+    box = make_box(-1.0, 1.0, 3)
+    lo, hi = exact_ranges(net, box.lower, box.upper, len(net.layers) - 1)
+    row = np.array([1.0, 0.0])  # y0 >= t is unsafe: -y0 <= -t
+    for t, expected in ((hi[0] - 1e-4, Answer.SAT), (hi[0] + 1e-4, Answer.UNSAT)):
+        prop = OutputProperty(2, ((Inequality(-row, -t),),))
+        result = check_property(net, box, prop, 60.0, seed=seed)
+        assert result.answer is expected, (t, result.how)
+        if expected is Answer.SAT:
+            assert box.contains(result.counterexample, tol=0.0)[0]
+            assert net(result.counterexample[None, :])[0, 0] >= t - 1e-6
