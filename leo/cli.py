@@ -534,6 +534,29 @@ def compress(model: str, lower: str | None, upper: str | None, vnnlib: str | Non
     if why:
         click.echo(why)
     click.echo(f"wrote {out} and certificate {side}")
+    bigger = _bigger_line(resolve_path(model), out)
+    if bigger:
+        click.echo(bigger)
+
+
+def _bigger_line(model: Path, out: Path) -> str:
+    """A note when the written model is larger than the user's file: fewer units, but weights
+    leo could not keep as convolutions are written dense (a LeNet-like model with a MaxPool:
+    4 KB in, 552 KB out), and the user should know the way that keeps their own layers."""
+    try:
+        before, after = model.stat().st_size, out.stat().st_size
+    except OSError:
+        return ""
+    if after <= before:
+        return ""
+    return (f"note: {out} ({_size(after)}) is larger than {model} ({_size(before)}): leo writes the layers it cannot "
+            "keep as convolutions as dense MatMul (for example, a MaxPool is lowered to ReLU layers and the layers reading "
+            "it are written dense); from Python, leo.compress(your_module, lower, upper, form=\"structured\").module() "
+            "removes the dead channels from your own module instead")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB" if n >= 2**10 else f"{n} bytes"
 
 
 def _compress_approx(net, box, methods: list[str], out: Path, report_path: Path,  # noqa: ANN001
