@@ -413,7 +413,7 @@ def test_asymmetric_pads_are_written_exactly(tmp_path: Path) -> None:
 
 
 def test_a_written_model_larger_than_the_users_file_is_said_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A MaxPool is lowered to ReLU layers and its reader written dense: fewer units, a bigger file.
+    """A MaxPool is lowered to ReLU layers and its reader written dense: fewer units, a much bigger file.
     The note compares the two files' real sizes; a model that got smaller gets no note."""
     torch.manual_seed(1)
     pooled = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1),
@@ -421,7 +421,7 @@ def test_a_written_model_larger_than_the_users_file_is_said_so(tmp_path: Path, c
     model = _export(pooled, tmp_path / "pooled.onnx")
     out = tmp_path / "small.onnx"
     text = _compress(capsys, model, out)
-    assert out.stat().st_size > model.stat().st_size
+    assert out.stat().st_size > 2 * model.stat().st_size
     assert f"note: {out} (" in text and "is larger than" in text and ".module()" in text
     mlp_ = nn.Sequential(nn.Flatten(), nn.Linear(36, 40), nn.ReLU(), nn.Linear(40, 3)).eval()
     _plant(mlp_[1].bias, list(range(30)), -100.0)  # 30 of 40 units dead: a model that gets smaller
