@@ -140,12 +140,12 @@ class Compression:
         inputs = (self.original.metadata.get(SOURCE_PATH), self.certificate["original"]["path"])
         out = check_output_path(path, inputs, overwrite)
         side = Path(certificate) if certificate is not None else certificate_path(out)
-        copy = original_path(out) if self.certificate["original"]["path"] is None else None
-        plan_outputs([out, side] + ([copy] if copy else []), inputs, overwrite)
+        kept = original_path(out) if self.certificate["original"]["path"] is None else None  # no file behind it
+        plan_outputs([out, side] + ([kept] if kept else []), inputs, overwrite)
         cert = self.certificate
-        if copy is not None:
-            save_network(self.original, copy, float64=True, overwrite=overwrite)
-            cert = {**cert, "original": {**cert["original"], "path": str(copy), "sha256": sha256(copy),
+        if kept is not None:
+            save_network(self.original, kept, float64=True, overwrite=overwrite)
+            cert = {**cert, "original": {**cert["original"], "path": str(kept), "sha256": sha256(kept),
                                          "written_by": "leo: the in-memory model as leo read it, float64"}}
         save_network(self.network, out, float64=float64, overwrite=overwrite)
         with atomic_write(side) as tmp:

@@ -148,7 +148,7 @@ def neighbourhood_search(model: Model, encoding: Encoding, network: Network, lay
 Map = np.ndarray | sp.csr_matrix  # a layer's A in z = A x + c; sparse while the convs keep it so
 
 
-def _affine(network: Network, layer: int, pattern: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+def affine_maps(network: Network, layer: int, pattern: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(A, c)`` with ``z_k = A x + c`` for every layer ``k <= layer``, with the ReLUs of
     earlier layers fixed to ``pattern`` (1 passes, 0 blocks).
 
@@ -226,7 +226,7 @@ def region_walk(network: Network, formulation: Encoding, layer: int, unit: int, 
         left = time_limit - (time.perf_counter() - t0)
         if left <= 0.05:
             break
-        maps = _affine(network, layer, pattern)
+        maps = affine_maps(network, layer, pattern)
         rows = np.array([maps[k][0][u] for k, u in zip(layers, units)]).reshape(len(layers), n)
         offset = np.array([maps[k][1][u] for k, u in zip(layers, units)])
         on = np.array([pattern[k][u] > 0 for k, u in zip(layers, units)], dtype=bool)

@@ -16,8 +16,9 @@ random box points reached excess -1e-4 within 6 LPs.
 Only candidates come out of here: the caller confirms them by the network's forward pass.
 
 The stability analysis has its own walk for one unit (``leo.neighbourhood.region_walk``): it
-minimises one pre-activation with the MILP's proven unit states and sparse maps for lowered
-convolutions; this one minimises a largest-of-rows (an epigraph variable) on few, dense inputs.
+minimises one pre-activation with the MILP's proven unit states; this one minimises a
+largest-of-rows (an epigraph variable) on few inputs. Both take the region's affine maps from
+``leo.neighbourhood.affine_maps``.
 Tried on the 25 units the analysis left open on ACAS Xu 1_9 over property 7's box (60 s): walks
 from the best of 10^5 points showed 1 of them unstable; the others' walks ended at z -0.005 to
 -0.07 (most likely stable, so a walk is no help there).
@@ -33,6 +34,7 @@ from scipy.optimize import linprog
 
 from leo.domain import Box
 from leo.network import Network
+from leo.neighbourhood import affine_maps
 
 #: Box points sampled for the walks' starts (the walk is local: the lowest points start).
 WALK_SAMPLES = 100_000
@@ -53,24 +55,19 @@ SAME = 1e-12
 def region(network: Network, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The network on ``x``'s linear region: ``(A, b, P, q)`` with outputs ``A u + b`` for
     every ``u`` in the region ``{u : P u <= q}`` (one row per ReLU: z >= 0 where x's unit
-    is on, z <= 0 where it is off)."""
+    is on, z <= 0 where it is off). The maps are the analysis's (``leo.neighbourhood.affine_maps``)."""
     n = network.input_dim
-    maps: list[tuple[np.ndarray, np.ndarray]] = [(np.eye(n), np.zeros(n))]  # h_s = M u + m
-    value: list[np.ndarray] = [np.asarray(x, dtype=np.float64)]
+    pattern = [(z[0] > 0).astype(np.float64) for z in network.pre_activations(x[None, :])]
+    maps = affine_maps(network, len(network.layers) - 1, pattern)
     rows, rhs = [], []
-    for layer in network.layers:
-        m_z = sum(w @ maps[s][0] for s, w in layer.weights.items())
-        c_z = layer.bias + sum(w @ maps[s][1] for s, w in layer.weights.items())
-        z = layer.bias + sum(w @ value[s] for s, w in layer.weights.items())
+    for layer, (m_z, c_z), on in zip(network.layers, maps, pattern):
         if layer.relu:
-            on = z > 0
-            sign = np.where(on, -1.0, 1.0)  # on: -(M u + m) <= 0; off: M u + m <= 0
+            sign = np.where(on > 0, -1.0, 1.0)  # on: -(M u + m) <= 0; off: M u + m <= 0
             rows.append(sign[:, None] * m_z)
             rhs.append(-sign * c_z)
-            m_z, c_z, z = m_z * on[:, None], c_z * on, z * on
-        maps.append((m_z, c_z))
-        value.append(z)
     a_out, b_out = maps[-1]
+    if network.layers[-1].relu:  # affine_maps gives pre-activations: the last ReLU's pattern applies too
+        a_out, b_out = a_out * pattern[-1][:, None], b_out * pattern[-1]
     if not rows:
         return a_out, b_out, np.zeros((0, n)), np.zeros(0)
     return a_out, b_out, np.vstack(rows), np.concatenate(rhs)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,3 +99,22 @@ def seeded_module(module, seed: int = 0):  # noqa: ANN001, ANN201 - a torch nn.M
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
     return module.eval()
+
+
+def vnncomp_dir() -> Path | None:
+    """The VNN-COMP 2021 folder of the shared data (``leo.data.data_dir``: $LEO_DATA, else
+    ../shared/data), or None where it or its results_2021.csv is missing."""
+    from leo.data import data_dir
+    from leo.errors import LeoInputError
+
+    try:
+        root = data_dir() / "vnncomp2021"
+    except LeoInputError:  # no data folder at all
+        return None
+    return root if (root / "results_2021.csv").is_file() else None
+
+
+def vnncomp_answer(onnx: str, vnnlib: str) -> str:
+    """What the 2021 competitors answered for one instance (results_2021.csv)."""
+    with open(vnncomp_dir() / "results_2021.csv", newline="") as fh:
+        return {(r["onnx"], r["vnnlib"]): r["answer"] for r in csv.DictReader(fh)}[(onnx, vnnlib)]

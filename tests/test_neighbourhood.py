@@ -6,7 +6,7 @@ binary, so the search must find every crossing there is)."""
 import numpy as np
 import pytest
 
-from leo.neighbourhood import FREE, _affine, find_crossing, region_walk, relu_units
+from leo.neighbourhood import FREE, affine_maps, find_crossing, region_walk, relu_units
 from leo.network import Layer, Network
 from solvers.highs_backend import HighsModel
 from tests.conftest import exact_ranges, random_prefix
@@ -20,7 +20,7 @@ def test_affine_maps_equal_the_forward_pass_in_each_points_own_region():
                       Layer({2: w3}, rng.normal(size=3), False)))
     for x in rng.uniform(-1, 1, size=(50, 4)):
         pre = net.pre_activations(x[None])
-        maps = _affine(net, 2, [(pre[k][0] > 0).astype(float) for k in range(2)])
+        maps = affine_maps(net, 2, [(pre[k][0] > 0).astype(float) for k in range(2)])
         for k in range(3):
             a, c = maps[k]
             assert a @ x + c == pytest.approx(pre[k][0], abs=1e-12)

@@ -1,4 +1,4 @@
-"""The region walk's affine maps (``leo.neighbourhood._affine``) after the speed-up (the
+"""The region walk's affine maps (``leo.neighbourhood.affine_maps``) after the speed-up (the
 input's identity map copied, lowered convs multiplied as sparse views): the same maps as
 the dense computation it replaced, bit for bit on dense networks and small convs, to
 rounding (the order of the sums) where big convs use sparse views; and on every network
@@ -13,7 +13,7 @@ from torch import nn
 
 from leo.api import as_network
 from leo.bounds import sparse_view
-from leo.neighbourhood import _affine
+from leo.neighbourhood import affine_maps
 from leo.network import Layer, Network
 from tests.conftest import random_mlp, seeded_module
 
@@ -71,7 +71,7 @@ def test_dense_networks_and_small_convs_get_the_old_maps_bit_for_bit(seed: int) 
         relu = [k for k, ly in enumerate(net.layers) if ly.relu]
         for _, pattern in _patterns(net, rng, 3):
             for layer in relu:
-                new, old = _affine(net, layer, pattern), _dense_affine(net, layer, pattern)
+                new, old = affine_maps(net, layer, pattern), _dense_affine(net, layer, pattern)
                 for (a, c), (a0, c0) in zip(new, old, strict=True):
                     np.testing.assert_array_equal(a, a0)
                     np.testing.assert_array_equal(c, c0)
@@ -83,7 +83,7 @@ def test_big_convs_use_sparse_views_and_give_the_old_maps_to_rounding_and_the_fo
     assert [sparse_view(w) is not None for ly in net.layers for w in ly.weights.values()] == [True, True, False, False]
     layer = 2  # the dense layer after both convs: every kind of product on the way
     for x, pattern in _patterns(net, rng, 4):
-        new, old = _affine(net, layer, pattern), _dense_affine(net, layer, pattern)
+        new, old = affine_maps(net, layer, pattern), _dense_affine(net, layer, pattern)
         pre = net.pre_activations(x[None])
         for k, ((a, c), (a0, c0)) in enumerate(zip(new, old, strict=True)):
             assert isinstance(a, np.ndarray) and a.shape == a0.shape

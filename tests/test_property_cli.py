@@ -7,9 +7,7 @@ tests.conftest) and, on real instances, from the VNN-COMP 2021 results."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import os
 import re
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from leo.cli import main
 from leo.domain import Box, make_box
 from leo.io.onnx_export import save_onnx
 from leo.network import Network
-from tests.conftest import exact_ranges, random_mlp
+from tests.conftest import exact_ranges, random_mlp, vnncomp_answer, vnncomp_dir
 
 GAP = 0.05  # thresholds sit this far inside / outside the exact range
 BOX = (-1.0, 1.0)
@@ -198,25 +196,19 @@ def test_progress_on_stderr_unless_quiet(capsys, case):
 
 # -- real instances: VNN-COMP 2021, answers from results_2021.csv -------------------------------
 
-def _vnncomp() -> Path:
-    root = Path(os.environ.get("LEO_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
-    return root / "vnncomp2021"
-
-
 #: Quick ones here: ACAS Xu 1_7 p3 (sat), MNIST image 1 at 0.05 (sat), image 2 at 0.03 (unsat).
 INSTANCES = [("acasxu", "ACASXU_run2a_1_7_batch_2000.onnx", "prop_3.vnnlib"),
              ("mnistfc", "mnist-net_256x2.onnx", "prop_1_0.05.vnnlib"),
              ("mnistfc", "mnist-net_256x2.onnx", "prop_2_0.03.vnnlib")]
 
 
-@pytest.mark.skipif(not (_vnncomp() / "results_2021.csv").is_file(), reason="VNN-COMP 2021 data not found (LEO_DATA)")
+@pytest.mark.skipif(vnncomp_dir() is None, reason="VNN-COMP 2021 data not found (LEO_DATA)")
 @pytest.mark.parametrize("bench,onnx,spec", INSTANCES)
 def test_vnncomp2021_answers(capsys, tmp_path, bench, onnx, spec):
     from leo.vnnlib import read_vnnlib
 
-    data = _vnncomp()
-    with open(data / "results_2021.csv", newline="") as fh:
-        expected = {(r["onnx"], r["vnnlib"]): r["answer"] for r in csv.DictReader(fh)}[(onnx, spec)]
+    data = vnncomp_dir()
+    expected = vnncomp_answer(onnx, spec)
     model, prop_file, results = data / bench / onnx, data / bench / spec, tmp_path / "r.txt"
     code, out, _ = run(capsys, "property", model, prop_file, "--time-limit", "60", "--results", results, "-q")
     assert out.split(":")[0] == expected and code == {"sat": 1, "unsat": 0}[expected]

@@ -3,10 +3,7 @@ whose minimum is known, and the real instance it was built for (through ``check_
 
 from __future__ import annotations
 
-import csv
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +11,7 @@ import pytest
 from leo.domain import Box, make_box
 from leo.network import Layer, Network, mlp
 from leo.region_walk import descend, region, starts, walk_search
-from tests.conftest import random_mlp
+from tests.conftest import random_mlp, vnncomp_answer, vnncomp_dir
 
 
 def _pattern(net: Network, x: np.ndarray) -> np.ndarray:
@@ -108,22 +105,15 @@ def test_walk_search_only_returns_what_confirm_accepts():
     assert walk_search(net, box, disjuncts, time.perf_counter() + 30, lambda x: 0, skip=[0]) is None
 
 
-def _vnncomp() -> Path:
-    root = Path(os.environ.get("LEO_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
-    return root / "vnncomp2021"
-
-
-@pytest.mark.skipif(not (_vnncomp() / "results_2021.csv").is_file(), reason="VNN-COMP 2021 data not found (LEO_DATA)")
+@pytest.mark.skipif(vnncomp_dir() is None, reason="VNN-COMP 2021 data not found (LEO_DATA)")
 def test_acas_1_9_property_7_is_found_sat_through_check_property():
     """Undecided in 116 s before the walks (gradient searches stalled on plateaus)."""
     from leo.io.load import load_network
     from leo.property import Answer, check_property
     from leo.vnnlib import read_vnnlib
 
-    data = _vnncomp()
-    with open(data / "results_2021.csv", newline="") as fh:
-        rows = {(r["onnx"], r["vnnlib"]): r["answer"] for r in csv.DictReader(fh)}
-    assert rows[("ACASXU_run2a_1_9_batch_2000.onnx", "prop_7.vnnlib")] == "sat"
+    data = vnncomp_dir()
+    assert vnncomp_answer("ACASXU_run2a_1_9_batch_2000.onnx", "prop_7.vnnlib") == "sat"
     net = load_network(data / "acasxu" / "ACASXU_run2a_1_9_batch_2000.onnx")
     box, prop = read_vnnlib(data / "acasxu" / "prop_7.vnnlib", net.input_dim)
     result = check_property(net, box, prop, time_limit=116)

@@ -9,19 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from leo.data import data_dir
 from leo.domain import make_box
 from leo.network import mlp
+from tests.conftest import vnncomp_dir
 
 
-def _have_data() -> bool:
-    try:
-        return (data_dir() / "vnncomp2021" / "results_2021.csv").is_file()
-    except Exception:  # noqa: BLE001 - no data folder at all
-        return False
-
-
-@pytest.mark.skipif(not _have_data(), reason="VNN-COMP 2021 data not found (LEO_DATA)")
+@pytest.mark.skipif(vnncomp_dir() is None, reason="VNN-COMP 2021 data not found (LEO_DATA)")
 @pytest.mark.skipif(importlib.util.find_spec("maraboupy") is None, reason="maraboupy not installed")
 def test_quick_run_answers_agree_with_2021_and_json_is_shaped(tmp_path) -> None:
     from benchmarks import vnncomp
@@ -42,7 +35,7 @@ def test_quick_run_answers_agree_with_2021_and_json_is_shaped(tmp_path) -> None:
     assert "| leo |" in (tmp_path / "v.md").read_text()
 
 
-@pytest.mark.skipif(not _have_data(), reason="VNN-COMP 2021 data not found (LEO_DATA)")
+@pytest.mark.skipif(vnncomp_dir() is None, reason="VNN-COMP 2021 data not found (LEO_DATA)")
 def test_from_json_merges_runs_in_csv_order_and_counts_a_contradiction(tmp_path) -> None:
     """Two runs' JSON as one table: every row once, in results_2021.csv's order, naming its run;
     totals over all rows; a leo answer against the 2021 answer makes the exit code 1."""

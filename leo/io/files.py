@@ -75,8 +75,7 @@ def save_point(path: str | Path, x: np.ndarray, overwrite: bool = False) -> Path
     existing file unless ``overwrite``: checked again here because the commands plan their
     outputs before a solve that may run for minutes. ``numpy.load(path)`` reads it back."""
     target = require_npy(path)
-    if target.exists() and not overwrite:
-        raise LeoInputError(f"output {target} exists already; choose another name or pass --force to replace it")
+    plan_outputs([target], overwrite=overwrite)
     with atomic_write(target) as tmp, open(tmp, "wb") as fh:
         np.save(fh, np.asarray(x))
     return target
