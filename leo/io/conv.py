@@ -1,6 +1,6 @@
 """Convolutions and pools as matrices on flat (C, *spatial) vectors, row-major.
 
-The ONNX reader (``leo.io.onnx_import``) composes every linear op into an affine map
+The ONNX reader (``leo.io.onnx``) composes every linear op into an affine map
 per sample, so a Conv or an AveragePool becomes one matrix from its input's flat index
 to its output's, and a MaxPool becomes the window's candidates (selection matrices)
 that the reader combines with ReLUs, max(a, b) = a + relu(b - a). The matrices are
@@ -97,6 +97,13 @@ def conv_matrix(weight: np.ndarray, channels: int, window: Window, group: int) -
     mask = np.broadcast_to(valid[None, None], rows.shape)
     matrix = scipy.sparse.coo_matrix((vals[mask], (rows[mask], cols[mask])), shape=(m * n_out, channels * n_in))
     return matrix.toarray()
+
+
+def conv_transpose_matrix(weight: np.ndarray, out_channels: int, window: Window, group: int) -> np.ndarray:
+    """The (M*O, C*I) matrix of a transposed convolution with ``weight`` of shape (C, M/group,
+    *kernel): the transpose of the convolution from its (M, *O) output to its (C, *I) input
+    with the same weight and geometry (``window`` slides over the output, O = in_spatial)."""
+    return conv_matrix(weight, out_channels, window, group).T
 
 
 def conv_kernel(matrix: np.ndarray, structure: Mapping[str, Any]) -> np.ndarray | None:

@@ -303,17 +303,17 @@ def test_residual_add_gives_a_skip_connection(tmp_path: Path) -> None:
 
 # -- errors -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("op", ["ConvTranspose", "Sigmoid"])  # Conv is read since issue 15 (tests/io/test_conv.py)
-def test_unsupported_op_names_op_and_node(tmp_path: Path, op: str) -> None:
-    if op == "ConvTranspose":
-        nodes = [helper.make_node("ConvTranspose", ["x", "K"], ["y"], name="conv1")]
-        inits, shape = [_init("K", np.ones((2, 1, 2, 2)))], [1, 3, 3]
+@pytest.mark.parametrize("op", ["LpPool", "Sigmoid"])  # Conv and ConvTranspose are read (tests/io/test_conv.py,
+def test_unsupported_op_names_op_and_node(tmp_path: Path, op: str) -> None:  # tests/io/test_onnx_ops_2022.py)
+    if op == "LpPool":
+        nodes = [helper.make_node("LpPool", ["x"], ["y"], name="conv1", kernel_shape=[2, 2])]
+        inits, shape = [], [1, 3, 3]
     else:
         nodes = [helper.make_node("Gemm", ["x", "W"], ["z"], name="fc", transB=1),
                  helper.make_node("Sigmoid", ["z"], ["y"], name="act1")]
         inits, shape = [_init("W", np.ones((2, 3)))], [3]
     path = _model(tmp_path / "bad.onnx", nodes, shape, inits)
-    name = "conv1" if op == "ConvTranspose" else "act1"
+    name = "conv1" if op == "LpPool" else "act1"
     with pytest.raises(LeoInputError, match=f"unsupported ONNX op {op} at node '{name}'"):
         load_onnx(path)
 
