@@ -1,4 +1,4 @@
-"""VNN-COMP 2021 instances: leo, leo --compress-first and Marabou side by side.
+"""VNN-COMP 2021 instances: leo, leo --compress-first, Marabou and nnenum side by side.
 
 Every row of ``$LEO_DATA/vnncomp2021/results_2021.csv`` (default ``../shared/data``) with
 the competition's time-out (116 s ACAS Xu, 120 s mnistfc; ``--cap S`` lowers them for a
@@ -7,7 +7,11 @@ short run). Each tool runs as its own subprocess on the same ONNX and VNN-LIB fi
 included, as the competition timed it; a process can be killed at the time-out plus a grace,
 so one stuck run cannot stall the benchmark) and Marabou through maraboupy (its ONNX reader
 and its VNN-LIB property reader, ``MarabouNetwork.solve(propertyFilename=...)``), with the
-same wall-clock treatment. Seconds are wall-clock seconds of the subprocess.
+same wall-clock treatment. nnenum (GPL-3.0) runs only as its own program in its own
+environment (``nnenum_python``: ``--nnenum-python``, else ``$LEO_NNENUM_PYTHON``, else
+``.venv-nnenum/bin/python`` beside this repository, as ``../shared/peers/README.md`` installs
+it); the results say which interpreter was used, and the tool is left out when none is found.
+Seconds are wall-clock seconds of the subprocess.
 
 An answer (sat/unsat) that contradicts the 2021 answer is counted; leo's must be 0.
 
@@ -40,7 +44,9 @@ GRACE = 30.0
 QUICK = [("ACASXU_run2a_1_7_batch_2000.onnx", "prop_3.vnnlib"),
          ("ACASXU_run2a_1_1_batch_2000.onnx", "prop_3.vnnlib"),
          ("mnist-net_256x2.onnx", "prop_2_0.03.vnnlib")]
-TOOLS = ("leo", "leo_compress_first", "marabou")
+TOOLS = ("leo", "leo_compress_first", "marabou", "nnenum")
+#: nnenum's first result line in VNN-COMP's words.
+NNENUM_ANSWERS = {"holds": "unsat", "violated": "sat", "timeout": "timeout", "unknown": "unknown"}
 ANSWERS = ("sat", "unsat", "unknown", "timeout")
 
 
@@ -109,7 +115,32 @@ def run_marabou(inst: dict[str, Any], timeout: float) -> dict[str, Any]:
     return {"answer": answer, "seconds": round(seconds, 2)}
 
 
-def run_instance(inst: dict[str, Any], cap: float | None, tools: tuple[str, ...]) -> dict[str, Any]:
+def nnenum_python(given: str | None) -> tuple[Path | None, str]:
+    """The interpreter that has nnenum installed, and how it was found (for the results)."""
+    candidates = [(given, "--nnenum-python"), (os.environ.get("LEO_NNENUM_PYTHON"), "$LEO_NNENUM_PYTHON"),
+                  (str(Path(__file__).resolve().parent.parent / ".venv-nnenum" / "bin" / "python"),
+                   ".venv-nnenum beside the repository")]
+    for path, how in candidates:
+        if path and Path(path).is_file():
+            ok = subprocess.run([path, "-c", "import nnenum.nnenum"], capture_output=True).returncode == 0
+            return (Path(path), f"{how}: {path}") if ok else (None, f"{how}: {path} cannot import nnenum")
+    return None, "not found (install it as ../shared/peers/README.md says)"
+
+
+def run_nnenum(inst: dict[str, Any], timeout: float, python: Path) -> dict[str, Any]:
+    """nnenum as VNN-COMP ran it: its own process, the instance's time-out, its result file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        results = Path(tmp) / "result.txt"
+        cmd = [str(python), "-m", "nnenum.nnenum", str(inst["onnx_path"]), str(inst["vnnlib_path"]),
+               str(timeout), str(results)]
+        _, seconds, err = _run(cmd, timeout + GRACE)
+        first = results.read_text().split()[:1] if results.is_file() else []
+    answer = NNENUM_ANSWERS.get(first[0] if first else "", "timeout" if err == "killed" else "unknown")
+    return {"answer": answer, "seconds": round(seconds, 2)}
+
+
+def run_instance(inst: dict[str, Any], cap: float | None, tools: tuple[str, ...],
+                 nnenum: Path | None = None) -> dict[str, Any]:
     timeout = min(TIMEOUTS[inst["benchmark"]], cap or float("inf"))
     row = {k: inst[k] for k in ("benchmark", "onnx", "vnnlib", "expected")} | {"timeout": timeout}
     if "leo" in tools:
@@ -118,6 +149,8 @@ def run_instance(inst: dict[str, Any], cap: float | None, tools: tuple[str, ...]
         row["leo_compress_first"] = run_leo(inst, timeout, True)
     if "marabou" in tools:
         row["marabou"] = run_marabou(inst, timeout)
+    if "nnenum" in tools and nnenum is not None:
+        row["nnenum"] = run_nnenum(inst, timeout, nnenum)
     for tool in tools:
         row[tool]["contradicts"] = row[tool]["answer"] in ("sat", "unsat") and row[tool]["answer"] != inst["expected"]
     print(" ".join([f"{inst['onnx']} {inst['vnnlib']} expected {inst['expected']}:"]
@@ -144,7 +177,7 @@ def markdown(rows: list[dict[str, Any]], tools: tuple[str, ...], summary: dict, 
     """The table; with ``runs`` (``--from-json``) one per run merged, each row naming its run."""
     where = (f" Load average (1, 5, 15 min) of the shared 2-core machine: {load['before']} before, "
              f"{load['after']} after." if load else "")
-    lines = ["# VNN-COMP 2021: leo, leo --compress-first, Marabou", "", f"Command: `{command}`"
+    lines = ["# VNN-COMP 2021: " + ", ".join(tools), "", f"Command: `{command}`"
              + (f" (leo at commit {commit})" if commit else ""), ""]
     for k, run in enumerate(runs or [], start=1):
         lines.append(f"- run {k}: `{run['command']}`, leo at commit {run.get('commit') or 'not recorded'}, "
@@ -176,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cap", type=float, default=None, help="lower every time-out to this many seconds")
     ap.add_argument("--only", default=None, help="a regular expression on 'ONNX VNNLIB'")
     ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, of {', '.join(TOOLS)}")
+    ap.add_argument("--nnenum-python", default=None,
+                    help="the interpreter of nnenum's own environment [default: $LEO_NNENUM_PYTHON, "
+                         "else .venv-nnenum/bin/python beside the repository]")
     ap.add_argument("--jobs", type=int, default=1, help="instances run at once (1 on the shared 2-core machine)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--markdown", default=None)
@@ -192,17 +228,23 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m benchmarks.vnncomp " + shlex.join(argv if argv is not None else sys.argv[1:])
     if args.from_json:
         return merged(args.from_json, tools, command, args.json, args.markdown)
+    nnenum, nnenum_found = nnenum_python(args.nnenum_python) if "nnenum" in tools else (None, "not asked for")
+    if "nnenum" in tools and nnenum is None:
+        print(f"nnenum left out: {nnenum_found}", file=sys.stderr)
+        tools = tuple(t for t in tools if t != "nnenum")
     insts = instances(data_dir() / "vnncomp2021", args.quick, args.only)
     load_before = os.getloadavg()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        rows = list(pool.map(lambda i: run_instance(i, args.cap, tools), insts))
+        rows = list(pool.map(lambda i: run_instance(i, args.cap, tools, nnenum), insts))
     load = {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in os.getloadavg()]}
     summary = totals(rows, tools)
     payload = {"command": command, "commit": _commit(), "timeouts": TIMEOUTS, "cap": args.cap,
-               "load_average": load, "instances": rows, "totals": summary}
+               "load_average": load, "nnenum": nnenum_found, "instances": rows, "totals": summary}
     if args.json:
         write_json(args.json, payload)
     text = markdown(rows, tools, summary, command, load, payload["commit"])
+    if "nnenum" in tools:
+        text += f"\nnnenum: {nnenum_found}\n"
     if args.markdown:
         write_text(args.markdown, text)
     print(text)
@@ -235,6 +277,7 @@ def merged(paths: list[str], tools: tuple[str, ...], command: str, json_path: st
         for row in run["instances"]:
             by_key[(row["onnx"], row["vnnlib"])] = dict(row, run=k)
     rows = sorted(by_key.values(), key=lambda r: order.get((r["onnx"], r["vnnlib"]), len(order)))
+    tools = tuple(t for t in tools if all(t in r for r in rows))  # a tool some run did not have is left out
     summary = totals(rows, tools)
     heads = [{k: run.get(k) for k in ("command", "commit", "load_average")} for run in runs]
     if json_path:

@@ -76,3 +76,24 @@ def test_acasxu_sampling_check_flags_a_false_claim() -> None:
     assert contradicted({(1, 1): "active", (1, 2): "inactive"}, signs) == []
     bad = contradicted({(1, 0): "active", (1, 2): "active"}, signs)
     assert len(bad) == 2 and "unit 0" in bad[0] and "unit 2" in bad[1]
+
+
+def test_nnenum_result_words_map_to_vnncomp_answers_and_a_missing_nnenum_is_said(tmp_path, monkeypatch) -> None:
+    """nnenum runs as its own program: its result file's first word becomes the answer (a
+    stand-in interpreter plays it here; nnenum itself is GPL and never imported), and an
+    interpreter that cannot import nnenum is reported, not used."""
+    import sys
+
+    from benchmarks import vnncomp
+
+    inst = {"onnx_path": tmp_path / "n.onnx", "vnnlib_path": tmp_path / "p.vnnlib"}
+    for word, answer in (("holds", "unsat"), ("violated", "sat"), ("timeout", "timeout"), ("garbage", "unknown")):
+        fake = tmp_path / f"fake_{word}.py"
+        fake.write_text(f"import sys\nopen(sys.argv[-1], 'w').write('{word}\\n')\n")
+        shim = tmp_path / f"python_{word}"
+        shim.write_text(f"#!/bin/sh\nexec {sys.executable} {fake} \"$@\"\n")
+        shim.chmod(0o755)
+        assert vnncomp.run_nnenum(inst, 5.0, shim)["answer"] == answer
+    monkeypatch.delenv("LEO_NNENUM_PYTHON", raising=False)
+    found, how = vnncomp.nnenum_python(sys.executable)  # this interpreter has no nnenum
+    assert found is None and "cannot import nnenum" in how
