@@ -30,7 +30,7 @@ from leo.domain import Box
 from leo.network import Network
 from leo.report import StabilityReport
 from leo.stability import StabilityOptions, analyse
-from leo.vnnlib import read_vnnlib
+from leo.io.vnnlib import read_vnnlib
 
 NETWORKS = [f"ACASXU_run2a_1_{i}_batch_2000.onnx" for i in range(1, 10)]
 

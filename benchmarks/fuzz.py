@@ -353,7 +353,7 @@ def _legitimate(spec: str, folder: Path) -> bool:
         if kind == "model":
             load_network(path)
             return True
-        from leo.vnnlib import read_vnnlib
+        from leo.io.vnnlib import read_vnnlib
 
         read_vnnlib(Path(path), 3)
         return True

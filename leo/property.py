@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from leo.bounds import LayerBounds
+from leo.core.spec import REGION_TOL, Inequality, OutputProperty  # noqa: F401  (the unsafe-set types, re-exported)
 from leo.domain import Box
 from leo.errors import LeoInputError
 from leo.exitcodes import ExitCode
@@ -39,47 +40,11 @@ if TYPE_CHECKING:  # leo.stability (and its witnesses, branch and bound) import 
 
 #: A counterexample must put the outputs in the unsafe set up to this much.
 CHECK_TOL = 1e-6
+#: Linear input rows ``a @ x <= b`` (a polytope input region, inside its bounding box).
+Polytope = tuple[np.ndarray, np.ndarray]
 #: When the solver's point misses by more than CHECK_TOL (its feasibility tolerances
 #: at work), the disjunct is solved once more with every inequality tightened by this.
 RETRY_MARGIN = 1e-5
-
-
-@dataclass(frozen=True)
-class Inequality:
-    """``coeffs . y <= bound`` on the network outputs ``y``."""
-
-    coeffs: np.ndarray
-    bound: float
-
-
-@dataclass(frozen=True)
-class OutputProperty:
-    """The unsafe set: y is in it when it satisfies every inequality of some disjunct."""
-
-    output_dim: int
-    disjuncts: tuple[tuple[Inequality, ...], ...]
-
-    def rows(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Disjunct ``i`` as ``A y <= c``."""
-        ineqs = self.disjuncts[i]
-        a = np.array([q.coeffs for q in ineqs], dtype=np.float64).reshape(len(ineqs), self.output_dim)
-        return a, np.array([q.bound for q in ineqs], dtype=np.float64)
-
-    def excess(self, y: np.ndarray, i: int) -> np.ndarray:
-        """Per row of ``y``: how far outside disjunct ``i`` it is (<= 0 means inside)."""
-        a, c = self.rows(i)
-        y = np.atleast_2d(y)
-        if not len(c):
-            return np.full(len(y), -np.inf)
-        return (y @ a.T - c).max(axis=1)
-
-    def violating(self, y: np.ndarray, tol: float = 0.0) -> tuple[int, int] | None:
-        """(row of ``y``, disjunct) of the first output in the unsafe set, if any."""
-        for i in range(len(self.disjuncts)):
-            hits = np.flatnonzero(self.excess(y, i) <= tol)
-            if hits.size:
-                return int(hits[0]), i
-        return None
 
 
 class Answer(enum.Enum):
@@ -138,13 +103,21 @@ def _output_columns(network: Network, f: Encoding, out_bounds: LayerBounds, rows
 
 
 def _disjunct_model(network: Network, base: Encoding, out_bounds: LayerBounds,
-                    a: np.ndarray, c: np.ndarray) -> Problem:
+                    a: np.ndarray, c: np.ndarray, polytope: Polytope | None = None) -> Problem:
+    """The MILP of one disjunct; a polytope input region adds its rows on the input columns
+    (exact: the box the rest of the model was built on is only its bounding box)."""
     rows = ProblemBuilder(base)
     y = _output_columns(network, base, out_bounds, rows)
     live = y >= 0
     for ai, ci in zip(a, c):
         coo = sp.coo_matrix((ai[live], (np.zeros(int(live.sum()), dtype=int), y[live])), shape=(1, rows.num_cols))
         rows.add_rows(coo, np.array([-np.inf]), np.array([float(ci)]))
+    if polytope is not None:
+        pa, pb = polytope
+        full = sp.csr_matrix(pa)
+        cols = sp.coo_matrix((np.ones(len(base.x_cols)), (np.arange(len(base.x_cols)), base.x_cols)),
+                             shape=(len(base.x_cols), rows.num_cols))
+        rows.add_rows((full @ cols).tocoo(), np.full(len(pb), -np.inf), np.asarray(pb, dtype=np.float64))
     return rows.build()
 
 
@@ -274,9 +247,10 @@ class _Outcome:
 
 def _solve_disjunct(network: Network, box: Box, base: Encoding, out_bounds: LayerBounds,
                     prop: OutputProperty, i: int, seconds: float,
-                    confirmed: Callable[[np.ndarray], int | None]) -> _Outcome:
+                    confirmed: Callable[[np.ndarray], int | None], polytope: Polytope | None = None) -> _Outcome:
     """Is disjunct ``i`` reachable? A solver point counts only when ``confirmed`` (the forward
-    pass) agrees; one that fails is retried once on the disjunct tightened by RETRY_MARGIN."""
+    pass) agrees; one that fails is retried once on the disjunct (and the polytope) tightened
+    by RETRY_MARGIN."""
     deadline = time.perf_counter() + seconds
     a, c = prop.rows(i)
     n = len(prop.disjuncts)
@@ -286,7 +260,8 @@ def _solve_disjunct(network: Network, box: Box, base: Encoding, out_bounds: Laye
         if left <= 0:
             return _Outcome("timeout", reason=f"disjunct {i + 1} of {n}: the time limit ran out", solves=solves)
         tight = c - margin * np.maximum(1.0, np.abs(c))
-        outcome, x = _solve(_disjunct_model(network, base, out_bounds, a, tight), left)
+        rows = None if polytope is None else (polytope[0], polytope[1] - margin * np.maximum(1.0, np.abs(polytope[1])))
+        outcome, x = _solve(_disjunct_model(network, base, out_bounds, a, tight, rows), left)
         solves += 1
         if outcome == "infeasible":
             if margin:  # only the tightened problem is infeasible: no proof either way
@@ -308,7 +283,8 @@ def _solve_disjunct(network: Network, box: Box, base: Encoding, out_bounds: Laye
 def check_property(network: Network, box: Box, prop: OutputProperty, time_limit: float = 60.0,
                    *, report: StabilityReport | None = None, samples: int = 1024, seed: int = 0,
                    original: Network | None = None, compress_first: bool = False,
-                   progress: Say | None = None, branch: bool = True) -> PropertyResult:
+                   progress: Say | None = None, branch: bool = True,
+                   polytope: Polytope | None = None) -> PropertyResult:
     """Is there an input in ``box`` whose output lies in ``prop``'s unsafe set?
 
     Random box points and a gradient search are tried first (cheap counterexamples;
@@ -323,6 +299,9 @@ def check_property(network: Network, box: Box, prop: OutputProperty, time_limit:
     made smaller losslessly by that analysis. A point is a counterexample only when the
     forward pass of ``original`` (default: ``network``) puts it in the unsafe set; a solver
     point that fails this is never SAT (the answer becomes UNKNOWN with the reason).
+    With ``polytope`` (rows ``a @ x <= b``) the inputs are those of ``box`` that satisfy
+    them: every proof on the box holds a fortiori, the MILPs carry the rows, and a point
+    counts only inside them (up to REGION_TOL).
     """
     t0 = time.perf_counter()
     deadline = t0 + time_limit
@@ -337,9 +316,15 @@ def check_property(network: Network, box: Box, prop: OutputProperty, time_limit:
         y = judge(x[None, :])[0] if x is not None else None
         return PropertyResult(answer, x, time.perf_counter() - t0, y, i, how, solves, reason, sizes)
 
+    def inside(x: np.ndarray) -> np.ndarray:
+        """Per row of ``x``: whether it satisfies the polytope's rows (all do without one)."""
+        if polytope is None:
+            return np.ones(len(x), dtype=bool)
+        return np.all(x @ polytope[0].T <= polytope[1] + REGION_TOL, axis=1)
+
     def confirmed(x: np.ndarray) -> int | None:
         """The disjunct that ``judge``'s forward pass puts ``x`` in, if it is in the box."""
-        if not box.contains(x, tol=0.0)[0]:
+        if not box.contains(x, tol=0.0)[0] or not inside(x[None, :])[0]:
             return None
         hit = prop.violating(judge(x[None, :]), CHECK_TOL)
         return None if hit is None else hit[1]
@@ -348,7 +333,8 @@ def check_property(network: Network, box: Box, prop: OutputProperty, time_limit:
         say(f"sampling {samples + 3} box points")
         rng = np.random.default_rng(seed)
         pts = np.vstack([box.sample(samples, rng), (box.lower + box.upper)[None, :] / 2, box.lower, box.upper])
-        hit = prop.violating(judge(pts), 0.0)
+        pts = pts[inside(pts)]
+        hit = prop.violating(judge(pts), 0.0) if len(pts) else None
         if hit is not None:
             return done(Answer.SAT, "sampling", pts[hit[0]].copy(), hit[1])
     if not prop.disjuncts:
@@ -438,7 +424,7 @@ def check_property(network: Network, box: Box, prop: OutputProperty, time_limit:
             else:
                 share = left / (len(pending) - k)  # the disjuncts still to solve share what is left
                 say(f"MILP for disjunct {i + 1} of {n}{' (again)' if again else ''}, up to {share:.1f} s")
-                out = _solve_disjunct(network, box, base, bounds[-1], prop, i, share, confirmed)
+                out = _solve_disjunct(network, box, base, bounds[-1], prop, i, share, confirmed, polytope)
             solves += out.solves
             if out.how == "sat":
                 return done(Answer.SAT, "milp", out.x, out.disjunct, solves, sizes=sizes)

@@ -174,7 +174,7 @@ def test_whole_command_within_budget_deep_net(tmp_path):
 @pytest.mark.parametrize("engine", ["unit", "network"])
 def test_whole_command_within_budget_acasxu(tmp_path, engine):
     from leo.io.load import load_network
-    from leo.vnnlib import read_vnnlib
+    from leo.io.vnnlib import read_vnnlib
 
     model = ACAS / "ACASXU_run2a_1_9_batch_2000.onnx"
     net = load_network(model)

@@ -33,7 +33,7 @@ def test_run_box_counts_units_and_dead_channels() -> None:
 
 def test_vnnlib_written_for_marabou_reads_back_as_the_box_and_the_robustness_property(tmp_path) -> None:
     from benchmarks.cnn import write_vnnlib
-    from leo.vnnlib import read_vnnlib
+    from leo.io.vnnlib import read_vnnlib
 
     rng = np.random.default_rng(0)
     lower = rng.uniform(0, 0.5, 16)

@@ -16,7 +16,7 @@ from leo.network import Layer, Network, mlp
 from leo.property import Answer, Inequality, OutputProperty, PropertyResult, check_property, describe, number, results_text
 from leo.reduce import reduce
 from leo.stability import StabilityOptions, analyse
-from leo.vnnlib import read_vnnlib
+from leo.io.vnnlib import read_vnnlib
 from tests.conftest import exact_ranges, random_mlp
 
 GAP = 0.05  # thresholds sit this far inside / outside the exact range

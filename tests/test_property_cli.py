@@ -205,7 +205,7 @@ INSTANCES = [("acasxu", "ACASXU_run2a_1_7_batch_2000.onnx", "prop_3.vnnlib"),
 @pytest.mark.skipif(vnncomp_dir() is None, reason="VNN-COMP 2021 data not found (LEO_DATA)")
 @pytest.mark.parametrize("bench,onnx,spec", INSTANCES)
 def test_vnncomp2021_answers(capsys, tmp_path, bench, onnx, spec):
-    from leo.vnnlib import read_vnnlib
+    from leo.io.vnnlib import read_vnnlib
 
     data = vnncomp_dir()
     expected = vnncomp_answer(onnx, spec)

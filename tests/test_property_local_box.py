@@ -13,7 +13,7 @@ import pytest
 from leo.cli import main
 from leo.domain import make_box
 from leo.io.onnx_export import save_onnx
-from leo.vnnlib import read_query, read_vnnlib
+from leo.io.vnnlib import read_query, read_vnnlib
 from tests.conftest import exact_ranges, random_mlp
 from tests.test_property_cli import _ort, _parse_results
 

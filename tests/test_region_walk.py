@@ -110,7 +110,7 @@ def test_acas_1_9_property_7_is_found_sat_through_check_property():
     """Undecided in 116 s before the walks (gradient searches stalled on plateaus)."""
     from leo.io.load import load_network
     from leo.property import Answer, check_property
-    from leo.vnnlib import read_vnnlib
+    from leo.io.vnnlib import read_vnnlib
 
     data = vnncomp_dir()
     assert vnncomp_answer("ACASXU_run2a_1_9_batch_2000.onnx", "prop_7.vnnlib") == "sat"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from leo.errors import LeoInputError
-from leo.vnnlib import read_vnnlib
+from leo.io.vnnlib import read_vnnlib
 
 QUERY = """; a small query, in the style of VNN-COMP
 (declare-const X_0 Real)

@@ -1,0 +1,1 @@
+"""Questions asked of networks: a ``leo.core.spec.Query`` answered by ``check.check_query``."""
