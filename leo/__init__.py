@@ -4,7 +4,8 @@ Public API (everything else is internal):
     Network, Layer, mlp              the plain network type
     Box, make_box                    the input domain
     StabilityOptions, analyse        the stability analysis
-    verify, compress                 one-call API on Networks, nn.Modules or paths
+    verify, compress                 one-call API on Networks, nn.Modules, paths or builtin:NAME
+    as_network                       any of those as a Network (input_shape= where none is recorded)
     reduce                           turn a stability report into a smaller network
     load_network, save_network       PyTorch / TorchScript / ONNX in and out
     set_threads                      the one thread policy (torch, BLAS, HiGHS); default 1
@@ -24,7 +25,7 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _WHERE = {
-    "Compression": "leo.api", "compress": "leo.api", "verify": "leo.api",
+    "Compression": "leo.api", "as_network": "leo.api", "compress": "leo.api", "verify": "leo.api",
     "Box": "leo.domain", "make_box": "leo.domain",
     "LeoInputError": "leo.errors",
     "load_network": "leo.io", "save_network": "leo.io",
@@ -40,7 +41,7 @@ from leo.reduce import reduce  # noqa: E402
 __all__ = sorted([*_WHERE, "reduce"])
 
 if TYPE_CHECKING:
-    from leo.api import Compression, compress, verify
+    from leo.api import Compression, as_network, compress, verify
     from leo.domain import Box, make_box
     from leo.errors import LeoInputError
     from leo.io import load_network, save_network

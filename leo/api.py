@@ -15,6 +15,9 @@ import numpy as np
 from leo.certificate import build_certificate
 from leo.domain import Box, make_box
 from leo.equivalence import CheckResult, compare_sampled
+from leo.io.files import Replace
+from leo.io.load import BUILTIN_PREFIX, builtin_models, load_network, resolve_path  # noqa: F401 - public here too
+from leo.io.shape import parse_input_shape, with_input_shape
 from leo.network import SOURCE_PATH, Network
 from leo.reduce import Reduction, reduce
 from leo.report import StabilityReport
@@ -22,46 +25,30 @@ from leo.stability import ProgressFn, StabilityOptions, analyse
 
 ModelLike = Any  # Network | torch.nn.Module | str | Path
 
-BUILTIN_PREFIX = "builtin:"
 
+def as_network(model: ModelLike, allow_pickle: bool = False, like: Any = None,
+               input_shape: Any = None) -> Network:
+    """A Network from a Network, a model file (or ``builtin:NAME``), or an ``nn.Module``.
 
-def builtin_models() -> list[str]:
-    folder = Path(__file__).parent / "models"
-    return sorted(p.stem for p in folder.glob("*.pt"))
-
-
-def resolve_path(model: str | Path) -> Path:
-    """A file path, or ``builtin:NAME`` for a model shipped in the package."""
-    text = str(model)
-    if text.startswith(BUILTIN_PREFIX):
-        name = text[len(BUILTIN_PREFIX):]
-        path = Path(__file__).parent / "models" / f"{name}.pt"
-        if not path.is_file():
-            from leo.errors import LeoInputError
-
-            raise LeoInputError(f"no built-in model {name!r}; available: {', '.join(builtin_models())}")
-        return path
-    return Path(model)
-
-
-def as_network(model: ModelLike, allow_pickle: bool = False, like: Any = None) -> Network:
-    """A Network from a Network, a model file, or an ``nn.Module``.
-
-    For a module, ``like`` (the lower bound, say) may give the input's shape: shaped
-    like one input, e.g. (1, 5, 5), or with a leading batch dimension of 1 (see
-    ``_shape_candidates``); the network then keeps that shape, so ``module()`` and saved
-    models take it.
+    ``input_shape`` is one input's shape, e.g. ``(1, 28, 28)``: needed for a module or file
+    that records none (an ``nn.Module`` not starting with Linear, a scripted TorchScript
+    archive), and checked against the recorded one otherwise. Without it, for a module,
+    ``like`` (the lower bound, say) may give the shape: shaped like one input, e.g.
+    (1, 5, 5), or with a leading batch dimension of 1 (see ``_shape_candidates``). The
+    network keeps the shape, so ``module()`` and saved models take it.
     """
+    given = parse_input_shape(input_shape)
     if isinstance(model, Network):
-        return model
+        return with_input_shape(model, given, "the network")
     if isinstance(model, (str, Path)):
-        from leo.io.load import load_network
+        return load_network(model, allow_pickle=allow_pickle, input_shape=given)
+    import torch
 
-        return load_network(resolve_path(model), allow_pickle=allow_pickle)
-    from leo.io.graph import runs_on
+    from leo.io.graph import module_shape, traced_shape
     from leo.io.torch_io import from_module
 
-    shape = next((s for s in _shape_candidates(like) if runs_on(model, s)), None)
+    recorded = traced_shape(model) if isinstance(model, torch.jit.ScriptModule) else None
+    shape = module_shape(model, recorded, given, tuple(_shape_candidates(like)), "the model")
     return from_module(model, input_shape=shape)
 
 
@@ -96,9 +83,11 @@ def as_box(network: Network, lower: Any, upper: Any) -> Box:
 
 
 def verify(model: ModelLike, lower: Any, upper: Any, options: StabilityOptions = StabilityOptions(),
-           data: np.ndarray | None = None, progress: ProgressFn | None = None) -> StabilityReport:
-    """Which hidden units are stably active / inactive on the box, with proofs."""
-    net = as_network(model, like=_array(lower))
+           data: np.ndarray | None = None, progress: ProgressFn | None = None,
+           input_shape: Any = None) -> StabilityReport:
+    """Which hidden units are stably active / inactive on the box, with proofs.
+    ``input_shape``: one input's shape, for a model that records none (see ``as_network``)."""
+    net = as_network(model, like=_array(lower), input_shape=input_shape)
     return analyse(net, as_box(net, lower, upper), options, data=data, progress=progress)
 
 
@@ -113,6 +102,12 @@ class Compression:
     #: For an ``nn.Module`` compressed with form "structured": the user's own module with
     #: the dead channels removed (``leo.io.prune_module``), checked against the original.
     pruned: Any = None  # leo.io.prune_module.PrunedModule | None
+
+    def __repr__(self) -> str:
+        """One line: the dataclass's own repr printed both networks and every proof."""
+        return (f"<Compression: {sum(self.original.hidden)} -> {sum(self.network.hidden)} hidden units, "
+                f"{self.report.num_stable} proven stable; max |f-g| {self.check.max_diff:.3g} on "
+                f"{self.check.points} sampled points>")
 
     def module(self):  # noqa: ANN201 - torch.nn.Module, imported lazily
         """The compressed model as a torch module: a fresh copy of the user's own class,
@@ -138,10 +133,10 @@ class Compression:
         from leo.io.save import certificate_path, check_output_path, save_network
 
         inputs = (self.original.metadata.get(SOURCE_PATH), self.certificate["original"]["path"])
-        out = check_output_path(path, inputs, overwrite)
+        out = check_output_path(path, inputs, overwrite, Replace.OVERWRITE)
         side = Path(certificate) if certificate is not None else certificate_path(out)
         kept = original_path(out) if self.certificate["original"]["path"] is None else None  # no file behind it
-        plan_outputs([out, side] + ([kept] if kept else []), inputs, overwrite)
+        plan_outputs([out, side] + ([kept] if kept else []), inputs, overwrite, Replace.OVERWRITE)
         cert = self.certificate
         if kept is not None:
             save_network(self.original, kept, float64=True, overwrite=overwrite)
@@ -161,14 +156,16 @@ def original_path(out: Path) -> Path:
 def compress(model: ModelLike, lower: Any, upper: Any, options: StabilityOptions = StabilityOptions(),
              data: np.ndarray | None = None, progress: ProgressFn | None = None,
              check_points: int = 10_000, model_path: Path | None = None,
-             out_path: Path | None = None, form: str = "leo") -> Compression:
+             out_path: Path | None = None, form: str = "leo", input_shape: Any = None) -> Compression:
     """Prove stability, reduce, and check the result on sampled points of the box.
-    ``form`` (see ``FORMS``): how stable units are removed."""
-    net = as_network(model, like=_array(lower))
+    ``form`` (see ``FORMS``): how stable units are removed; ``input_shape``: one input's
+    shape, for a model that records none (see ``as_network``)."""
+    net = as_network(model, like=_array(lower), input_shape=input_shape)
     step = exact_step(net, as_box(net, lower, upper), options, data, progress, check_points, form)
     source = model_path if model_path is not None else (
-        Path(model) if isinstance(model, (str, Path)) and Path(str(model)).is_file() else None)
-    cert = build_certificate(net, step.report, step.reduction, step.check, source)  # sealed by save()
+        resolve_path(model) if isinstance(model, (str, Path)) else None)  # builtin:NAME is a file too
+    cert = build_certificate(net, step.report, step.reduction, step.check, source,  # sealed by save()
+                             time_budget=options.time_budget)
     pruned = _pruned_module(model, net, step, as_box(net, lower, upper), check_points) \
         if form == "structured" else None
     return Compression(net, step.reduction.network, step.report, step.reduction, step.check, cert, pruned)

@@ -7,6 +7,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +39,22 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
+class Replace(Enum):
+    """How the caller asks to replace an existing output, which the refusal names: the
+    command line's flag, or the Python API's keyword."""
+
+    FORCE = "pass --force"
+    OVERWRITE = "pass overwrite=True"
+
+
 def plan_outputs(outputs: Sequence[str | Path], inputs: Sequence[str | Path | None] = (),
-                 overwrite: bool = False) -> tuple[Path, ...]:
+                 overwrite: bool = False, replace: Replace = Replace.FORCE) -> tuple[Path, ...]:
     """Check, before any work is done, that writing ``outputs`` loses nothing the user has.
 
     Refused (LeoInputError, so exit 2 from the CLI): two outputs that are the same file; an
     output that is one of the ``inputs`` (even with ``overwrite``); an output that is a
-    folder; an output that exists already, unless ``overwrite``.
+    folder; an output that exists already, unless ``overwrite`` (the message says how:
+    ``replace``).
     """
     paths = tuple(Path(p) for p in outputs)
     sources = [Path(p) for p in inputs if p is not None and str(p)]
@@ -58,7 +68,7 @@ def plan_outputs(outputs: Sequence[str | Path], inputs: Sequence[str | Path | No
         if p.is_dir():
             raise LeoInputError(f"output {p} is a folder; give a file name")
         if p.exists() and not overwrite:
-            raise LeoInputError(f"output {p} exists already; choose another name or pass --force to replace it")
+            raise LeoInputError(f"output {p} exists already; choose another name or {replace.value} to replace it")
     return paths
 
 

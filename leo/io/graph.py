@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from leo.errors import LeoInputError
-from leo.network import Layer, Network
+from leo.io.shape import HOW_TO_GIVE_SHAPE, check_recorded
+from leo.network import Layer, Network, shape_text
 
 
 def _dtype(module: nn.Module) -> torch.dtype:
@@ -76,19 +77,29 @@ def _evaluating(module: nn.Module) -> Iterator[None]:
             module.train(was)
 
 
-def runs_on(module: nn.Module, shape: tuple[int, ...]) -> bool:
-    """Whether ``module`` accepts a batch of one input of per-sample ``shape``."""
+def failure(module: nn.Module, shape: tuple[int, ...]) -> str | None:
+    """Why ``module`` fails on a batch of one input of per-sample ``shape`` (its error's
+    first line), or None when it runs."""
     try:
         with _evaluating(module):
             module(torch.zeros((1, *shape), dtype=_dtype(module)))
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "not this shape"
-        return False
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not this shape"
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        # TorchScript puts the interpreter's traceback first and the error itself last
+        scripted = len(lines) > 1 and "TorchScript interpreter" in lines[0]
+        return ((lines[-1] if scripted else lines[0]) if lines else type(exc).__name__)[:160]
+
+
+def runs_on(module: nn.Module, shape: tuple[int, ...]) -> bool:
+    """Whether ``module`` accepts a batch of one input of per-sample ``shape``."""
+    return failure(module, shape) is None
 
 
 def guess_input_shape(module: nn.Module, candidates: Iterable[tuple[int, ...]] = ()) -> tuple[int, ...]:
     """A per-sample input shape the module runs on: the candidates first, then a flat
-    vector as wide as a weight matrix's columns (the first Linear's inputs)."""
+    vector as wide as a weight matrix's columns (the first Linear's inputs). Only for a
+    model that records no shape and was given none; a failure says how to give one."""
     tried: list[tuple[int, ...]] = []
     widths = [(int(p.shape[1]),) for p in module.parameters() if p.ndim == 2]
     for shape in [*candidates, *widths]:
@@ -97,9 +108,46 @@ def guess_input_shape(module: nn.Module, candidates: Iterable[tuple[int, ...]] =
         tried.append(shape)
         if runs_on(module, shape):
             return shape
-    shown = ", ".join(str(s) for s in tried) or "none (the module has no weight matrix)"
-    raise LeoInputError(f"cannot find an input shape the model accepts (tried {shown}); "
-                        "give the bounds in the model's input shape")
+    shown = ", ".join(str(s) for s in tried) or "none (the model has no weight matrix)"
+    raise LeoInputError(f"the model records no input shape and none was given, and it runs on no flat input "
+                        f"leo tried ({shown}): {HOW_TO_GIVE_SHAPE}")
+
+
+def module_shape(module: nn.Module, recorded: tuple[int, ...] | None, given: tuple[int, ...] | None,
+                 hints: tuple[tuple[int, ...], ...], what: object) -> tuple[int, ...] | None:
+    """The per-sample input shape to read ``module`` on: the user's (it must agree with a
+    recorded one, and the module must run on it), else the recorded one, else the first
+    hint the module runs on; None when there is none (``from_module`` then tries a flat
+    vector, and says how to give a shape when that fails)."""
+    if given is not None:
+        check_recorded(recorded, given, what)
+        why = failure(module, given)
+        if why is not None:
+            batch = len(given) > 1 and given[0] == 1 and runs_on(module, given[1:])
+            hint = f"; it runs on {shape_text(given[1:])}: give one input's shape, without the batch dimension" \
+                if batch else ""
+            raise LeoInputError(f"{what} does not run on inputs of shape {shape_text(given)} given by "
+                                f"--input-shape / input_shape= ({why}){hint}")
+        return given
+    if recorded is not None:
+        return recorded
+    return next((s for s in hints if runs_on(module, s)), None)
+
+
+def traced_shape(module: nn.Module) -> tuple[int, ...] | None:
+    """The per-sample input shape a traced TorchScript module was traced on, from its graph's
+    input type (a scripted module's carries no sizes: None). The traced example usually has
+    a batch dimension; one without (a Linear traced on a vector) is recognised by running."""
+    try:
+        inputs = list(module.graph.inputs())[1:]  # the first is the module itself
+    except (AttributeError, RuntimeError):
+        return None
+    kind = inputs[0].type() if len(inputs) == 1 else None
+    sizes = kind.sizes() if isinstance(kind, torch._C.TensorType) else None
+    if not sizes or any(d is None or d <= 0 for d in sizes):
+        return None
+    full = tuple(int(d) for d in sizes)
+    return next((s for s in (full[1:], full) if s and runs_on(module, s)), None)
 
 
 def _export(module: nn.Module, example: torch.Tensor, dynamic_batch: bool, exported: bool) -> bytes:

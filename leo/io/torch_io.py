@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from leo.errors import LeoInputError
+from leo.io.shape import with_input_shape
 from leo.network import ARCHITECTURE_SOURCE, INPUT_SHAPE, Layer, Network, mlp, shape_text
 
 log = logging.getLogger(__name__)
@@ -187,29 +188,32 @@ def _is_text(head: bytes) -> bool:
     return bool(text) and all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
-def load_torch(path: Path, allow_pickle: bool = False, shapes: tuple[tuple[int, ...], ...] = ()) -> Network:
+def load_torch(path: Path, allow_pickle: bool = False, shapes: tuple[tuple[int, ...], ...] = (),
+               input_shape: tuple[int, ...] | None = None) -> Network:
     """Read a file by its content: a TorchScript archive, a torch.export program, a
     PyTorch checkpoint (a state_dict; a pickled module only with ``allow_pickle``), or
-    an ONNX model whatever its name. ``shapes`` are per-sample input shapes to try for a
-    module whose file does not record one (from the bounds the user gave, say)."""
+    an ONNX model whatever its name. ``input_shape`` is the user's (checked against the
+    file's when it records one); ``shapes`` are further per-sample shapes to try for a
+    module whose file records none."""
     with open(path, "rb") as fh:
         head = fh.read(64)
     if not head:
         raise LeoInputError(f"{path} is empty")
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return _load_archive(path, allow_pickle, shapes)
+        return _load_archive(path, allow_pickle, shapes, input_shape)
     if head[:1] == b"\x80":  # a pickle (torch.save's legacy format)
-        return _load_checkpoint(path, allow_pickle, shapes)
+        return _load_checkpoint(path, allow_pickle, shapes, input_shape)
     if _is_text(head):
         raise LeoInputError(f"{path} {_NOT_A_MODEL} (it starts with text)")
     if head[:1] == b"\x08":  # a protobuf whose first field is an integer, as ONNX files start
         from leo.io.onnx_import import load_onnx
 
-        return load_onnx(path)
+        return with_input_shape(load_onnx(path), input_shape, path)
     raise LeoInputError(f"{path} {_NOT_A_MODEL} (unrecognised content)")
 
 
-def _load_archive(path: Path, allow_pickle: bool, shapes: tuple[tuple[int, ...], ...] = ()) -> Network:
+def _load_archive(path: Path, allow_pickle: bool, shapes: tuple[tuple[int, ...], ...],
+                  input_shape: tuple[int, ...] | None) -> Network:
     names = _zip_names(path)
     if names is None:
         raise LeoInputError(f"{path} is a damaged zip archive (truncated or corrupted); "
@@ -217,24 +221,21 @@ def _load_archive(path: Path, allow_pickle: bool, shapes: tuple[tuple[int, ...],
     if any(n.endswith("/archive_format") or n.endswith("serialized_exported_program.json") for n in names):
         from leo.io.graph import load_exported_program
 
-        return load_exported_program(path)
+        return with_input_shape(load_exported_program(path), input_shape, path)
     if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-        return _load_torchscript(path, shapes)
-    return _load_checkpoint(path, allow_pickle, shapes)
+        traced = any("/traced_inputs/" in n for n in names)  # torch.jit.trace keeps its example inputs
+        return _load_torchscript(path, traced, shapes, input_shape)
+    return _load_checkpoint(path, allow_pickle, shapes, input_shape)
 
 
-def _hinted_shape(module: nn.Module, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, ...] | None:
-    """The first of ``shapes`` the module runs on: a TorchScript archive records no input
-    shape, and a conv net does not run on the flat vector the fallback guess tries."""
-    from leo.io.graph import runs_on
-
-    return next((s for s in shapes if runs_on(module, s)), None)
-
-
-def _load_torchscript(path: Path, shapes: tuple[tuple[int, ...], ...] = ()) -> Network:
+def _load_torchscript(path: Path, traced: bool, shapes: tuple[tuple[int, ...], ...],
+                      input_shape: tuple[int, ...] | None) -> Network:
+    """A TorchScript archive. Its input shape: leo's metadata in the archives leo writes, or
+    the example a traced module was traced on (``_restore_shapes`` puts its sizes back on
+    the graph's input; torch stores the example since 2.0); a scripted one records none."""
     extra = {_EXTRA: ""}
     try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        module = _jit_load(path, extra, traced)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds here
         raise LeoInputError(f"cannot read TorchScript archive {path}: {_first_line(exc)}") from None
     shape = None
@@ -243,10 +244,26 @@ def _load_torchscript(path: Path, shapes: tuple[tuple[int, ...], ...] = ()) -> N
             shape = tuple(int(d) for d in json.loads(extra[_EXTRA]).get(INPUT_SHAPE) or ()) or None
         except (ValueError, TypeError, AttributeError):
             raise LeoInputError(f"{path}: leo's metadata in the archive is damaged") from None
-    return from_module(module, input_shape=shape or _hinted_shape(module, shapes), source="torchscript")
+    from leo.io.graph import module_shape, traced_shape
+
+    recorded = shape or (traced_shape(module) if traced else None)
+    use = module_shape(module, recorded, input_shape, shapes, path)
+    return from_module(module, input_shape=use, source="torchscript")
 
 
-def _load_checkpoint(path: Path, allow_pickle: bool, shapes: tuple[tuple[int, ...], ...] = ()) -> Network:
+def _jit_load(path: Path, extra: dict[str, str], traced: bool) -> torch.jit.ScriptModule:
+    """``torch.jit.load``, restoring a traced module's input sizes where the archive keeps them;
+    an archive whose stored example no longer runs is loaded without them."""
+    if traced:
+        try:
+            return torch.jit.load(str(path), map_location="cpu", _extra_files=extra, _restore_shapes=True)
+        except Exception:  # noqa: BLE001 - read it again without the sizes; a real fault shows then
+            pass
+    return torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+
+
+def _load_checkpoint(path: Path, allow_pickle: bool, shapes: tuple[tuple[int, ...], ...],
+                     input_shape: tuple[int, ...] | None) -> Network:
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols; the error says enough
             warnings.simplefilter("ignore")
@@ -254,9 +271,12 @@ def _load_checkpoint(path: Path, allow_pickle: bool, shapes: tuple[tuple[int, ..
     except Exception as exc:  # noqa: BLE001
         raise LeoInputError(_checkpoint_error(path, exc, allow_pickle)) from None
     if isinstance(obj, nn.Module):
-        return from_module(obj, input_shape=_hinted_shape(obj, shapes), source="nn.Module (pickled)")
+        from leo.io.graph import module_shape
+
+        use = module_shape(obj, None, input_shape, shapes, path)
+        return from_module(obj, input_shape=use, source="nn.Module (pickled)")
     if isinstance(obj, Mapping):
-        net = from_state_dict(obj)
+        net = with_input_shape(from_state_dict(obj), input_shape, path)
         log.warning(state_dict_note(path))
         return net
     raise LeoInputError(f"{path} holds a {type(obj).__name__}, not a state_dict or a module")
