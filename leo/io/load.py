@@ -50,7 +50,7 @@ def load_network(path: str | Path, allow_pickle: bool = False, shapes: tuple[tup
     if p.suffix.lower() == ".onnx":
         from leo.io.onnx_import import load_onnx
 
-        network = with_input_shape(load_onnx(p), given, p)
+        network = with_input_shape(load_onnx(p, given), given, p)
     else:
         from leo.io.torch_io import load_torch
 

@@ -208,7 +208,7 @@ def load_torch(path: Path, allow_pickle: bool = False, shapes: tuple[tuple[int, 
     if head[:1] == b"\x08":  # a protobuf whose first field is an integer, as ONNX files start
         from leo.io.onnx_import import load_onnx
 
-        return with_input_shape(load_onnx(path), input_shape, path)
+        return with_input_shape(load_onnx(path, input_shape), input_shape, path)
     raise LeoInputError(f"{path} {_NOT_A_MODEL} (unrecognised content)")
 
 

@@ -16,6 +16,7 @@ from leo.errors import LeoInputError
 from leo.io.conv import TooLarge
 from leo.io.onnx.table import NOT_PIECEWISE_LINEAR, UnknownVersion, handler_for, supported_ops
 from leo.io.onnx.values import Affine, Graph, Node, to_float
+from leo.io.shape import HOW_TO_GIVE_SHAPE
 from leo.network import ARCHITECTURE_SOURCE, INPUT_SHAPE, Network, shape_text
 
 #: The opset assumed for a model that declares none for the default domain (onnx's own default).
@@ -50,18 +51,26 @@ def _check(model: Any, what: str) -> None:
         raise LeoInputError(f"{what} is not a valid ONNX model: {first}") from None
 
 
-def _input_shape(value_info: Any, batch: int | None) -> tuple[tuple[int, ...], bool]:
+def _input_shape(value_info: Any, batch: int | None,
+                 given: tuple[int, ...] | None = None) -> tuple[tuple[int, ...], bool]:
     """The graph input's shape and whether its first axis is a batch: a symbolic first
     dimension, or 1, or the ``batch`` of an export. Any other fully known shape (a [5] or
-    [3, 32, 32] input) has no batch axis: the whole tensor is one input."""
+    [3, 32, 32] input) has no batch axis: the whole tensor is one input. Feature dimensions
+    the file leaves open come from ``given`` (one input's shape, ``--input-shape``), which
+    must agree with the ones it fixes."""
     dims = value_info.type.tensor_type.shape.dim
     known = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
     shown = [d if d is not None else "?" for d in known]
     if known and all(d is not None for d in known) and (len(known) == 1 or known[0] not in (1, batch)):
         return tuple(int(d) for d in known), False  # type: ignore[arg-type]
-    if len(known) < 2 or any(d is None for d in known[1:]):
+    open_features = len(known) >= 2 and any(d is None for d in known[1:])
+    if open_features and given is not None and len(given) == len(known) - 1 and all(
+            k is None or k == g for k, g in zip(known[1:], given)):
+        return tuple(int(d) for d in given), True
+    if len(known) < 2 or open_features:
+        hint = f"; {HOW_TO_GIVE_SHAPE}" if open_features else ""
         raise LeoInputError(f"ONNX input '{value_info.name}' has shape {shown}: expected (batch, features...) "
-                            "with known feature dimensions")
+                            f"with known feature dimensions{hint}")
     return tuple(int(d) for d in known[1:]), True  # type: ignore[arg-type]
 
 
@@ -70,9 +79,10 @@ def _opset(model: Any) -> int:
     return max(versions) if versions else DEFAULT_OPSET
 
 
-def load_onnx(path: str | Path) -> Network:
-    """The network of an ONNX file; unsupported ops raise LeoInputError naming them."""
-    return network_from_onnx(_read_model(Path(path)))
+def load_onnx(path: str | Path, input_shape: tuple[int, ...] | None = None) -> Network:
+    """The network of an ONNX file; unsupported ops raise LeoInputError naming them.
+    ``input_shape`` fills feature dimensions the file leaves open."""
+    return network_from_onnx(_read_model(Path(path)), input_shape=input_shape)
 
 
 def _unsupported(op: str, name: str, op_label: str, where: str) -> LeoInputError:
@@ -83,12 +93,14 @@ def _unsupported(op: str, name: str, op_label: str, where: str) -> LeoInputError
 
 
 def network_from_onnx(model: Any, source: str = "onnx", batch: int | None = None,
-                      op_label: str = "ONNX op", where: str = "") -> Network:
+                      op_label: str = "ONNX op", where: str = "",
+                      input_shape: tuple[int, ...] | None = None) -> Network:
     """The network of an ONNX ``ModelProto``, with its input shape and ``source`` in the metadata.
 
     ``batch`` is the batch size of an export traced at a fixed batch (a Reshape may
     name it); ``op_label`` names operations in errors ("ONNX op" for files) and
-    ``where`` says whose graph it is.
+    ``where`` says whose graph it is; ``input_shape`` fills feature dimensions the graph
+    leaves open.
     """
     from onnx import helper, numpy_helper
 
@@ -100,7 +112,7 @@ def network_from_onnx(model: Any, source: str = "onnx", batch: int | None = None
                             f"({[i.name for i in real]}); leo needs exactly one")
     if len(graph.output) != 1:
         raise LeoInputError(f"the ONNX graph has {len(graph.output)} outputs; leo needs exactly one")
-    shape, batched = _input_shape(real[0], batch)
+    shape, batched = _input_shape(real[0], batch, input_shape)
     g = Graph.start(real[0].name, shape, batched, batch)
     g.values.update(inits)
     opset = _opset(model)
