@@ -248,25 +248,32 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     nets = results["networks"]
     size = "nonzero_ratio" if all("nonzero_ratio" in p for n in nets for p in n["points"]) else "ratio"
-    fig, axes = plt.subplots(1, len(nets), figsize=(5.2 * len(nets), 4.4), squeeze=False)
+    # constrained layout and one legend under the panels: chain labels written beside their
+    # points overlapped each other and the curves where points crowd
+    fig, axes = plt.subplots(1, len(nets), figsize=(5.2 * len(nets), 5.0), squeeze=False, layout="constrained")
     styles = {"linearity": ("tab:blue", "o"), "dependence": ("tab:orange", "s"), "dependence+ft": ("tab:red", "s"),
               "pq-index": ("tab:green", "^"), "pq-index+ft": ("tab:olive", "^"), "pq-index SAP": ("tab:cyan", "v"),
               "exact": ("black", "*")}
+    names = list(dict.fromkeys(c["chain"] for n in nets for c in n["chains"] if c["chain"] != "exact"))
+    chain_styles = {name: (plt.get_cmap("Purples")(0.45 + 0.5 * i / max(len(names) - 1, 1)), "DPXhp<>"[i % 7])
+                    for i, name in enumerate(names)}
+    handles: dict[str, Any] = {}
     for ax, net in zip(axes[0], nets):
         for method, (color, marker) in styles.items():
             pts = sorted((p for p in net["points"] if p["method"] == method), key=lambda p: p[size])
             if not pts:
                 continue
-            ax.plot([p[size] for p in pts], [p["test_accuracy"] for p in pts], marker=marker, color=color,
-                    label=method, linestyle="-" if len(pts) > 1 else "none", markersize=9 if method == "exact" else 5)
-        chains = [c for c in net["chains"] if c["chain"] != "exact"]
-        for i, c in enumerate(chains):
-            ax.scatter([c[size]], [c["test_accuracy"]], marker="D", facecolors="none", edgecolors="purple")
-            ax.annotate(c["chain"].replace("exact", "E").replace("linearity", "L").replace("pq-index", "PQ")
-                        .replace("dependence", "D").replace(" (only proven)", "*"),
-                        (c[size], c["test_accuracy"]), fontsize=7, color="purple",
-                        xytext=(-60, -12 - 9 * i), textcoords="offset points",
-                        arrowprops={"arrowstyle": "-", "color": "purple", "linewidth": 0.4})
+            line, = ax.plot([p[size] for p in pts], [p["test_accuracy"] for p in pts], marker=marker, color=color,
+                            label=method, linestyle="-" if len(pts) > 1 else "none",
+                            markersize=9 if method == "exact" else 5)
+            handles.setdefault(method, line)
+        for c in net["chains"]:
+            if c["chain"] == "exact":
+                continue
+            color, marker = chain_styles[c["chain"]]
+            mark = ax.scatter([c[size]], [c["test_accuracy"]], marker=marker, s=70, facecolors="none",
+                              edgecolors=[color], linewidths=1.4, zorder=5)
+            handles.setdefault("chain " + _short_chain(c["chain"]), mark)
         ax.axhline(net["test_accuracy"], color="grey", linewidth=0.7, linestyle=":")
         ax.set_title(f"{net['name']} (acc {net['test_accuracy']:.3f})")
         ax.set_xlabel("nonzero parameters kept (share of original)" if size == "nonzero_ratio"
@@ -274,12 +281,16 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("test accuracy")
         ax.set_xlim(0, 1.05)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8, loc="lower right")
-    fig.suptitle("MNIST 784-100-100-10: size vs test accuracy\n(diamonds: chains; E = exact, L = linearity, "
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=6, fontsize=8, frameon=False)
+    fig.suptitle("MNIST 784-100-100-10: size vs test accuracy (hollow: chains; E = exact, L = linearity, "
                  "PQ = pq-index, D = dependence, * = only proven units)", fontsize=9)
-    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _short_chain(chain: str) -> str:
+    return (chain.replace("exact", "E").replace("linearity", "L").replace("pq-index", "PQ")
+            .replace("dependence", "D").replace(" (only proven)", "*"))
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -594,23 +594,36 @@ def plot(result: dict[str, Any], path: Path) -> None:
               ("dependence", lambda r: r["method"].startswith("dependence") and "defaults" not in r["setting"],
                "kept_pct_all"),
               ("leo chains (all parameters)", lambda r: "defaults" in r["setting"], "kept_pct_all")]
-    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4.2), squeeze=False)
-    for ax, (title, pick, key) in zip(axes[0], groups):
+    # two by two, each legend under its own panel with the whole names (a row of four cut the
+    # names at 40 characters and drew the legends over the points); constrained layout keeps
+    # every legend inside the figure and off the panel below
+    fig, axes = plt.subplots(2, 2, figsize=(14, 13), layout="constrained")
+    for ax, (title, pick, key) in zip(axes.ravel(), groups):
         sel = [r for r in rows if pick(r) and r[key] is not None]
-        labels = sorted({r["method"] + " | " + r["model"][:18] for r in sel})
-        for lab in labels:
-            pts = [r for r in sel if r["method"] + " | " + r["model"][:18] == lab]
-            ax.scatter([r[key] for r in pts], [r["accuracy_after"] for r in pts], s=14, label=lab[:40])
-        ax.set_title(title, fontsize=9)
+        labels = sorted({_label(r) for r in sel})
+        methods = sorted({r["method"] for r in sel})
+        models = sorted({_label(r).split(" | ")[1] for r in sel})
+        for lab in labels:  # colour by method, marker by model: 20 entries in one colour cycle repeated
+            pts = [r for r in sel if _label(r) == lab]
+            method, model = lab.split(" | ")
+            ax.scatter([r[key] for r in pts], [r["accuracy_after"] for r in pts], s=18, label=lab,
+                       color=plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")(methods.index(method) % 20),
+                       marker="osD^vP*X"[models.index(model) % 8])
+        ax.set_title(title, fontsize=10)
         if title.startswith("linearity"):
             ax.set_xlim(0, 150)
         ax.set_xlabel("kept %")
         ax.set_ylabel("test accuracy after")
+        ax.grid(True, alpha=0.3)
         if labels:
-            ax.legend(fontsize=6)
-    fig.tight_layout()
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _label(row: dict[str, Any]) -> str:
+    """A legend entry: the method and the architecture (without the training note in brackets)."""
+    return f"{row['method']} | {row['model'].split(' (')[0]}"
 
 
 DEVIATIONS = [

@@ -4,6 +4,9 @@
                                [--cap SECONDS] [--methods naive,omlt,leo,leo-network]
                                [--networks NAMES]
 
+The full run writes ``benchmarks/results/speed.*``; a partial one (``--quick``,
+``--networks``, ``--methods``) writes to ``SCRATCH`` unless its paths are named.
+
 On MNIST MLPs trained with the paper's recipe (``benchmarks.common.get_network``;
 training time is not measured) and the box [0, 1]^784, every method proves which
 hidden units are stably active or inactive:
@@ -39,6 +42,7 @@ import os
 import platform
 import resource
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -509,7 +513,22 @@ def plot(data: dict[str, Any], path: Path) -> None:
     entries = data["networks"]
     methods = list(dict.fromkeys(m for e in entries for m in e["methods"]))
     markers = dict(zip(METHODS, "osD^vPX"))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+
+    def timed(group: list[dict[str, Any]]) -> bool:
+        return any(r.get("seconds") for e in group for r in e["methods"].values())
+
+    l1_4 = [e for e in entries if e.get("l1") == 1e-4]
+    two = [e for e in entries if e["hidden"] == [100, 100] and e.get("l1") is not None]
+    # a panel only where the run has its networks: a one-network run drew an empty l1 panel
+    panels = [p for p in (
+        (l1_4, lambda e: sum(e["hidden"]), "hidden units (λ = 1e-4 networks)", True,
+         "by size: " + ", ".join(e["name"].split("-l1")[0] for e in l1_4)),
+        (two if len(two) > 1 else [], lambda e: e["l1"], "λ (2x100 networks)", False, "2x100 by l1 penalty"),
+    ) if p[0] and timed(p[0])]
+    if not panels:
+        panels = [(entries, lambda e: sum(e["hidden"]), "hidden units", True, "")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels) + 0.4, 4.2), squeeze=False)
+    axes = list(axes[0])
 
     def draw(ax, xs_entries, xfun, xlabel, xlog):  # noqa: ANN001, ANN202
         for m in methods:
@@ -531,13 +550,9 @@ def plot(data: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("seconds (circled: capped, lower bound)")
         ax.grid(True, which="both", alpha=0.3)
 
-    l1_4 = [e for e in entries if e.get("l1") == 1e-4]
-    two = [e for e in entries if e["hidden"] == [100, 100]]
-    draw(axes[0], l1_4, lambda e: sum(e["hidden"]), "hidden units (λ = 1e-4 networks)", True)
-    axes[0].set_title("by size: " + ", ".join(e["name"].split("-l1")[0] for e in l1_4))
-    two = [e for e in two if e.get("l1") is not None]
-    draw(axes[1], two, lambda e: e["l1"], "λ (2x100 networks)", False)
-    axes[1].set_title("2x100 by l1 penalty")
+    for ax, (group, xfun, xlabel, xlog, title) in zip(axes, panels):
+        draw(ax, group, xfun, xlabel, xlog)
+        ax.set_title(title)
     handles = {}
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels()):
@@ -565,12 +580,20 @@ def load_networks(specs: Sequence[Spec], log: Callable[[str], None] | None = pri
     return out
 
 
+#: Where a partial run (--quick, --networks, --methods) writes unless told: outside the repository,
+#: so the README's quick command cannot replace the committed benchmarks/results/speed.*.
+SCRATCH = Path(tempfile.gettempdir()) / "leo-benchmarks"
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from benchmarks.common import RESULTS
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0])
-    p.add_argument("--json", type=Path, default=RESULTS / "speed.json")
-    p.add_argument("--markdown", type=Path, default=RESULTS / "speed.md")
+    p.add_argument("--json", type=Path, default=None,
+                   help=f"default: {RESULTS / 'speed.json'} for the full run; a run of part of it (--quick, "
+                        f"--networks, --methods) writes to {SCRATCH} unless named, so it never replaces the "
+                        "committed results")
+    p.add_argument("--markdown", type=Path, default=None, help="default: beside --json's default, as speed.md")
     p.add_argument("--plot", type=Path, default=None,
                    help="default: beside --markdown, as .png (a run writing elsewhere never replaces the committed plot)")
     p.add_argument("--quick", action="store_true",
@@ -595,6 +618,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="threads for torch, BLAS and HiGHS in every method (leo.threads; 0: one per core); "
                         "recorded in the JSON")
     args = p.parse_args(argv)
+    full = not args.quick and args.networks is None and args.methods is None and args.from_json is None
+    folder = RESULTS if full else SCRATCH
+    args.json = args.json if args.json is not None else folder / "speed.json"
+    args.markdown = args.markdown if args.markdown is not None else folder / "speed.md"
     args.methods = ([m.strip() for m in args.methods.split(",") if m.strip()] if args.methods is not None
                     else list(default_methods()))
     for m in args.methods:
@@ -609,6 +636,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from benchmarks.common import write_json, write_text
 
     args = parse_args(argv)
+    for path in (args.json, args.markdown, args.plot):
+        path.parent.mkdir(parents=True, exist_ok=True)
     if args.from_json is not None:  # the text and plot of an earlier run, by today's renderer
         data = json.loads(args.from_json.read_text())
         write_text(args.markdown, to_markdown(data))

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ FOLD_CEILING = 1e-9
 FLOAT32_REL = 2.0**-23
 FLOAT64_REL = 1e-12
 SAMPLES = 4096
+#: Seconds between progress lines within one layer's re-proving.
+LINE_PERIOD = 10.0
 ACTIVE, INACTIVE, UNSTABLE = "active", "inactive", "unstable"
 
 
@@ -161,8 +164,11 @@ def _fmt(x: np.ndarray) -> str:
 class Prover:
     """The audit's own bounds on the original network, tightened as claims are re-proved."""
 
-    def __init__(self, net: Network, lo: np.ndarray, hi: np.ndarray, time_limit: float) -> None:
+    def __init__(self, net: Network, lo: np.ndarray, hi: np.ndarray, time_limit: float,
+                 deadline: float | None = None) -> None:
         self.net, self.lo, self.hi, self.time_limit = net, lo, hi, time_limit
+        self.limit = time_limit  # per LP or MILP, as asked; time_limit is that capped by the deadline
+        self.deadline = deadline  # time.time() at which the audit stops, undecided (--time-budget)
         self.zl: dict[int, np.ndarray] = {}
         self.zu: dict[int, np.ndarray] = {}
         self.proofs: dict[str, int] = {}
@@ -189,10 +195,10 @@ class Prover:
         slack = ROUNDING * mag + 1e-300
         self.zl[k], self.zu[k] = centre - radius - slack, centre + radius + slack
 
-    def forward(self, k: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """z_k at the points ``x`` by the network's own forward pass, and |b| + sum |W||h|
-        there: the scale of the rounding in z_k."""
-        zs = self.net.pre_activations(x)
+    def forward(self, k: int, x: np.ndarray, zs: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """z_k at the points ``x`` by the network's own forward pass (``zs``: that pass, when
+        the caller has it), and |b| + sum |W||h| there: the scale of the rounding in z_k."""
+        zs = self.net.pre_activations(x) if zs is None else zs
         layer = self.net.layers[k - 1]
         hs = [np.atleast_2d(x)] + [np.maximum(z, 0) if ly.relu else z for z, ly in zip(zs[:k - 1], self.net.layers)]
         mag = np.abs(layer.bias) + sum(np.abs(hs[s]) @ np.abs(w).T for s, w in layer.weights.items())
@@ -379,6 +385,8 @@ def _tighten(prover: Prover, k: int, units: list[int], probs: dict[str, dict[str
         probs["lp"] = prover._problem(k, milp=False)
     b = prover.net.layers[k - 1].bias
     for j in units:
+        if prover.deadline is not None and time.time() >= prover.deadline:
+            return  # tightening is optional: the next claim finds the budget spent and stops, undecided
         low, _ = prover.lp_bound(probs["lp"], prover._objective(probs["lp"], k, j, 1.0))
         if low is not None:
             prover.zl[k][j] = max(prover.zl[k][j], low + b[j])
@@ -387,25 +395,48 @@ def _tighten(prover: Prover, k: int, units: list[int], probs: dict[str, dict[str
             prover.zu[k][j] = min(prover.zu[k][j], -high + b[j])
 
 
-def reprove(prover: Prover, claims: dict[int, list[str]]) -> None:
-    """Every stable claim re-proved, layer by layer; raises Refuted or Undecided."""
+def _in_time(prover: Prover, k: int) -> None:
+    """Stop, undecided, at the deadline; else cap the next solve's time limit by it."""
+    if prover.deadline is None:
+        return
+    left = prover.deadline - time.time()
+    if left <= 0:
+        done = sum(prover.proofs.values())
+        raise Undecided(f"the time budget ran out at layer {k}, with {done} stable claims re-proved "
+                        "(--time-budget gives the audit more time)")
+    prover.time_limit = min(prover.limit, left)
+
+
+def reprove(prover: Prover, claims: dict[int, list[str]], say: Callable[[str], None] = lambda _: None) -> None:
+    """Every stable claim re-proved, layer by layer; raises Refuted or Undecided. ``say``
+    hears a line per layer."""
     stable = [k for k, v in claims.items() if any(s != UNSTABLE for s in v)]
     if not stable:
         return
     last = max(stable)
     points = _sample(prover.lo, prover.hi, SAMPLES)
+    zs = prover.net.pre_activations(points)  # once: per layer, this pass was most of a CNN's audit
     for k in range(1, last + 1):
+        _in_time(prover, k)
         prover.interval(k)
         verdicts = claims.get(k, [UNSTABLE] * prover.net.layers[k - 1].width)
-        _refute(k, verdicts, points, *prover.forward(k, points))
+        say(f"layer {k}: {sum(v != UNSTABLE for v in verdicts)} stable claims of {len(verdicts)} units "
+            f"({sum(prover.proofs.values())} re-proved so far)")
+        _refute(k, verdicts, points, *prover.forward(k, points, zs))
         probs: dict[str, dict[str, Any]] = {}
+        last = time.monotonic()
         for j, verdict in enumerate(verdicts):
             if verdict == UNSTABLE:
                 continue
             if (verdict == ACTIVE and prover.zl[k][j] >= 0) or (verdict == INACTIVE and prover.zu[k][j] <= 0):
                 method = "interval"
             else:
+                _in_time(prover, k)
                 method = _prove(prover, k, j, verdict, probs)
+                if time.monotonic() - last >= LINE_PERIOD:  # a layer of LPs and MILPs can take minutes
+                    last = time.monotonic()
+                    say(f"layer {k}: at unit {j} of {len(verdicts)} ({sum(prover.proofs.values())} claims "
+                        f"re-proved so far: {', '.join(f'{m} {c}' for m, c in sorted(prover.proofs.items()))})")
             prover.proofs[method] = prover.proofs.get(method, 0) + 1
             if verdict == ACTIVE:
                 prover.zl[k][j] = max(prover.zl[k][j], 0.0)
@@ -624,11 +655,16 @@ def compare(replayed: Network, file_net: Network) -> str:
 # -- the audit ---------------------------------------------------------------------
 
 def audit(certificate: str | Path, original: str | None = None, compressed: str | None = None,
-          time_limit: float = 60.0) -> AuditResult:
-    """Check a certificate: OK (valid), REFUTED (first failing item), UNDECIDED; bad input raises."""
+          time_limit: float = 60.0, progress: Callable[[str], None] | None = None,
+          time_budget: float | None = None) -> AuditResult:
+    """Check a certificate: OK (valid), REFUTED (first failing item), UNDECIDED; bad input raises.
+    ``progress`` hears a line per step; ``time_budget`` (seconds) bounds the re-proving: a claim
+    not reached by then makes the audit UNDECIDED, never valid."""
     from leo.io.load import load_network
 
     t0 = time.perf_counter()
+    deadline = None if time_budget is None else time.time() + time_budget
+    say = progress or (lambda _: None)
     cert_path = Path(certificate)
     cert = _read(cert_path)
     orig_path = _model_file(original, cert["original"].get("path"), cert_path, "original")
@@ -643,13 +679,16 @@ def audit(certificate: str | Path, original: str | None = None, compressed: str 
         net = load_network(orig_path, shapes=hint)
         lo, hi = _box(cert["domain"], net.input_dim)
         claims = _claims(cert, net)
-        prover = Prover(net, lo, hi, time_limit)
-        reprove(prover, claims)
+        prover = Prover(net, lo, hi, time_limit, deadline)
+        say(f"re-proving the stable claims of {len(claims)} ReLU layers")
+        reprove(prover, claims, say)
+        say("replaying the reduction")
         try:
             recorded_max = float(cert["tolerances"].get("fold_residual", 0.0))
         except (TypeError, ValueError):
             raise LeoInputError("the certificate's fold_residual is not a number") from None
         replayed = replay(net, claims, cert["reduction"], recorded_max)
+        say("comparing the replayed network with the compressed file")
         dtype = compare(replayed, file_net)
     except Refuted as exc:
         return AuditResult(ExitCode.REFUTED, str(exc), prover.proofs if prover else {}, time.perf_counter() - t0)

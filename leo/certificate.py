@@ -105,12 +105,23 @@ def _reduction(original: Network, reduction: Reduction) -> dict[str, Any]:
     }
 
 
+def _budgets(given: float | None, analysis: Any) -> dict[str, Any]:
+    """The budget as the user gave it (``time_budget``, for the whole command) and the share
+    the analysis had (``analysis_time_budget``: compress keeps the rest for its sampled check)."""
+    if given is None:
+        return {}
+    return {"time_budget": given, "analysis_time_budget": analysis}
+
+
 def build_certificate(original: Network, report: StabilityReport, reduction: Reduction,
-                      check: CheckResult, model_path: Path | None) -> dict[str, Any]:
-    """Everything but the compressed file, which does not exist yet (see :func:`seal`)."""
+                      check: CheckResult, model_path: Path | None,
+                      time_budget: float | None = None) -> dict[str, Any]:
+    """Everything but the compressed file, which does not exist yet (see :func:`seal`).
+    ``time_budget``: the budget the user gave for the whole command, when there was one."""
     from leo import __version__
 
     settings = {k: v for k, v in report.settings.items() if k not in _STATED_ELSEWHERE}
+    settings.update(_budgets(time_budget, report.settings.get("time_budget")))
     return {
         "schema": SCHEMA,
         "kind": KIND,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -40,7 +41,21 @@ def domain_options(f):  # noqa: ANN001, ANN201
                      help="A local box: the L-inf ball of radius --eps around this input (.npy, flat or shaped "
                           "like one input), clipped to --lower/--upper when given (e.g. 0 and 1 for pixels); "
                           "without them it is not clipped.")(f)
-    return f
+    return input_shape_option(f)
+
+
+def input_shape_option(f):  # noqa: ANN001, ANN201
+    """``--input-shape C,H,W``, passed to the command as ``input_shape`` (a tuple, or None)."""
+    return click.option("--input-shape", "input_shape", default=None, callback=_input_shape, metavar="C,H,W",
+                        help="One input's shape (no batch dimension), e.g. 1,28,28: for a model whose file "
+                             "records none (a scripted TorchScript archive, a pickled module); checked against "
+                             "the file's shape otherwise (ONNX, .pt2 and traced TorchScript record it).")(f)
+
+
+def _input_shape(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    from leo.io.shape import parse_input_shape
+
+    return parse_input_shape(value)
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -95,29 +110,11 @@ def analysis_options(f):  # noqa: ANN001, ANN201
     return f
 
 
-def _load(model: str, allow_pickle: bool = False):  # noqa: ANN202
+def _load(model: str, allow_pickle: bool = False, input_shape: tuple[int, ...] | None = None):  # noqa: ANN202
+    """MODEL read with its input shape: the file's, or ``--input-shape`` (checked against the file's)."""
     from leo.io.load import load_network
 
-    return load_network(_model_path(model), allow_pickle=allow_pickle, shapes=_shape_hints())
-
-
-def _shape_hints() -> tuple[tuple[int, ...], ...]:
-    """Input shapes the command's .npy bounds or --center suggest (a TorchScript archive
-    records none, and a conv net does not run on a flat vector); unreadable files give
-    none here and their one-line error later, where the box is built."""
-    ctx = click.get_current_context(silent=True)
-    params = ctx.params if ctx is not None else {}
-    hints: list[tuple[int, ...]] = []
-    for spec in (_ball_options()[0], params.get("lower"), params.get("upper")):
-        if isinstance(spec, str) and spec.endswith(".npy") and Path(spec).is_file():
-            try:
-                shape = np.load(spec, mmap_mode="r", allow_pickle=False).shape
-            except (ValueError, OSError):
-                continue
-            from leo.api import _shape_candidates  # leo.api imports torch: only for a .npy bound
-
-            hints += [s for s in _shape_candidates(np.empty(shape)) if s not in hints]
-    return tuple(hints)
+    return load_network(_model_path(model), allow_pickle=allow_pickle, input_shape=input_shape)
 
 
 def _box(network, lower: str | None, upper: str | None, vnnlib: str | None):  # noqa: ANN001, ANN202
@@ -136,7 +133,7 @@ def _box(network, lower: str | None, upper: str | None, vnnlib: str | None):  # 
     if vnnlib:
         if lower is not None or upper is not None:
             _fail("give either --vnnlib or --lower/--upper, not both")
-        from leo.vnnlib import read_vnnlib
+        from leo.io.vnnlib import read_vnnlib
 
         box, _ = read_vnnlib(Path(vnnlib), network.input_dim)
         return box
@@ -186,45 +183,132 @@ def _options(kw: dict[str, Any]):  # noqa: ANN202
                             branch=kw["branch"])
 
 
+#: Without a terminal, progress is a line per layer and phase, and at most one more per this many
+#: seconds: bars redrawn into a log file wrote ~250 KB per CNN verify.
+LINE_PERIOD = 10.0
+#: Without --time-budget, a MILP phase that may take longer than this (open units x --time-limit)
+#: gets a line saying so and naming --time-budget, when it starts.
+LONG_PHASE = 120.0
+
+
 class _ProgressDisplay:
     """Progress on stderr: layer and phase (bounds, witnesses, local search, LP, MILP),
-    units decided and by what, elapsed seconds and an ETA where the analysis gives one.
-    No rate: units are decided in bursts (thousands at once by bounds, none for a minute
-    in a MILP), so tqdm's "unit/s" and its ETA from that rate meant nothing."""
+    units decided and by what, elapsed seconds. No rate: units are decided in bursts
+    (thousands at once by bounds, none for a minute in a MILP), so tqdm's "unit/s" and its
+    ETA from that rate meant nothing. In the MILP phase, with a budget, the analysis's ETA
+    (its pace, capped by the deadline); without one, the open units times --time-limit, with
+    that assumption shown (a pace-based ETA rose from 337 s to 679 s in one run: MILP times
+    are heavy-tailed, so the pace so far says little about the units left)."""
 
     FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n}/{total} units decided [{elapsed}{postfix}]"
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, options: Any = None, network: Any = None, tty: bool | None = None) -> None:
         self.quiet = quiet
+        self.time_limit = getattr(options, "time_limit", None)
+        self.budget = getattr(options, "time_budget", None)
+        self.workers = max(int(getattr(options, "workers", 1) or 1), 1)
+        self.names = _layer_names(network)
+        self.tty = sys.stderr.isatty() if tty is None else tty
         self.bar = None
         self.layer = None
+        self.last: tuple[Any, float] = (None, -LINE_PERIOD)
+        self.warned: set[int] = set()
 
     def __call__(self, p) -> None:  # noqa: ANN001
         if self.quiet:
             return
-        from tqdm import tqdm
-
         if p.layer != self.layer:
             self.close()
             self.layer = p.layer
-        name = f"layer {p.layer}" if p.layer else "network MILP"
+        self._warn_if_long(p)
+        if self.tty:
+            self._draw(p)
+        else:
+            self._line(p)
+
+    def _name(self, p) -> str:  # noqa: ANN001
+        return self.names.get(p.layer, f"layer {p.layer}") if p.layer else "network MILP"
+
+    def _status(self, p) -> list[str]:  # noqa: ANN001
+        parts = [", ".join(f"{k} {v}" for k, v in sorted(p.how.items()))]
+        if p.phase == "MILP" and p.eta is not None and (self.budget is not None or self.time_limit is None):
+            parts.append(f"eta {p.eta:.0f} s")  # capped by the deadline (or the options are not known)
+        elif p.phase == "MILP" and self.time_limit is not None:
+            left = max(p.total - p.decided, 0)
+            parts.append(f"eta ~{_duration(left * self.time_limit / self.workers)} "
+                         f"({left} open x --time-limit {self.time_limit:g} s)")
+        return [x for x in parts if x]
+
+    def _draw(self, p) -> None:  # noqa: ANN001
+        from tqdm import tqdm
+
+        name = self._name(p)
         if self.bar is None:
             self.bar = tqdm(total=p.total, desc=name, unit="unit", file=sys.stderr, leave=True, dynamic_ncols=True,
                             bar_format=self.FORMAT)
-        phase = getattr(p, "phase", None)
-        self.bar.set_description_str(f"{name} {phase}" if phase and phase != "done" else name, refresh=False)
-        parts = [", ".join(f"{k} {v}" for k, v in sorted(p.how.items()))]
-        eta = getattr(p, "eta", None)
-        if eta is not None:
-            parts.append(f"eta {eta:.0f} s")
+        self.bar.set_description_str(f"{name} {p.phase}" if p.phase and p.phase != "done" else name, refresh=False)
         self.bar.n = p.decided
-        self.bar.set_postfix_str("; ".join(x for x in parts if x), refresh=False)
+        self.bar.set_postfix_str("; ".join(self._status(p)), refresh=False)
         self.bar.refresh()
+
+    def _line(self, p) -> None:  # noqa: ANN001
+        import time
+
+        key, now = (p.layer, p.phase, p.eta is not None), time.monotonic()  # the first ETA gets its line
+        if key == self.last[0] and now - self.last[1] < LINE_PERIOD:
+            return
+        self.last = (key, now)
+        status = "; ".join(self._status(p))
+        click.echo(f"leo: {self._name(p)} {p.phase}: {p.decided}/{p.total} units decided"
+                   f"{f' ({status})' if status else ''} [{p.seconds:.1f} s]", err=True)
+
+    def _warn_if_long(self, p) -> None:  # noqa: ANN001
+        """Once per layer, when its MILPs start with no budget and may take long: say so early."""
+        if p.phase != "MILP" or self.budget is not None or self.time_limit is None or p.layer in self.warned:
+            return
+        self.warned.add(p.layer)
+        left = max(p.total - p.decided, 0)
+        worst = left * self.time_limit / self.workers
+        if worst <= LONG_PHASE:
+            return
+        text = (f"leo: {self._name(p)}: {left} units left for MILPs, up to {self.time_limit:g} s each "
+                f"(--time-limit): this can take {_duration(worst)} or more; --time-budget SECONDS bounds the whole "
+                "command (units still open then are kept, unproven, so compression stays exact)")
+        if self.bar is not None:
+            from tqdm import tqdm
+
+            tqdm.write(text, file=sys.stderr)
+        else:
+            click.echo(text, err=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _layer_names(network: Any) -> dict[int, str]:
+    """Progress names of the ReLU layers: the user's hidden-layer numbers (as in the table),
+    and the layers leo made for another op (a MaxPool's) by that op."""
+    if network is None:
+        return {}
+    from leo.report import internal_op
+
+    names, hidden = {}, 0
+    for k, layer in enumerate(network.layers, start=1):
+        if not layer.relu:
+            continue
+        op = internal_op(layer)
+        if op is None:
+            hidden += 1
+        names[k] = f"layer {hidden}" if op is None else f"{op} after layer {hidden}"
+    return names
 
 
 def _write_json(path: str, payload: dict[str, Any]) -> None:
@@ -234,20 +318,43 @@ def _write_json(path: str, payload: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(payload, indent=1) + "\n")
 
 
+#: The verify table: "unstable" counts units seen with both signs (a witness pair), "unproven"
+#: those proven neither way (a time-out, the budget), which are kept as if unstable.
+_TABLE_COLUMNS = ("layer", "shape", "units", "stably active", "stably inactive", "unstable", "unproven", "seconds",
+                  "decided by")
+
+
+def _internal_line(report) -> str:  # noqa: ANN001
+    """The ReLU layers a reader made for another op (a MaxPool's), left out of the table:
+    they are not the user's hidden layers; --json has them, marked ``internal``."""
+    internal = [lr for lr in report.layers if lr.internal is not None]
+    if not internal:
+        return ""
+    ops = sorted({lr.internal for lr in internal})
+    stable = sum(len(lr.active) + len(lr.inactive) for lr in internal)
+    seconds = sum(lr.seconds for lr in internal)
+    return (f"not in the table: {len(internal)} ReLU layers that leo made to compute {', '.join(ops)} exactly "
+            f"({sum(lr.width for lr in internal)} units, {stable} stable, {seconds:.2f} s; in --json as \"internal\")")
+
+
 def _print_table(report, err: bool = False) -> None:  # noqa: ANN001
     """The per-layer table and the summary line; on stderr when stdout carries JSON."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"Stability on the box ({report.box.dim} inputs)")
-    for col in ("layer", "shape", "units", "stably active", "stably inactive", "unstable", "seconds", "decided by"):
+    for col in _TABLE_COLUMNS:
         table.add_column(col, justify="right" if col != "decided by" else "left")
-    for lr in report.layers:
+    shown = [lr for lr in report.layers if lr.internal is None]
+    for lr in shown:
         how = ", ".join(f"{k} {v}" for k, v in sorted(lr.methods().items()))
-        table.add_row(str(lr.layer), lr.shape_text, str(lr.width), str(len(lr.active)), str(len(lr.inactive)),
-                      str(len(lr.unstable)), f"{lr.seconds:.2f}", how)
-    Console(width=120, stderr=err).print(table)
-    for lr in report.layers:  # conv layers: their channels, folded to one line each
+        table.add_row(lr.name, lr.shape_text, str(lr.width), str(len(lr.active)), str(len(lr.inactive)),
+                      str(len(lr.proven_unstable)), str(len(lr.unproven)), f"{lr.seconds:.2f}", how)
+    Console(width=130, stderr=err).print(table)
+    internal = _internal_line(report)
+    if internal:
+        click.echo(internal, err=err)
+    for lr in shown:  # conv layers: their channels, folded to one line each
         line = lr.channel_line()
         if line:
             click.echo(line, err=err)
@@ -255,6 +362,24 @@ def _print_table(report, err: bool = False) -> None:  # noqa: ANN001
     unproven = f" ({n} unit{'s' if n != 1 else ''} not proven either way, kept)" if n else ""
     click.echo(f"{report.num_stable} stable units{unproven}; {report.lps} LPs, {report.milps} MILPs, "
                f"{report.nodes} nodes; {report.seconds:.2f} s", err=err)
+
+
+def bound_text(bound: float) -> str:
+    """A proven upper bound as people read it, never below it: rounded UP to 3 significant
+    digits (``.3g`` rounds to nearest, which can print less than what was proven); a bound
+    below the smallest normal float (a zero raised by a few ulps of rounding guard) is 0 with
+    the guard said, not ``3.95e-323``."""
+    from decimal import ROUND_CEILING, Decimal
+
+    if bound <= 0.0:
+        return f"{bound:.3g}"
+    if bound < np.finfo(np.float64).tiny:
+        return "0 (up to float rounding below 2.3e-308)"
+    text = f"{bound:.3g}"
+    if float(text) < bound:  # rounded down: round the exact decimal value of the float up instead
+        exact = Decimal(bound)
+        text = f"{float(exact.quantize(Decimal(1).scaleb(exact.adjusted() - 2), rounding=ROUND_CEILING)):.3g}"
+    return text if float(text) >= bound else repr(bound)
 
 
 # -- commands -----------------------------------------------------------------
@@ -319,12 +444,13 @@ def verify(model: str, lower: str | None, upper: str | None, vnnlib: str | None,
 
     if json_path and json_path != "-":
         plan_outputs([json_path], _inputs(model, lower, upper, vnnlib, kw["data"]), force)
-    net = _load(model, kw["allow_pickle"])
+    net = _load(model, kw["allow_pickle"], kw["input_shape"])
     box = _box(net, lower, upper, vnnlib)
     data = _data(kw["data"])
-    progress = _ProgressDisplay(kw["quiet"])
+    options = _options(kw)
+    progress = _ProgressDisplay(kw["quiet"], options, net)
     try:
-        report = analyse(net, box, _options(kw), data=None if data is None else data[0], progress=progress)
+        report = analyse(net, box, options, data=None if data is None else data[0], progress=progress)
     finally:
         progress.close()
     report = report.with_shapes(net)  # each layer's shape and, for conv layers, its channels
@@ -502,15 +628,16 @@ def compress(model: str, lower: str | None, upper: str | None, vnnlib: str | Non
     else:
         side = out.with_name(out.name + ".report.json")
     plan_outputs([out, side], inputs, force)
-    net = _load(model, kw["allow_pickle"])
+    net = _load(model, kw["allow_pickle"], kw["input_shape"])
     box = _box(net, lower, upper, vnnlib)
     if methods != ["exact"]:
         _compress_approx(net, box, methods, out, side, float64, force, kw, given)
         return
     data = _data(kw["data"])
-    progress = _ProgressDisplay(kw["quiet"])
+    options = _options(kw)
+    progress = _ProgressDisplay(kw["quiet"], options, net)
     try:
-        result = run_compress(net, box, box, _options(kw), data=None if data is None else data[0],
+        result = run_compress(net, box, box, options, data=None if data is None else data[0],
                               progress=progress, model_path=resolve_path(model), out_path=out, form=form)
     finally:
         progress.close()
@@ -523,7 +650,7 @@ def compress(model: str, lower: str | None, upper: str | None, vnnlib: str | Non
     click.echo(
         f"hidden units {hidden_units(before)} -> {hidden_units(after)} "
         f"({cert['reduction']['compression_pct']:.1f}% removed), "
-        f"parameters {before['parameters']} -> {after['parameters']}; "
+        f"{_parameters_text(resolve_path(model), out)}; "
         f"max |f-g| on {result.check.points} sampled points {result.check.max_diff:.3g}"
     )
     if form == "structured":  # conv layers are never folded: the kept-active line is LEO's
@@ -537,6 +664,17 @@ def compress(model: str, lower: str | None, upper: str | None, vnnlib: str | Non
     bigger = _bigger_line(resolve_path(model), out)
     if bigger:
         click.echo(bigger)
+
+
+def _parameters_text(model: Path, out: Path) -> str:
+    """The parameters of the user's file and of the written one, as the files store them (a
+    conv by its kernel; leo's dense lowering of a 5,194-parameter CNN has 79 million entries)."""
+    from leo.model_size import file_parameters
+
+    before, after = file_parameters(model), file_parameters(out)
+    if before is None or after is None:
+        return "parameters: not counted (a file leo cannot count)"
+    return f"parameters {before:,} -> {after:,} (as stored in {model.name} and {out.name})"
 
 
 #: ``compress`` notes a written model more than this many times the size of the user's file.
@@ -607,6 +745,9 @@ def _compress_approx(net, box, methods: list[str], out: Path, report_path: Path,
               help="Largest |f - g| still counted as equal (float32 files differ by rounding).")
 @click.option("--time-limit", type=click.FloatRange(min=0.001), default=120.0, show_default=True,
               help="Seconds per MILP solve with --exact (one solve per output and sign).")
+@click.option("--time-budget", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Seconds for the whole check: the sampling stops at it (and says how many points it "
+                   "compared); with --exact, the solves share what is left (undecided, exit 3, if it runs out).")
 @click.option("--counterexample", default=None, help="Save a counterexample point to this .npy file.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--allow-pickle", is_flag=True, help="Allow pickled whole modules.")
@@ -614,8 +755,9 @@ def _compress_approx(net, box, methods: list[str], out: Path, report_path: Path,
 @_force_option
 @_threads_option
 def check(original: str, compressed: str, lower: str | None, upper: str | None, vnnlib: str | None,
-          exact: bool, points: int, tolerance: float, time_limit: float, counterexample: str | None,
-          seed: int, allow_pickle: bool, quiet: bool, force: bool) -> None:
+          exact: bool, points: int, tolerance: float, time_limit: float, time_budget: float | None,
+          counterexample: str | None, seed: int, allow_pickle: bool, quiet: bool, force: bool,
+          input_shape: tuple[int, ...] | None) -> None:
     """Compare two models on the box. Exit 0 when equivalent (with --exact: proven), 1 with a
     counterexample the forward passes confirm, 3 when --exact could not decide."""
     import time
@@ -624,24 +766,29 @@ def check(original: str, compressed: str, lower: str | None, upper: str | None, 
     from leo.equivalence import Verdict, compare_exact, compare_sampled, readable
     from leo.io.files import plan_outputs, require_npy, save_point
 
+    started = time.time()
     if counterexample:
         require_npy(counterexample)
         plan_outputs([counterexample], _inputs(original, str(resolve_path(compressed)), lower, upper, vnnlib), force)
-    f = _load(original, allow_pickle)
-    g = _load(compressed, allow_pickle)
+    f = _load(original, allow_pickle, input_shape)
+    g = _load(compressed, allow_pickle, input_shape)
     if (f.input_dim, f.output_dim) != (g.input_dim, g.output_dim):
         _fail(f"the models differ in shape: {f.input_dim}->{f.output_dim} versus {g.input_dim}->{g.output_dim}")
     box = _box(f, lower, upper, vnnlib)
-    result = compare_sampled(f, g, box, n=points, tolerance=tolerance, seed=seed)
-    click.echo(f"sampled {result.points} points: max |f-g| = {result.max_diff:.3g}")
+    deadline = None if time_budget is None else started + time_budget
+    result = compare_sampled(f, g, box, n=points, tolerance=tolerance, seed=seed,
+                             progress=_step_lines("check", quiet, every=5.0), deadline=deadline)
+    cut = f" (the time budget ran out; --points asked for {points})" if result.points < points else ""
+    click.echo(f"sampled {result.points} points{cut}: max |f-g| = {result.max_diff:.3g}")
     if result.verdict is Verdict.SAMPLED and exact:
-        t0 = time.perf_counter()
-
-        def progress(message: str) -> None:
-            if not quiet:
-                click.echo(f"[{time.perf_counter() - t0:7.1f} s] exact: {message}", err=True)
-
-        result = compare_exact(f, g, box, tolerance=tolerance, time_limit=time_limit, progress=progress)
+        if deadline is not None:  # the solves (one per output and sign) share what is left
+            left = deadline - time.time()
+            if left <= 0:
+                click.echo(f"undecided within tolerance {tolerance:g}: the time budget ran out before the MILPs")
+                sys.exit(int(ExitCode.UNDECIDED))
+            time_limit = min(time_limit, max(left / (2 * f.output_dim), 0.001))
+        result = compare_exact(f, g, box, tolerance=tolerance, time_limit=time_limit,
+                               progress=_step_lines("exact", quiet))
     if result.verdict is Verdict.REFUTED:
         x = result.counterexample
         fx, gx = f(x[None])[0], g(x[None])[0]
@@ -661,7 +808,7 @@ def check(original: str, compressed: str, lower: str | None, upper: str | None, 
         click.echo(f"undecided within tolerance {tolerance:g}: {result.reason}")
         sys.exit(int(ExitCode.UNDECIDED))
     if result.verdict is Verdict.PROVEN:
-        click.echo(f"exact: proven max |f-g| <= {result.proven_bound:.3g}")
+        click.echo(f"exact: proven max |f-g| <= {bound_text(result.proven_bound)}")
         click.echo(f"equivalent within {tolerance:g} (proven by MILP)")
     else:
         click.echo(f"equivalent within {tolerance:g} on all sampled points (sampling only, not a proof; "
@@ -677,9 +824,14 @@ def check(original: str, compressed: str, lower: str | None, upper: str | None, 
               help="Maximise (inactive test) or minimise (active test) the unit's pre-activation.")
 @click.option("-o", "--output", required=True, help="File to write: .lp or .mps.")
 @click.option("--allow-pickle", is_flag=True)
+@click.option("--time-budget", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Seconds for analysing the layers before --layer (which of their units need a binary); units "
+                   "still open then keep their binaries, so the written MILP is exact either way, only larger.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @_force_option
 def export(model: str, lower: str | None, upper: str | None, vnnlib: str | None, layer: int, unit: int,
-           sense: str, output: str, allow_pickle: bool, force: bool) -> None:
+           sense: str, output: str, allow_pickle: bool, time_budget: float | None, quiet: bool, force: bool,
+           input_shape: tuple[int, ...] | None) -> None:
     """Write the MILP of one unit's bound problem as .lp or .mps, for any solver."""
     from leo.io.files import atomic_write, plan_outputs
     from leo.stability import prefix_formulation
@@ -689,13 +841,20 @@ def export(model: str, lower: str | None, upper: str | None, vnnlib: str | None,
     if out.suffix.lower() not in (".lp", ".mps"):
         _fail(f"output {out} must end in .lp or .mps")
     plan_outputs([out], _inputs(model, lower, upper, vnnlib), force)
-    net = _load(model, allow_pickle)
+    net = _load(model, allow_pickle, input_shape)
     if layer > len(net.layers):
         _fail(f"--layer {layer}: the network has {len(net.layers)} layers")
     if unit >= net.layers[layer - 1].width:
         _fail(f"--unit {unit}: layer {layer} has {net.layers[layer - 1].width} units")
     box = _box(net, lower, upper, vnnlib)
-    formulation = prefix_formulation(net, box, layer - 1)
+    from leo.stability import StabilityOptions
+
+    options = StabilityOptions(time_budget=time_budget)
+    progress = _ProgressDisplay(quiet, options, net)
+    try:
+        formulation = prefix_formulation(net, box, layer - 1, options, progress=progress)
+    finally:
+        progress.close()
     cost = formulation.objective(layer - 1, unit, -1.0 if sense == "max" else 1.0)
     with atomic_write(out) as tmp:
         write_model(formulation, cost, tmp)
@@ -727,11 +886,12 @@ def export(model: str, lower: str | None, upper: str | None, vnnlib: str | None,
 @click.option("--upper", default=None, help="Like --lower, the upper bound.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr (stdout carries the result).")
 @click.option("--allow-pickle", is_flag=True)
+@input_shape_option
 @_force_option
 @_threads_option
 def property_command(model: str, spec: str, time_limit: float, compress_first: bool, results_path: str | None,
                      counterexample: str | None, lower: str | None, upper: str | None, quiet: bool,
-                     allow_pickle: bool, force: bool) -> None:
+                     allow_pickle: bool, force: bool, input_shape: tuple[int, ...] | None) -> None:
     """Exact verification of a VNN-LIB property; the file describes the UNSAFE outputs.
 
     \b
@@ -743,26 +903,42 @@ def property_command(model: str, spec: str, time_limit: float, compress_first: b
       timeout  not decided: the time limit ran out                 exit 3
     The input box comes from the file's bounds on X_i, or, for a file that constrains only
     the outputs, from --center X.npy --eps E (clipped to --lower/--upper when given) or
-    --lower/--upper; giving both, or neither, is bad input.
+    --lower/--upper; giving both, or neither, is bad input. A file may also give several input
+    regions (an 'or' of input boxes) or linear input constraints (a polytope), in VNN-LIB 1.0
+    or 2.0, plain or .gz: each region is checked, sat when one has a counterexample.
     Bad input (a file, an option): one line on stderr, exit 2.
     """
     from leo.io.files import plan_outputs, require_npy
     from leo.property import ProgressLines, check_property, describe, save_outputs
-    from leo.vnnlib import read_query
+    from leo.io.vnnlib import parse_vnnlib, read_query
 
     if counterexample:
         require_npy(counterexample)
     outputs = [p for p in (results_path, counterexample) if p]
     if outputs:
         plan_outputs(outputs, _inputs(model, spec, lower, upper), force)
-    net = _load(model, allow_pickle)
-    file_box, prop = read_query(Path(spec), net.input_dim)
-    box = _property_box(net, spec, file_box, lower, upper)
-    if prop is None:
-        _fail(f"{spec} constrains no output (no Y_ variables): nothing to verify")
-    with ProgressLines(quiet) as progress:
-        result = check_property(net, box, prop, time_limit=time_limit, compress_first=compress_first,
+    net = _load(model, allow_pickle, input_shape)
+    parsed = parse_vnnlib(Path(spec))
+    if not parsed.one_box:  # several input regions, linear input constraints: the query path
+        from leo.queries.check import as_property_result, check_query
+
+        _property_box(net, spec, parsed, lower, upper)  # refuses box options: the file bounds its inputs
+        if parsed.networks > 1 or not parsed.constrains_outputs:
+            _fail(f"{spec} declares {parsed.networks} networks; leo property checks one (use leo-vnnlib verify)"
+                  if parsed.networks > 1 else f"{spec} constrains no output: nothing to verify")
+        query = parsed.query()
+        with ProgressLines(quiet) as progress:
+            found = check_query(query, {query.networks[0].name: net}, time_limit, compress_first=compress_first,
                                 progress=progress)
+        result, prop, box = as_property_result(query, found)
+    else:
+        file_box, prop = read_query(Path(spec), net.input_dim)
+        box = _property_box(net, spec, file_box, lower, upper)
+        if prop is None:
+            _fail(f"{spec} constrains no output (no Y_ variables): nothing to verify")
+        with ProgressLines(quiet) as progress:
+            result = check_property(net, box, prop, time_limit=time_limit, compress_first=compress_first,
+                                    progress=progress)
     saved = save_outputs(result, results_path, counterexample, overwrite=force)
     for line in describe(result, prop, box, saved):
         click.echo(line)
@@ -793,17 +969,40 @@ def _property_box(network, spec: str, file_box, lower: str | None, upper: str | 
 @click.option("--compressed", default=None, help="The compressed model [default: the certificate's path].")
 @click.option("--time-limit", type=click.FloatRange(min=0.001), default=60.0, show_default=True,
               help="Seconds per LP or MILP; a claim still open after it makes the audit undecided (exit 3).")
-def audit(certificate: str, original: str | None, compressed: str | None, time_limit: float) -> None:
+@click.option("--time-budget", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Seconds for re-proving the claims; claims not reached by then make the audit undecided "
+                   "(exit 3), never valid.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+def audit(certificate: str, original: str | None, compressed: str | None, time_limit: float,
+          time_budget: float | None, quiet: bool) -> None:
     """Re-check a certificate from scratch: file hashes, every stable claim re-proved (interval,
     LP, MILP), the reduction replayed. Exit 0 valid, 1 invalid (first failing claim named),
     2 bad input, 3 undecided."""
     from leo.audit import audit as run_audit
 
-    result = run_audit(certificate, original, compressed, time_limit)
+    result = run_audit(certificate, original, compressed, time_limit, progress=_step_lines("audit", quiet),
+                       time_budget=time_budget)
     label = {ExitCode.OK: "VALID", ExitCode.REFUTED: "INVALID", ExitCode.UNDECIDED: "UNDECIDED"}[result.code]
     click.echo(f"{label}: {result.message} [{result.seconds:.2f} s]")
     if result.code != ExitCode.OK:
         sys.exit(int(result.code))
+
+
+def _step_lines(command: str, quiet: bool, every: float = 0.0):  # noqa: ANN202
+    """A progress callback printing ``[elapsed] command: message`` lines on stderr (none with
+    -q), at most one per ``every`` seconds after the first."""
+    import time
+
+    t0 = time.perf_counter()
+    last = [-math.inf]
+
+    def say(message: str) -> None:
+        now = time.perf_counter()
+        if not quiet and now - last[0] >= every:
+            last[0] = now
+            click.echo(f"[{now - t0:7.1f} s] {command}: {message}", err=True)
+
+    return say
 
 
 class _LazyCommand(click.Command):
@@ -883,6 +1082,10 @@ def main(argv: list[str] | None = None) -> int:
             notes.flush_to_stderr()
 
 
+#: What click raises for a group run with no command (click >= 8.2; older clicks print the help themselves).
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def _run(argv: list[str] | None) -> int:
     try:
         rv = cli.main(args=argv, prog_name="leo", standalone_mode=False)
@@ -892,8 +1095,11 @@ def _run(argv: list[str] | None) -> int:
     except click.exceptions.Abort:
         click.echo("leo: aborted", err=True)
         return 130
+    except _NO_ARGS_IS_HELP as exc:  # a bare ``leo`` (or ``leo GROUP``) asks for help: it gets it, exit 0
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else cli.get_help(click.Context(cli, info_name="leo")))
+        return 0
     except click.UsageError as exc:
-        ctx = f" (see 'leo {exc.ctx.command.name} --help')" if exc.ctx and exc.ctx.command else ""
+        ctx = f" (see '{exc.ctx.command_path} --help')" if exc.ctx and exc.ctx.command_path else ""
         click.echo(f"leo: error: {exc.format_message()}{ctx}", err=True)
         return EXIT_BAD_INPUT
     except click.ClickException as exc:

@@ -60,6 +60,12 @@ class LayerReport:
     #: per-sample shape of the layer's output, e.g. (C, H, W) for a conv layer (unit j is
     #: the flat row-major index); None when not known (a flat layer's is (width,))
     shape: tuple[int, ...] | None = None
+    #: the op this ReLU layer was lowered from when it is not a hidden layer of the user's
+    #: network (``"MaxPool"``: max(a, b) = a + relu(b - a)); None for the user's own layers
+    internal: str | None = None
+    #: the layer's number among the user's hidden layers (1-based, internal layers skipped),
+    #: which is how people count them; None when not known (see ``StabilityReport.with_shapes``)
+    hidden: int | None = None
 
     @property
     def solves(self) -> int:
@@ -84,6 +90,22 @@ class LayerReport:
     @property
     def unstable(self) -> list[int]:
         return self._units(UNSTABLE)
+
+    @property
+    def proven_unstable(self) -> list[int]:
+        """Unstable units with a witness pair: both signs seen, by forward passes."""
+        return [j for j, p in enumerate(self.proofs) if p.verdict == UNSTABLE and p.witness is not None]
+
+    @property
+    def unproven(self) -> list[int]:
+        """Units not proven either way (a time-out, the budget, a bound within the margin):
+        kept as if unstable, so compression stays exact, but not shown unstable."""
+        return [j for j, p in enumerate(self.proofs) if p.verdict == UNSTABLE and p.witness is None]
+
+    @property
+    def name(self) -> str:
+        """How reports number the layer: its hidden-layer number when known."""
+        return str(self.hidden if self.hidden is not None else self.layer)
 
     @property
     def states(self) -> list[Verdict]:
@@ -118,7 +140,7 @@ class LayerReport:
         dead = [c["channel"] for c in channels if c["inactive"] == c["units"]]
         active = [c["channel"] for c in channels if c["active"] == c["units"]]
         mixed = len(channels) - len(dead) - len(active)
-        return (f"layer {self.layer} ({self.shape_text}), {len(channels)} channels: dead channels: "
+        return (f"layer {self.name} ({self.shape_text}), {len(channels)} channels: dead channels: "
                 f"{_runs(dead)}; all-active channels: {_runs(active)}; {mixed} mixed")
 
     def methods(self) -> dict[str, int]:
@@ -135,6 +157,10 @@ class LayerReport:
             "active": self.active,
             "inactive": self.inactive,
             "unstable": self.unstable,
+            "proven_unstable": self.proven_unstable,
+            "unproven": self.unproven,
+            "hidden_layer": self.hidden,
+            "internal": self.internal,
             "seconds": round(self.seconds, 4),
             "solves": self.solves,
             "lps": self.lps,
@@ -147,6 +173,17 @@ class LayerReport:
         if channels is not None:
             out["channels"] = channels
         return out
+
+
+#: Ops a reader lowers to ReLU layers that are not hidden layers of the user's network.
+INTERNAL_OPS = ("MaxPool",)
+
+
+def internal_op(layer: Any) -> str | None:
+    """The op a ReLU layer was lowered from when that op is not a ReLU layer of the user's
+    (``Layer.structure["op"]`` in ``INTERNAL_OPS``), else None."""
+    op = (layer.structure or {}).get("op") if layer.relu else None
+    return op if op in INTERNAL_OPS else None
 
 
 def _runs(indices: list[int]) -> str:
@@ -201,13 +238,40 @@ class StabilityReport:
         the budget, or a bound within the margin). They are kept, so compression stays exact."""
         return sum(1 for r in self.layers for p in r.proofs if p.verdict == UNSTABLE and p.witness is None)
 
+    #: Layers listed by ``str(report)``; a deep network's summary stays a screenful.
+    SHOWN_LAYERS = 12
+
+    def __repr__(self) -> str:
+        """One line: the dataclass's own repr printed every proof and bound (tens of KB)."""
+        units = sum(r.width for r in self.layers)
+        return (f"<StabilityReport: {len(self.layers)} ReLU layers, {self.num_stable} of {units} units stable, "
+                f"{self.num_unproven} not proven either way, {self.seconds:.2f} s>")
+
+    def __str__(self) -> str:
+        """A short summary per layer; ``to_json()`` has every unit's proof."""
+        lines = [repr(self)]
+        for r in self.layers[:self.SHOWN_LAYERS]:
+            lines.append(f"  layer {r.name} ({r.shape_text}): {len(r.active)} active, {len(r.inactive)} inactive, "
+                         f"{len(r.proven_unstable)} unstable, {len(r.unproven)} not proven")
+        if len(self.layers) > self.SHOWN_LAYERS:
+            lines.append(f"  ... {len(self.layers) - self.SHOWN_LAYERS} more layers (report.layers)")
+        return "\n".join(lines)
+
     def with_shapes(self, network: Network) -> StabilityReport:
         """A copy whose layers know their shapes, read from the analysed ``network`` (layer
         ``k`` of the report is ``network.layers[k - 1]``), so the report can group units by
-        channel; a layer whose shape is already set keeps it."""
-        layers = tuple(lr if lr.shape is not None else replace(lr, shape=network.layers[lr.layer - 1].shape)
-                       for lr in self.layers)
-        return replace(self, layers=layers)
+        channel (a layer whose shape is already set keeps it), and which of them are the
+        user's hidden layers (numbered 1, 2, ...) and which a reader made for another op
+        (``internal``: a MaxPool's ReLU layers, which the user never wrote)."""
+        layers, hidden = [], 0
+        for lr in self.layers:
+            source = network.layers[lr.layer - 1]
+            internal = internal_op(source)
+            if internal is None:
+                hidden += 1
+            layers.append(replace(lr, shape=lr.shape if lr.shape is not None else source.shape, internal=internal,
+                                  hidden=None if internal is not None else hidden))
+        return replace(self, layers=tuple(layers))
 
     def layer(self, index: int) -> LayerReport | None:
         """The report for network layer ``index`` (1-based), if it is a ReLU layer."""

@@ -62,10 +62,11 @@ class _Layer:
     """The verdicts of one ReLU layer while the orchestrator collects them (private:
     engines never see it)."""
 
-    def __init__(self, k: int, bounds: LayerBounds) -> None:
+    def __init__(self, k: int, bounds: LayerBounds, started: float | None = None) -> None:
         self.k = k
         self.bounds = bounds
-        self.started = time.perf_counter()
+        #: when the layer's work began (its bounds included): its report's seconds count from here
+        self.started = time.perf_counter() if started is None else started
         self.counts = Counts()
         self.phase = BOUNDS
         self.proofs: list[UnitProof | None] = [None] * bounds.lower.size
@@ -183,13 +184,14 @@ class _Run:
     def layer_bounds(self, k: int) -> LayerBounds:
         return layer_bounds(self.network, self.box, k, self.bounds, self.options.symbolic)
 
-    def cheap_pass(self, k: int) -> _Layer:
+    def cheap_pass(self, k: int, since: float | None = None) -> _Layer:
         """Bounds, then witnesses, then a local search for the units still open (within
-        the layer's share of the budget)."""
+        the layer's share of the budget); ``since``: when the layer's work began (default: now)."""
+        since = time.perf_counter() if since is None else since
         deadline = self.layer_deadline(k)
         if self.progress is not None:
             self.progress(Progress(k + 1, 0, self.network.layers[k].width, {}, 0.0, BOUNDS))
-        work = _Layer(k, self.layer_bounds(k))
+        work = _Layer(k, self.layer_bounds(k), since)
         work.progress(self.progress, WITNESSES)
         work.mark_witnessed(self.witnesses)
         self.search(work, deadline=deadline)
@@ -371,12 +373,16 @@ def _mark_budget(work: _Layer) -> None:
 
 
 def _per_unit(run: _Run) -> list[LayerReport]:
+    """Layer by layer; a layer's seconds are all the time since the layer before it was done
+    (the bounds of the linear layers between, its own bounds and witnesses, after the
+    deadline too), so the layers' seconds add up to the analysis's."""
     net, reports = run.network, []
+    since = time.perf_counter()
     for k, layer in enumerate(net.layers):
         if not layer.relu:
             run.push_linear(k)
             continue
-        work = run.cheap_pass(k)
+        work = run.cheap_pass(k, since)
         if work.open_units().size and run.options.lp_bounds and k > 1 and not run.expired():
             work.progress(run.progress, LP)
             work.counts = work.counts + Counts(lps=run.tighten_with_lp(k, run.layer_deadline(k)))
@@ -390,7 +396,8 @@ def _per_unit(run: _Run) -> list[LayerReport]:
         work.progress(run.progress, DONE)
         report = work.finish(run.network.layers[k].shape)
         run.push(report)
-        reports.append(report)
+        reports.append(replace(report, seconds=time.perf_counter() - since))
+        since = time.perf_counter()
     return reports
 
 
@@ -519,14 +526,15 @@ def bounds_and_states(network: Network, box: Box, report: StabilityReport,
 
 def prefix_formulation(network: Network, box: Box, layer: int,
                        options: StabilityOptions = StabilityOptions(),
-                       report: StabilityReport | None = None) -> Encoding:
+                       report: StabilityReport | None = None, progress: ProgressFn | None = None) -> Encoding:
     """The MILP for units of ``layer`` (0-based), with big-M values and unit states
     from ``report`` (an analysis of ``network`` over ``box``) or, without one, from
-    analysing the layers before it."""
+    analysing the layers before it (``progress`` hears that analysis)."""
     bounds: list[LayerBounds] = []
     states: list[list[Verdict]] = []
     if layer:
         head = Network(network.input_dim, network.layers[:layer])
-        bounds, states = bounds_and_states(head, box, report or analyse(head, box, options), options)
+        bounds, states = bounds_and_states(head, box, report or analyse(head, box, options, progress=progress),
+                                           options)
     here = layer_bounds(network, box, layer, bounds, options.symbolic)
     return build_prefix(network, box, bounds + [here], states, layer)

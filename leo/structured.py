@@ -280,6 +280,11 @@ def _final_layer(ly: _SLayer) -> Layer:
     return layer
 
 
+def _is_conv_relu(ly: _SLayer) -> bool:
+    """A conv ReLU layer with some unit not stably inactive (one with none is deleted whole)."""
+    return ly.relu and ly.structure is not None and any(s != INACTIVE for s in ly.status)
+
+
 def reduce_structured(network: Network, report: StabilityReport) -> Reduction:
     """The structured reduction of ``network`` (``report`` must come from analysing it)."""
     layers = _start(network, report)
@@ -291,13 +296,19 @@ def reduce_structured(network: Network, report: StabilityReport) -> Reduction:
     dead: dict[int, list[int]] = {i: [] for i in ids}
     merged, linear, folds = [], [], []
     worst = 0.0
-    k = 0
-    while k < len(layers) - 1:
-        ly = layers[k]
-        if ly.relu and ly.structure is not None and any(s != INACTIVE for s in ly.status):
+    # dead channels first, while every conv keeps its structure: merging a linear layer into
+    # a conv (a MaxPool's output into the conv reading it) can leave it dense, and its dead
+    # channels would then go unit by unit, unnamed, and stay in the user's pruned module
+    for k, ly in enumerate(layers[:-1]):
+        if _is_conv_relu(ly):
             channels = _dead_channels(layers, k, spatial[ids[k]])
             dead[ids[k]] += channels
             removed[ids[k]] += [c * spatial[ids[k]] + j for c in channels for j in range(spatial[ids[k]])]
+    k = 0
+    while k < len(layers) - 1:
+        ly = layers[k]
+        if _is_conv_relu(ly):
+            pass  # its dead channels are gone; a channel with live units stays whole
         elif ly.relu:
             inactive = np.array([i for i, s in enumerate(ly.status) if s == INACTIVE], dtype=int)
             removed[ids[k]] += [ly.origin[i] for i in inactive]

@@ -73,15 +73,6 @@ def runs_as_conv(layer: Layer, source: int) -> bool:
     return _terms[id(layer.weights[source])][2]
 
 
-def apply_weight(layer: Layer, source: int, h: np.ndarray) -> np.ndarray:
-    """``h @ W.T`` for ``layer``'s weight ``W`` from ``source`` and a batch ``h`` (rows), as
-    a convolution where the layer is one (``_term``): for products of whole maps, such as
-    the affine map of an activation region (784 columns through a 32-to-64-channel conv:
-    0.8 s, against 2.4 s dense and 1.8 s with scipy.sparse, at a load average of 9)."""
-    with torch.no_grad():
-        return _term(layer, source)(torch.as_tensor(np.asarray(h, dtype=np.float64))).numpy()
-
-
 def torch_layers(network: Network, upto: int) -> list[tuple[dict[int, Term], torch.Tensor, bool]]:
     """Layers ``0..upto`` as (terms per source, bias, relu) for torch forward passes."""
     return [({s: _term(lyr, s) for s in lyr.weights}, torch.tensor(lyr.bias), lyr.relu)

@@ -44,6 +44,9 @@ def to_pyomo(formulation: Problem, cost: np.ndarray):  # noqa: ANN201 - a pyomo 
 
 def write_model(formulation: Problem, cost: np.ndarray, path: Path) -> None:
     """Write ``.lp`` or ``.mps`` (format from the suffix), with readable names."""
+    from pyomo.opt import ProblemFormat
+
     model = to_pyomo(formulation, cost)
-    fmt = "lp" if path.suffix.lower() == ".lp" else "mps"
+    # pyomo's enum, not the string "lp": it compares the two and warned on every write
+    fmt = ProblemFormat.cpxlp if path.suffix.lower() == ".lp" else ProblemFormat.mps
     model.write(str(path), format=fmt, io_options={"symbolic_solver_labels": True})

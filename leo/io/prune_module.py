@@ -64,10 +64,6 @@ class PrunedModule:
     points: int  # how many points were compared
     seconds: float
 
-    @property
-    def channels_removed(self) -> int:
-        return sum(len(c) for c in self.removed.values())
-
 
 def dead_channels_from_report(network: Network, report: Any) -> dict[int, tuple[int, ...]]:
     """Per 1-based conv layer: the output channels whose units are all proven stably
