@@ -144,8 +144,13 @@ def _variables(query: Query) -> list[Variable]:
             for decl in query.networks for t in (*decl.inputs, *decl.outputs)]
 
 
-def _number(v: float) -> str:
-    """The shortest text that reads back as exactly ``v``, never ``-0.0``."""
+def _number(v: float, element_type: str = "float64") -> str:
+    """The shortest text that reads back as exactly ``v``, never ``-0.0``; an integer-typed
+    variable's value (a constant output, exact) as an integer."""
+    from leo.io.vnnlib_syntax import INTEGER_TYPES
+
+    if element_type in INTEGER_TYPES and float(v).is_integer():
+        return str(int(v))
     return repr(float(v) + 0.0)
 
 
@@ -160,8 +165,26 @@ def assignment_text(variables: Sequence[Variable], values: Mapping[str, np.ndarr
         if v.size != int(np.prod(var.shape, dtype=np.int64)):
             raise RuntimeError(f"the counterexample gives {v.size} values for {var.name}, declared {list(var.shape)}")
         lines.append(f"{var.name} {var.element_type} [{','.join(str(d) for d in var.shape)}]")
-        lines += [_number(x) for x in v]
+        lines += [_number(x, var.element_type) for x in v]
     return "".join(line + "\n" for line in lines)
+
+
+def check_output_types(query: Query, networks: Mapping[str, Network]) -> None:
+    """An output declared with an integer type is exact only where the network's output is a
+    constant (its last layer has no ReLU and zero weights): leo computes over the reals, and a
+    cast of input-dependent values to an integer is a step function it does not read."""
+    from leo.io.vnnlib_syntax import INTEGER_TYPES
+
+    for decl in query.networks:
+        ints = [t for t in decl.outputs if t.dtype in INTEGER_TYPES]
+        net = networks.get(decl.name)
+        if net is None or not ints:
+            continue
+        last = net.layers[-1]
+        if last.relu or any(np.any(w) for w in last.weights.values()):
+            raise LeoInputError(f"network '{decl.name}': output {ints[0].name} has type {ints[0].dtype}, but the "
+                                "network's output depends on its input; leo reads integer outputs only where "
+                                "they are constants")
 
 
 def verify(request: VerifyRequest, started: float) -> str:
@@ -172,6 +195,7 @@ def verify(request: VerifyRequest, started: float) -> str:
     query = read_vnnlib_query(request.query)
     _check_mapping(query, request)
     networks = _load_networks(query, request)
+    check_output_types(query, networks)
     variables = _variables(query)
     left = request.timeout - (time.perf_counter() - started) - EXIT_RESERVE
     result = check_query(query, networks, time_limit=max(left, MIN_CHECK_SECONDS))

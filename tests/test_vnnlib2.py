@@ -274,3 +274,15 @@ def test_an_empty_input_set_is_unsat_not_bad_input(tmp_path) -> None:
     q = read_vnnlib_query(_write(tmp_path, reachable, "corner.vnnlib"))
     assert len(q.cases) == 1 and not q.cases[0].region.is_box
     assert q.cases[0].region.contains(np.array([2.0, 2.0]))[0]
+
+
+def test_an_integer_output_is_read_with_its_type_and_an_integer_input_is_not(tmp_path) -> None:
+    q = tmp_path / "int.vnnlib"
+    q.write_text("(vnnlib-version <2.0>)\n(declare-network N (declare-input X float32 [2]) "
+                 "(declare-output Y int64 [1]))\n(assert (and (>= X[0] 0.0) (<= X[0] 1.0) (>= X[1] 0.0) "
+                 "(<= X[1] 1.0)))\n(assert (>= Y[0] 3))\n")
+    query = read_vnnlib_query(q)
+    assert [(t.name, t.dtype, t.shape) for t in query.networks[0].outputs] == [("Y", "int64", (1,))]
+    q.write_text(q.read_text().replace("declare-input X float32", "declare-input X int64"))
+    with pytest.raises(LeoInputError, match=r"line 2: X has type int64; only floating-point"):
+        read_vnnlib_query(q)

@@ -242,3 +242,87 @@ def test_declared_shape_that_the_model_does_not_have_is_bad_input(capsys, tmp_pa
                     "(>= X[0,2] 0.0) (<= X[0,2] 1.0)))\n(assert (>= Y[0,0] 100.0))\n")
     code, out, err = _run(capsys, "verify", str(spec), "--network", f"N={model}")
     assert (code, out) == (2, "") and len(err.splitlines()) == 1 and "3" in err
+
+
+# -- integer outputs that are constants, and a transpose of a literal batch of one ---------------
+
+def _graph_onnx(path: Path, nodes: list, in_dims: list[int], out_type: int, out_dims: list[int]) -> Path:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, in_dims)],
+                              [helper.make_tensor_value_info("Y", out_type, out_dims)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path
+
+
+def _typed_query(path: Path, in_dims: list[int], out_type: str, out_dims: list[int], unsafe: str) -> Path:
+    names = [f"X[{','.join(map(str, i))}]" for i in np.ndindex(*in_dims)]
+    box = " ".join(f"(>= {n} 0.0) (<= {n} 1.0)" for n in names)
+    path.write_text("(vnnlib-version <2.0>)\n"
+                    f"(declare-network N (declare-input X float32 [{','.join(map(str, in_dims))}]) "
+                    f"(declare-output Y {out_type} [{','.join(map(str, out_dims))}]))\n"
+                    f"(assert (and {box}))\n(assert {unsafe})\n")
+    return path
+
+
+def _shape_onnx(path: Path) -> Path:
+    from onnx import TensorProto, helper
+
+    return _graph_onnx(path, [helper.make_node("Shape", ["X"], ["Y"])], [2, 3], TensorProto.INT64, [2])
+
+
+@engine
+@pytest.mark.parametrize("index", [0, 1])
+def test_an_int64_shape_output_is_answered_exactly(capsys, tmp_path, index):
+    model = _shape_onnx(tmp_path / "s.onnx")
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    value = int(session.run(None, {"X": np.zeros((2, 3), dtype=np.float32)})[0][index])
+    above = _typed_query(tmp_path / "u.vnnlib", [2, 3], "int64", [2], f"(>= Y[{index}] {value + 1})")
+    assert _run(capsys, "verify", str(above), "--network", f"N={model}")[:2] == (0, "unsat\n")
+    at = _typed_query(tmp_path / "s.vnnlib", [2, 3], "int64", [2], f"(>= Y[{index}] {value})")
+    code, out, err = _run(capsys, "verify", str(at), "--network", f"N={model}")
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == "sat", err
+    got = _parse_assignment(lines[1:])
+    assert got["Y"][:2] == ("int64", [2])
+    truth = session.run(None, {"X": got["X"][2].reshape(2, 3).astype(np.float32)})[0]
+    assert lines[-2:] == [str(int(v)) for v in truth]
+
+
+@engine
+def test_an_int64_output_that_depends_on_the_input_is_bad_input(capsys, tmp_path):
+    from onnx import TensorProto, helper
+
+    model = _graph_onnx(tmp_path / "c.onnx", [helper.make_node("Cast", ["X"], ["Y"], to=TensorProto.INT64)], [2],
+                        TensorProto.INT64, [2])
+    code, out, err = _run(capsys, "verify", str(_typed_query(tmp_path / "q.vnnlib", [2], "int64", [2], "(>= Y[0] 1)")),
+                          "--network", f"N={model}")
+    assert (code, out) == (2, "") and "casts the network's data to int64" in err and "not piecewise linear" in err
+
+
+@engine
+@pytest.mark.parametrize("offset, answer", [(0.1, "unsat"), (-0.1, "sat")])
+def test_a_transpose_of_a_literal_batch_of_one_is_answered(capsys, tmp_path, offset, answer):
+    from onnx import TensorProto, helper
+
+    model = _graph_onnx(tmp_path / "t.onnx", [helper.make_node("Transpose", ["X"], ["Y"], perm=[1, 0])], [1, 2],
+                        TensorProto.FLOAT, [2, 1])
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    top = max(float(session.run(None, {"X": np.array([[a, b]], dtype=np.float32)})[0][1, 0])
+              for a in (0.0, 1.0) for b in (0.0, 1.0))  # Y[1,0] is linear: its maximum is at a corner
+    query = _typed_query(tmp_path / "q.vnnlib", [1, 2], "float32", [2, 1], f"(>= Y[1,0] {top + offset})")
+    code, out, err = _run(capsys, "verify", str(query), "--network", f"N={model}")
+    assert code == 0 and out.splitlines()[0] == answer, err
+    if answer == "sat":
+        got = _parse_assignment(out.splitlines()[1:])
+        y = session.run(None, {"X": got["X"][2].reshape(1, 2).astype(np.float32)})[0]
+        np.testing.assert_allclose(got["Y"][2], y.ravel(), atol=1e-6)
+        assert y[1, 0] >= top + offset - 1e-6
+
+
+@engine
+def test_an_int64_declaration_of_a_float_output_that_depends_on_the_input_is_bad_input(capsys, tmp_path):
+    model = _convex_onnx(tmp_path / "n.onnx")
+    query = _typed_query(tmp_path / "q.vnnlib", [1, 2], "int64", [1, 1], "(>= Y[0,0] 1)")
+    code, out, err = _run(capsys, "verify", str(query), "--network", f"N={model}")
+    assert (code, out) == (2, "") and "output Y has type int64, but the network's output depends on its input" in err

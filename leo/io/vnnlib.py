@@ -23,7 +23,7 @@ from leo.core.spec import (BOX_MARGIN, Case, InputRegion, Inequality, NetworkDec
                            bounding_box)
 from leo.domain import Box
 from leo.errors import LeoInputError
-from leo.io.vnnlib_syntax import Atom, Linear, SList, conjoin, dnf, error, number, parse, tokens
+from leo.io.vnnlib_syntax import INTEGER_TYPES, Atom, Linear, SList, conjoin, dnf, error, number, parse, tokens
 
 #: The name of the one network a VNN-LIB 1.0 file speaks of (it declares none).
 V1_NETWORK = "N"
@@ -114,8 +114,9 @@ class _Reader:
             raise error(e.line, f"expected ({e.head()} NAME TYPE [SHAPE] [\"onnx-name\"])")
         name, dtype, dims = (a.text for a in items[1:4])  # type: ignore[union-attr]
         onnx = items[4].text.strip('"') if len(items) == 5 else None  # type: ignore[union-attr]
-        if dtype not in FLOAT_TYPES:
-            raise error(e.line, f"{name} has type {dtype}; only floating-point tensors are supported")
+        if dtype not in FLOAT_TYPES and not (kind == "Y" and dtype in INTEGER_TYPES):
+            raise error(e.line, f"{name} has type {dtype}; only floating-point tensors are supported "
+                                "(and integer outputs that the network computes as constants)")
         if not re.fullmatch(r"\[(\d+(,\d+)*)?\]", dims):
             raise error(e.line, f"{name}: expected a shape such as [1,5], got {dims}")
         shape = tuple(int(d) for d in dims[1:-1].split(",") if d)

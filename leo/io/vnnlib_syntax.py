@@ -17,6 +17,9 @@ from leo.errors import LeoInputError
 
 #: Refuse properties whose disjunctive normal form grows beyond this many disjuncts.
 MAX_DISJUNCTS = 100_000
+#: Integer element types a declared output may have: exact where the network computes it as a
+#: constant (``Shape(X)``, a cast of a constant); leo computes over the reals otherwise.
+INTEGER_TYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool"})
 
 #: Whitespace inside ``[...]`` (2.0 shapes ``[1, 5]`` and indices ``X[0, 3]``) is dropped,
 #: so that a bracketed index stays one token with its name.

@@ -315,6 +315,18 @@ def _max_pool(v: int) -> Case:
     return [_n("MaxPool", ["x"], **attrs)], [], [2, 5, 6]
 
 
+def _expand(v: int) -> Case:  # per-sample (2, 1) broadcast against (2, 3)
+    return [_n("Expand", ["x", "s"])], [_init("s", np.array([2, 3], dtype=np.int64))], [2, 1]
+
+
+def _reduce(op: str, first_input_form: int) -> Callable[[int], Case]:
+    def build(v: int) -> Case:  # the last axis of a per-sample (2, 3, 2), dropped
+        if v >= first_input_form:
+            return [_n(op, ["x", "axes"], keepdims=0)], [_init("axes", np.array([-1], dtype=np.int64))], [2, 3, 2]
+        return [_n(op, ["x"], axes=[-1], keepdims=0)], [], [2, 3, 2]
+    return build
+
+
 BUILDERS: dict[str, Callable[[int], Case]] = {
     "Gemm": _gemm, "MatMul": _matmul, "Add": _elementwise("Add"), "Sub": _elementwise("Sub"),
     "Mul": _elementwise("Mul"), "Div": _elementwise("Div"), "Neg": _unary("Neg"), "Relu": _unary("Relu"),
@@ -324,6 +336,7 @@ BUILDERS: dict[str, Callable[[int], Case]] = {
     "Unsqueeze": _unsqueeze, "Squeeze": _squeeze, "Slice": _slice, "Split": _split, "Concat": _concat,
     "Pad": _pad, "Conv": _conv, "ConvTranspose": _conv_transpose, "AveragePool": _average_pool,
     "GlobalAveragePool": _global_average_pool, "MaxPool": _max_pool,
+    "Expand": _expand, "ReduceSum": _reduce("ReduceSum", 13), "ReduceMean": _reduce("ReduceMean", 18),
 }
 
 CASES = [(op, v) for op in sorted(BUILDERS) for v in versions(op)]

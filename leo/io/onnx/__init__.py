@@ -5,7 +5,7 @@ ERAN) write them, in any opset.
 opset, and one module per op family does the reading: ``arithmetic`` (Gemm, MatMul,
 elementwise, Relu, Clip, BatchNormalization), ``spatial`` (Conv, ConvTranspose, pools),
 ``layout`` (reshapes, slices, Split, Concat, Pad), ``tensors`` (constants, Cast,
-Identity); ``reader`` walks the graph.
+Identity), ``reduce`` (Expand, ReduceSum, ReduceMean); ``reader`` walks the graph.
 """
 
 from leo.io.onnx.reader import load_onnx, network_from_onnx

@@ -12,14 +12,22 @@ from collections.abc import Callable
 
 import numpy as np
 
+from leo.errors import LeoInputError
 from leo.io.onnx.values import Affine, Graph, Handler, Node, Value, stack, to_float, unbatched
 
 Rearrange = Callable[[Node, list[np.ndarray]], list[np.ndarray]]
 
 
-def _on_indices(node: Node, x: Affine, fn: Rearrange, args: list[np.ndarray]) -> list[Value]:
+def _on_indices(node: Node, x: Affine, fn: Rearrange, args: list[np.ndarray],
+                single_sample: bool = False) -> list[Value]:
     """``fn`` on ``x``'s entries. A batched ``x`` runs as a batch of two samples, so an op
-    that touches the batch dimension is caught instead of misread."""
+    that touches the batch dimension is caught instead of misread; in a graph defined on
+    one sample (``single_sample``) it is then read on the unbatched tensor."""
+    if x.batched and single_sample:
+        try:
+            return _on_indices(node, x, fn, args)
+        except LeoInputError:
+            return _on_indices(node, unbatched(x), fn, args)
     if x.batched:
         index = np.arange(2 * x.size).reshape(2, *x.shape)
     else:
@@ -49,7 +57,7 @@ def rearranging(fn: Rearrange) -> Handler:
         args = [v for v in rest if v is not None]
         if not isinstance(x, Affine):
             return list(fn(node, [v for v in node.inputs if v is not None]))
-        return _on_indices(node, x, fn, args)  # type: ignore[arg-type]
+        return _on_indices(node, x, fn, args, g.single_sample)  # type: ignore[arg-type]
 
     return handler
 
@@ -159,6 +167,8 @@ def flatten(g: Graph, node: Node) -> list[Value]:
     if not 0 <= axis <= len(full):
         raise node.fail(f"axis {axis} out of range for shape {list(full)}")
     lead = int(np.prod(full[:axis]))
+    if x.batched and g.single_sample and (axis == 0 or (axis > 1 and lead > 1)):
+        x = unbatched(x)  # one sample's values: merging its batch axis of 1 only reshapes them
     if not x.batched:
         return [x.reshaped((lead, x.size // lead))]
     if axis == 0:
@@ -198,6 +208,8 @@ def _reshape(g: Graph, node: Node, target: list[int]) -> list[Value]:
             target = [x.shape[i] if d == 0 else d for i, d in enumerate(target)]
         return [x.reshape(target)]
     assert isinstance(x, Affine)
+    if x.batched and g.single_sample and (len(target) < 2 or target[0] not in (-1, 0, 1, g.batch)):
+        x = unbatched(x)  # one sample's values: a reshape that moves its batch axis of 1 only reorders them
     if not x.batched:
         return [x.reshaped(_resolve(node, list(target), x.shape, x.size, target))]
     return [x.reshaped(_target_shape(node, x, target, g.batch))]

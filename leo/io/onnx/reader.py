@@ -74,6 +74,29 @@ def _input_shape(value_info: Any, batch: int | None,
     return tuple(int(d) for d in known[1:]), True  # type: ignore[arg-type]
 
 
+def _first_dim(value_info: Any) -> int | None:
+    """The literal first dimension of a graph input; None when symbolic or absent."""
+    dims = value_info.type.tensor_type.shape.dim
+    return int(dims[0].dim_value) if dims and dims[0].HasField("dim_value") else None
+
+
+#: The largest integer magnitude below which every integer is exact in float64.
+FLOAT64_EXACT_INTEGERS = 2 ** 53
+
+
+def _constant_output(name: str, value: np.ndarray, input_dim: int) -> Affine:
+    """A graph output that does not depend on the input (``Shape(X)``, a cast of a constant),
+    as zero weights on the input and its values as the bias: exact when every value is a
+    number float64 holds exactly."""
+    if value.dtype.kind not in "biuf":
+        raise LeoInputError(f"the ONNX output '{name}' is a constant of type {value.dtype}, not a number")
+    if value.dtype.kind in "iu" and value.size and int(np.max(np.abs(value))) > FLOAT64_EXACT_INTEGERS:
+        raise LeoInputError(f"the ONNX output '{name}' is an integer constant beyond 2^53, which float64 "
+                            "cannot hold exactly")
+    flat = np.asarray(value, dtype=np.float64).reshape(-1)
+    return Affine({0: np.zeros((flat.size, input_dim))}, flat, tuple(value.shape), batched=False)
+
+
 def _opset(model: Any) -> int:
     versions = [int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")]
     return max(versions) if versions else DEFAULT_OPSET
@@ -113,7 +136,8 @@ def network_from_onnx(model: Any, source: str = "onnx", batch: int | None = None
     if len(graph.output) != 1:
         raise LeoInputError(f"the ONNX graph has {len(graph.output)} outputs; leo needs exactly one")
     shape, batched = _input_shape(real[0], batch, input_shape)
-    g = Graph.start(real[0].name, shape, batched, batch)
+    g = Graph.start(real[0].name, shape, batched, batch, single_sample=batched and batch is None
+                    and _first_dim(real[0]) == 1)
     g.values.update(inits)
     opset = _opset(model)
     for i, node in enumerate(graph.node):
@@ -139,8 +163,10 @@ def network_from_onnx(model: Any, source: str = "onnx", batch: int | None = None
                 g.values[out_name] = value
     out_name = graph.output[0].name
     out = g.values.get(out_name)
+    if isinstance(out, np.ndarray):
+        out = _constant_output(out_name, out, int(np.prod(shape)))
     if not isinstance(out, Affine):
-        raise LeoInputError(f"the ONNX output '{out_name}' does not depend on the input")
+        raise LeoInputError(f"the ONNX output '{out_name}' is not a numeric tensor")
     if not (g.layers and out.is_identity_of(len(g.layers))):
         g.emit(out, relu=False)
     meta = {INPUT_SHAPE: shape_text(shape), ARCHITECTURE_SOURCE: source}

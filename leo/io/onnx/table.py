@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 import leo.io.onnx.arithmetic as ar
 import leo.io.onnx.layout as lay
+import leo.io.onnx.reduce as rd
 import leo.io.onnx.spatial as sp
 import leo.io.onnx.tensors as ts
 from leo.io.onnx.values import Handler
@@ -63,6 +64,9 @@ _TABLE: dict[tuple[str, int], Handler] = {
     **_versions("AveragePool", {(1, 7, 10, 11, 19, 22): sp.average_pool}),
     **_versions("GlobalAveragePool", {(1, 22): sp.global_average_pool}),
     **_versions("MaxPool", {(1, 8, 10, 11, 12, 22): sp.max_pool}),
+    **_versions("Expand", {(8, 13): rd.expand}),
+    **_versions("ReduceSum", {(1, 11): rd.reduce_sum_attribute, (13,): rd.reduce_sum_input}),
+    **_versions("ReduceMean", {(1, 11, 13): rd.reduce_mean_attribute, (18,): rd.reduce_mean_input}),
 }
 
 #: Ops leo cannot read exactly: they are not piecewise linear (named in the refusal).

@@ -81,7 +81,8 @@ def cast(g: Graph, node: Node) -> list[Value]:
     if isinstance(x, np.ndarray):
         return [to_float(x.astype(dtype))]
     if dtype.kind != "f":
-        raise node.fail(f"casts the network's data to {dtype}")
+        raise node.fail(f"casts the network's data to {dtype}: rounding to an integer or bool type is a step "
+                        "function, not piecewise linear")
     assert x is not None
     return [x]  # leo computes in float64 whatever the float type
 

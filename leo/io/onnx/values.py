@@ -131,16 +131,22 @@ def to_float(a: np.ndarray) -> np.ndarray:
 @dataclass
 class Graph:
     """The state of the walk: the value of every tensor name and the layers so far.
-    ``batch`` is the static batch size of an export traced at a fixed batch, else None."""
+    ``batch`` is the static batch size of an export traced at a fixed batch, else None.
+    ``single_sample`` says the file fixes the input's batch axis at the literal 1: the graph
+    is then defined on one sample only, so an op that moves or reduces that axis only
+    reorders (or sums over one) sample's values and is read exactly on the unbatched tensor."""
 
     values: dict[str, Value]
     batch: int | None = None
     layers: list[Layer] = field(default_factory=list)
+    single_sample: bool = False
 
     @classmethod
-    def start(cls, input_name: str, shape: tuple[int, ...], batched: bool, batch: int | None) -> Graph:
+    def start(cls, input_name: str, shape: tuple[int, ...], batched: bool, batch: int | None,
+              single_sample: bool = False) -> Graph:
         n = int(np.prod(shape))
-        return cls({input_name: Affine({0: np.ones(n)}, np.zeros(n), shape, batched=batched)}, batch)
+        return cls({input_name: Affine({0: np.ones(n)}, np.zeros(n), shape, batched=batched)}, batch,
+                   single_sample=single_sample)
 
     def emit(self, value: Affine, relu: bool) -> Affine:
         """Make ``value`` a layer; return its output as the identity on the new source."""
