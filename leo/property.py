@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import scipy.sparse as sp
@@ -131,9 +131,13 @@ def _solve(f: Problem, time_limit: float) -> tuple[str, np.ndarray | None]:
 Say = Callable[[str], None]
 #: Of the time left, the stability analysis (bounds and unit states for the MILP) gets this share.
 ANALYSIS_SHARE = 0.4
+#: On few inputs the analysis only supplies floors to the second input-splitting search, which
+#: needs no MILP-tight bounds: a smaller share.
+FEW_INPUTS_ANALYSIS_SHARE = 0.15
 #: On few inputs, the share of the time left after the analysis that the second branch-and-bound
-#: try keeps back from the MILPs.
-SECOND_TRY_SHARE = 0.5
+#: try (with the analysis's bounds as floors) gets before the MILPs, and the share of what is then
+#: left that it keeps back from the MILPs to go on afterwards.
+FLOORS_SHARE, SECOND_TRY_SHARE = 0.6, 0.5
 #: During the analysis, a progress line at least this often (seconds) even if nothing changes.
 PROGRESS_EVERY = 5.0
 
@@ -163,12 +167,13 @@ def _check_sizes(network: Network, box: Box, prop: OutputProperty) -> None:
                             f"{network.output_dim}; check that the property file fits this network")
 
 
-def _analyse(network: Network, box: Box, deadline: float, seed: int, say: Say, label: str) -> StabilityReport:
+def _analyse(network: Network, box: Box, deadline: float, seed: int, say: Say, label: str,
+             share: float = ANALYSIS_SHARE) -> StabilityReport:
     """Stability analysis within ANALYSIS_SHARE of the time left (units it cannot decide
     in time stay unstable, which costs the MILP binaries, never soundness)."""
     from leo.stability import StabilityOptions, analyse
 
-    budget = max(ANALYSIS_SHARE * (deadline - time.perf_counter()), 1e-3)
+    budget = max(share * (deadline - time.perf_counter()), 1e-3)
     say(f"{label} (up to {budget:.1f} s)")
     options = StabilityOptions(time_limit=budget, seed=seed, time_budget=budget)
     return analyse(network, box, options, progress=_AnalysisProgress(say, label))
@@ -280,6 +285,29 @@ def _solve_disjunct(network: Network, box: Box, base: Encoding, out_bounds: Laye
                     "by the network's forward pass (numerical trouble)", solves=solves)
 
 
+#: Two input-splitting searches (without and with the analysis's bounds as floors) take turns in
+#: slices of this many seconds: neither is faster everywhere (ACAS Xu 1_4 property 1: 14 s with
+#: floors, no proof in 40 s without; 1_8 property 2 the other way round), and taking turns costs
+#: at most twice the faster one.
+RACE_SLICE = 2.0
+
+
+def _race(searchers: Sequence[Any], until: float) -> Any:
+    """The first PROVEN or COUNTEREXAMPLE of ``searchers`` (``leo.branch.Searcher``s that go on
+    from where they stopped) run in turns until ``until``; else the last result."""
+    from leo.branch import Status
+
+    live, last = list(searchers), None
+    while live and time.perf_counter() < until:
+        for s in list(live):
+            last = s.run(min(until, time.perf_counter() + RACE_SLICE))
+            if last.status in (Status.PROVEN, Status.COUNTEREXAMPLE):
+                return last
+            if last.status is not Status.TIMEOUT:
+                live.remove(s)
+    return last if last is not None else searchers[-1].run(until)
+
+
 def check_property(network: Network, box: Box, prop: OutputProperty, time_limit: float = 60.0,
                    *, report: StabilityReport | None = None, samples: int = 1024, seed: int = 0,
                    original: Network | None = None, compress_first: bool = False,
@@ -358,12 +386,13 @@ def check_property(network: Network, box: Box, prop: OutputProperty, time_limit:
             return done(Answer.SAT, "region walk", *walked)
     proven: frozenset[int] = frozenset()  # disjuncts the branch and bound excluded on the whole box
     if samples > 0 and branch:
-        from leo.branch import Status, budget_share, property_goal, search
+        from leo.branch import Searcher, Status, budget_share, property_goal
 
-        share = budget_share(box.dim) * (deadline - time.perf_counter())
+        share = max(budget_share(box.dim) * (deadline - time.perf_counter()), 0.0)
         say(f"branch and bound over the input box (up to {share:.1f} s)")
         goal = property_goal(rows)
-        bab = search(network, box, goal, time.perf_counter() + share, confirm=confirmed)
+        first = Searcher(network, box, goal, confirm=confirmed)
+        bab = first.run(time.perf_counter() + share)
         say(f"branch and bound: {bab.status.value} after {bab.leaves} sub-boxes, "
             f"{len(bab.proven)}/{len(prop.disjuncts)} disjuncts excluded")
         if bab.status is Status.COUNTEREXAMPLE:
@@ -371,15 +400,8 @@ def check_property(network: Network, box: Box, prop: OutputProperty, time_limit:
         if bab.status is Status.PROVEN:
             return done(Answer.UNSAT, "branch and bound")
         proven = bab.proven
-        if walks:  # more walks, from fresh points, before the analysis and the MILPs
-            say("more LP walks")
-            until = time.perf_counter() + WALK_AGAIN_SHARE * (deadline - time.perf_counter())
-            walked = walk_search(judge, box, rows, until, confirmed, seed, rounds=range(1, WALK_ROUNDS),
-                                 skip=sorted(proven))
-            if walked is not None:
-                return done(Answer.SAT, "region walk", *walked)
-    # few inputs: the input-splitting search gets a second try after the MILPs, with the analysis's
-    # bounds (ACAS Xu 1_4 property 1: no proof in 100 s without them, 12 s with)
+    # few inputs: after the analysis, the first search and a second one with the analysis's bounds as floors
+    # take turns (_race), before the MILPs and again after them
     second_try = samples > 0 and branch and box.dim <= SPLIT_INPUTS
     searched, floors = network, None  # the network the search bounds (before any compression), its bounds
     sizes = None
@@ -389,11 +411,32 @@ def check_property(network: Network, box: Box, prop: OutputProperty, time_limit:
 
         # with ReLU splits to come, the analysis's share shrinks (its per-unit MILPs rarely finish on such inputs)
         until = time.perf_counter() + ANALYSIS_SCALE * (deadline - time.perf_counter()) if splits else deadline
-        report = _analyse(network, box, until, seed, say, "stability analysis")
+        share = FEW_INPUTS_ANALYSIS_SHARE if second_try else ANALYSIS_SHARE
+        report = _analyse(network, box, until, seed, say, "stability analysis", share)
     from leo.stability import bounds_and_states
 
+    floored = None  # the second input-splitting search, with the analysis's bounds as floors
     if second_try:
+        from leo.branch import Searcher
+
         floors = [(b.lower, b.upper) for b in bounds_and_states(network, box, report)[0][:-1]]
+        share = FLOORS_SHARE * (deadline - time.perf_counter())
+        say(f"branch and bound with the analysis's bounds (up to {share:.1f} s)")
+        floored = Searcher(searched, box, goal, confirm=confirmed, floors=floors)  # the first search's goal
+        floored.exclude(sorted(proven))
+        bab = _race((first, floored), time.perf_counter() + share)
+        say(f"branch and bound: {bab.status.value} after {bab.leaves} sub-boxes")
+        if bab.status is Status.COUNTEREXAMPLE:
+            return done(Answer.SAT, "branch and bound", bab.x, bab.disjunct)
+        if bab.status is Status.PROVEN:
+            return done(Answer.UNSAT, "branch and bound")
+        if walks and deadline > time.perf_counter():  # more walks, from fresh points, before the MILPs
+            say("more LP walks")
+            until = time.perf_counter() + WALK_AGAIN_SHARE * (deadline - time.perf_counter())
+            walked = walk_search(judge, box, rows, until, confirmed, seed, rounds=range(1, WALK_ROUNDS),
+                                 skip=sorted(proven))
+            if walked is not None:
+                return done(Answer.SAT, "region walk", *walked)
     if compress_first:
         network, report, sizes = _compressed(network, box, report, deadline, seed, say)
     bounds, states = bounds_and_states(network, box, report)
@@ -437,13 +480,11 @@ def check_property(network: Network, box: Box, prop: OutputProperty, time_limit:
         pending = timed_out
         if not pending or milp_end - time.perf_counter() <= 0:
             break
-    if undecided and second_try and deadline - time.perf_counter() > 0:
-        from leo.branch import Searcher
-
-        say(f"branch and bound again, with the analysis's bounds (up to {deadline - time.perf_counter():.1f} s)")
-        again = Searcher(searched, box, goal, confirm=confirmed, floors=floors)  # the first search's goal
-        again.exclude([i for i in range(n) if i not in undecided])
-        bab = again.run(deadline)
+    if undecided and floored is not None and deadline - time.perf_counter() > 0:
+        say(f"branch and bound with the analysis's bounds, on (up to {deadline - time.perf_counter():.1f} s)")
+        for searcher in (first, floored):
+            searcher.exclude([i for i in range(n) if i not in undecided])
+        bab = _race((first, floored), deadline)
         say(f"branch and bound: {bab.status.value} after {bab.leaves} sub-boxes")
         if bab.status is Status.COUNTEREXAMPLE:
             return done(Answer.SAT, "branch and bound", bab.x, bab.disjunct, solves, sizes=sizes)
