@@ -167,11 +167,17 @@ def check_query(query: Query, networks: Mapping[str, Network], time_limit: float
         share = max((deadline - time.perf_counter()) / (len(groups) - k), 1e-3)
         if progress is not None and len(groups) > 1:
             progress(f"input region {k + 1} of {len(groups)} ({len(group.cases)} cases), up to {share:.1f} s")
-        # input splitting bounds sub-boxes of the box and cannot use the rows: on a polytope
-        # smaller than its box it spends its share on sub-boxes outside the region
-        res = check_property(net, region.box(), group.prop, time_limit=share, seed=seed,
-                             compress_first=compress_first, progress=progress, branch=region.is_box,
-                             polytope=None if region.is_box else region.rows())
+        eps = _closeness(nets, ties, region, group.prop)
+        if eps is not None:  # two networks on one input, "some |f_i - g_i| >= eps": shared units
+            from leo.core.product import closeness
+
+            res = closeness(nets[0], nets[1], region.box(), eps, share, progress=progress)
+        else:
+            # input splitting bounds sub-boxes of the box and cannot use the rows: on a polytope
+            # smaller than its box it spends its share on sub-boxes outside the region
+            res = check_property(net, region.box(), group.prop, time_limit=share, seed=seed,
+                                 compress_first=compress_first, progress=progress, branch=region.is_box,
+                                 polytope=None if region.is_box else region.rows())
         solves += res.solves
         if res.answer is Answer.SAT:
             return _confirmed(query, nets, ties, group, res, t0, solves)
@@ -186,6 +192,18 @@ def check_query(query: Query, networks: Mapping[str, Network], time_limit: float
     timed = [o for o in open_reasons if o[0] is Answer.TIMEOUT]
     answer, how, reason = (timed or open_reasons)[0]
     return QueryResult(answer, None, None, seconds, how, reason, solves=solves)
+
+
+def _closeness(nets: Sequence[Network], ties: _Ties, region: InputRegion, prop: OutputProperty) -> float | None:
+    """ε when the question is ε-closeness of two networks on one shared box input (the form of
+    equivalence benchmarks such as isomorphic_acasxu): ``leo.core.product.closeness`` answers it
+    with the shared-unit MILPs of ``leo check --exact``, which input splitting on the product
+    cannot match (it bounds f and g apart). Otherwise None."""
+    from leo.core.product import closeness_eps
+
+    if len(nets) != 2 or ties.groups != (0, 0) or not region.is_box or nets[0].output_dim != nets[1].output_dim:
+        return None
+    return closeness_eps(prop, nets[0].output_dim)
 
 
 def _confirmed(query: Query, nets: Sequence[Network], ties: _Ties, group: RegionGroup, res: PropertyResult,
