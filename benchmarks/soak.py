@@ -2,7 +2,15 @@
 random ReLU networks built to have stable units and awkward numbers.
 
     python -m benchmarks.soak [--networks N] [--seed S] [--samples P] [--time-limit T]
+                              [--graph-networks M] [--graph-start K] [--max-seconds S]
                               [--json PATH] [--markdown PATH] [--replay FILE.npz]
+    python -m benchmarks.soak --merge A.json B.json ... --json PATH --markdown PATH
+
+``--networks`` dense MLPs (below); ``--graph-networks`` convolutional, residual, max-pool
+and dense networks read from torch modules, each with a random property query and a random
+epsilon-equivalence query whose truth is known by enumeration (``benchmarks.soak_nets``).
+Runs over disjoint slices (``--start``, ``--graph-start``) in separate processes are joined
+by ``--merge``.
 
 Network ``i`` of seed ``S`` is drawn from ``numpy.random.default_rng([S, i])``: depth 1-4,
 widths 1-12, inputs 1-6; weights mix sparse rows, exact zeros, tiny (1e-7) entries,
@@ -41,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import platform
 import sys
 import time
 import traceback
@@ -52,11 +59,12 @@ from typing import Any
 
 import numpy as np
 
-CLAIM_RTOL = 1e-7
-ROUNDING_RTOL = 1e-12  # a violation below this x scale is within float64 rounding of the sum
-OUTPUT_RTOL = 1e-6
+from benchmarks.soak_checks import (CLAIM_RTOL, OUTPUT_RTOL, ROUNDING_RTOL, _check_claims,  # noqa: F401
+                                    _check_outputs, _eval_network)
+from benchmarks.soak_ranges import LP_CAP, Exact, ExactRanges, exact_ranges  # noqa: F401 - re-exported
+from benchmarks.soak_report import to_markdown, versions
+
 EXACT_MAX_RELUS = 14
-LP_CAP = 6000
 DEFAULT_SAMPLES = 20_000
 DEFAULT_TIME_LIMIT = 2.0
 FAILURES = Path("/work/notes/soak-failures")
@@ -242,126 +250,6 @@ def box_points(case: Case, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.vstack(pts)
 
 
-@dataclass
-class Exact:
-    """Per hidden layer, LP lower/upper bounds of each unit over the box, and LP optima."""
-
-    lower: list[np.ndarray]
-    upper: list[np.ndarray]
-    points: list[np.ndarray]
-    regions: int = 0
-    lps: int = 0
-
-
-class _LPCap(Exception):
-    pass
-
-
-class ExactRanges:
-    """Exact pre-activation ranges by enumerating feasible activation patterns.
-
-    Variables u in [-1, 1]^f parametrise the free coordinates, x = c + D u (fixed
-    coordinates stay at their value), which keeps thin, far boxes well scaled. On a
-    pattern of layers < k the network is affine, z_k = A u + a; each constraint row
-    (one per fixed sign) is normalised before it goes to the LP.
-    """
-
-    def __init__(self, case: Case, lp_cap: int = LP_CAP) -> None:
-        from scipy.optimize import linprog
-
-        self._linprog = linprog
-        self.case = case
-        self.lp_cap = lp_cap
-        lo, hi = case.lower, case.upper
-        self.free = np.flatnonzero(hi > lo)
-        self.c = (lo + hi) / 2
-        self.c[hi == lo] = lo[hi == lo]
-        self.half = ((hi - lo) / 2)[self.free]
-        hidden = case.hidden
-        self.out = Exact([np.full(n, np.inf) for n in hidden], [np.full(n, -np.inf) for n in hidden], [])
-
-    def x_of(self, u: np.ndarray) -> np.ndarray:
-        x = self.c.copy()
-        x[self.free] = self.c[self.free] + self.half * u
-        return np.clip(x, self.case.lower, self.case.upper)
-
-    def _lp(self, cost: np.ndarray, g: np.ndarray, h: np.ndarray) -> tuple[float, np.ndarray] | None:
-        """min cost·u over the box and G u <= h; None when infeasible."""
-        self.out.lps += 1
-        if self.out.lps > self.lp_cap:
-            raise _LPCap
-        f = self.free.size
-        res = self._linprog(cost, A_ub=g if g.size else None, b_ub=h if g.size else None,
-                            bounds=[(-1.0, 1.0)] * f, method="highs")
-        if res.status == 2:
-            return None
-        if res.status != 0:
-            raise RuntimeError(f"linprog status {res.status}: {res.message}")
-        return float(res.fun), np.asarray(res.x)
-
-    def run(self) -> Exact:
-        f = self.free.size
-        w0 = self.case.weights[0]
-        a = w0 @ self.c + self.case.biases[0]
-        big_a = w0[:, self.free] * self.half
-        self._layer(0, big_a, a, np.zeros((0, f)), np.zeros(0))
-        return self.out
-
-    def _layer(self, k: int, big_a: np.ndarray, a: np.ndarray, g: np.ndarray, h: np.ndarray) -> None:
-        """Ranges of layer k on the region G u <= h, then recurse into its feasible patterns."""
-        f = self.free.size
-        lo, hi = np.empty(a.size), np.empty(a.size)
-        for j in range(a.size):
-            for sign, store in ((1.0, lo), (-1.0, hi)):
-                norm = float(np.linalg.norm(big_a[j]))
-                if f == 0 or norm == 0.0:
-                    store[j] = a[j]
-                    self.out.points.append(self.x_of(np.zeros(f)))
-                    continue
-                # a normalised cost: a tiny row (1e-7 weights) would fall below the LP's dual tolerance
-                sol = self._lp(sign * big_a[j] / norm, g, h)
-                if sol is None:  # region empty (reached only through a tolerance): nothing to add
-                    return
-                store[j] = a[j] + float(big_a[j] @ sol[1])
-                self.out.points.append(self.x_of(sol[1]))
-        self.out.lower[k] = np.minimum(self.out.lower[k], lo)
-        self.out.upper[k] = np.maximum(self.out.upper[k], hi)
-        if k + 1 == len(self.case.hidden):
-            self.out.regions += 1
-            return
-        scale = 1.0 + np.abs(a) + np.abs(big_a).sum(axis=1)
-        eps = 1e-12 * scale
-        fixed = np.where(lo >= -eps, 1.0, np.where(hi <= eps, 0.0, np.nan))
-        self._patterns(k, big_a, a, g, h, fixed, 0)
-
-    def _patterns(self, k: int, big_a: np.ndarray, a: np.ndarray, g: np.ndarray, h: np.ndarray,
-                  pattern: np.ndarray, j: int) -> None:
-        """Branch on the crossing units of layer k from unit j on, keeping feasible sign choices."""
-        while j < pattern.size and not np.isnan(pattern[j]):
-            j += 1
-        if j == pattern.size:
-            w, b = self.case.weights[k + 1], self.case.biases[k + 1]
-            self._layer(k + 1, (w * pattern) @ big_a, (w * pattern) @ a + b, g, h)
-            return
-        norm = float(np.linalg.norm(big_a[j]))
-        for side in (1.0, 0.0):  # active: -z <= 0; inactive: z <= 0
-            sign = -1.0 if side == 1.0 else 1.0
-            row, rhs = sign * big_a[j] / norm, -sign * a[j] / norm
-            g2, h2 = np.vstack([g, row]), np.append(h, rhs)
-            if self._lp(np.zeros(self.free.size), g2, h2) is None:
-                continue
-            child = pattern.copy()
-            child[j] = side
-            self._patterns(k, big_a, a, g2, h2, child, j + 1)
-
-
-def exact_ranges(case: Case, lp_cap: int = LP_CAP) -> Exact | None:
-    """The exact ranges, or None when the enumeration needs more than ``lp_cap`` LPs."""
-    try:
-        return ExactRanges(case, lp_cap).run()
-    except _LPCap:
-        return None
-
 
 # -- one network -------------------------------------------------------------------
 @dataclass
@@ -405,15 +293,6 @@ def _options(case: Case, time_limit: float, index: int):  # noqa: ANN202 - leo.S
     return StabilityOptions(time_limit=time_limit, seed=index, **OPTION_SETS[case.options])
 
 
-def _eval_network(network: Any, x: np.ndarray) -> np.ndarray:
-    """The compressed network's output by a plain loop over its layers (skip sources included)."""
-    outs = [np.atleast_2d(x)]
-    for layer in network.layers:
-        z = layer.bias + sum(outs[s] @ np.asarray(w).T for s, w in layer.weights.items())
-        outs.append(np.maximum(z, 0.0) if layer.relu else z)
-    return outs[-1]
-
-
 def soak_one(case: Case, index: int, samples: int = DEFAULT_SAMPLES, time_limit: float = DEFAULT_TIME_LIMIT,
              exact_max_relus: int = EXACT_MAX_RELUS, lp_cap: int = LP_CAP) -> Outcome:
     """Run leo on one case and check every claim and the compression against the truth."""
@@ -447,63 +326,17 @@ def soak_one(case: Case, index: int, samples: int = DEFAULT_SAMPLES, time_limit:
     return out
 
 
-def _check_claims(out: Outcome, report: Any, zs: list[np.ndarray], sizes: list[np.ndarray],
-                  exact: Exact | None, pts: np.ndarray) -> None:
-    for k, layer_report in enumerate(report.layers):
-        z, scale = zs[k], 1.0 + sizes[k].max(axis=0)
-        tol = CLAIM_RTOL * scale
-        for claim, units, bad_side in (("active", layer_report.active, -1.0), ("inactive", layer_report.inactive, 1.0)):
-            for j in units:
-                out.claims += 1
-                out.claimed_active += claim == "active"
-                out.claimed_inactive += claim == "inactive"
-                worst = int(np.argmax(bad_side * z[:, j]))
-                found = {"layer": k + 1, "unit": j, "claim": claim, "z": float(z[worst, j]), "tol": float(tol[j]),
-                         "x": pts[worst].tolist()}
-                if bad_side * z[worst, j] > tol[j]:
-                    out.false_claims.append(found)
-                elif bad_side * z[worst, j] > ROUNDING_RTOL * scale[j]:
-                    out.small_violations.append(found)
-                elif exact is not None:
-                    bound = exact.lower[k][j] if claim == "active" else exact.upper[k][j]
-                    if bad_side * bound > tol[j]:
-                        out.lp_unconfirmed.append({"layer": k + 1, "unit": j, "claim": claim,
-                                                   "lp_bound": float(bound), "tol": float(tol[j])})
-        if exact is not None:
-            for j in layer_report.unstable:
-                if exact.lower[k][j] > tol[j] or exact.upper[k][j] < -tol[j]:
-                    out.incomplete += 1
-
-
-def _check_outputs(out: Outcome, compressed: Any, pts: np.ndarray, y: np.ndarray, y_size: np.ndarray) -> None:
-    g = _eval_network(compressed, pts)
-    tol = OUTPUT_RTOL * (1.0 + y_size.max())
-    diff = np.abs(g - y).max(axis=1)
-    worst = int(np.argmax(diff))
-    if diff[worst] > tol:
-        out.mismatches.append({"max_diff": float(diff[worst]), "tol": float(tol), "x": pts[worst].tolist(),
-                               "points_over": int((diff > tol).sum())})
-
-
 # -- the run -----------------------------------------------------------------------
-def versions() -> dict[str, str]:
-    import highspy  # noqa: F401
-    import scipy
-    import torch
-    from importlib.metadata import version
-
-    import leo
-
-    return {"leo": leo.__version__, "highspy": version("highspy"), "torch": torch.__version__,
-            "scipy": scipy.__version__, "numpy": np.__version__, "python": platform.python_version()}
-
-
 def soak(networks: int, seed: int, samples: int = DEFAULT_SAMPLES, time_limit: float = DEFAULT_TIME_LIMIT,
-         failures: Path | None = FAILURES, start: int = 0, log: Any = None) -> dict[str, Any]:
-    """Soak ``networks`` random cases; returns the counts and the failing cases."""
+         failures: Path | None = FAILURES, start: int = 0, log: Any = None,
+         max_seconds: float = float("inf")) -> dict[str, Any]:
+    """Soak ``networks`` random cases (none started after ``max_seconds``); returns the
+    counts and the failing cases."""
     t0 = time.perf_counter()
     outcomes: list[Outcome] = []
     for index in range(start, start + networks):
+        if time.perf_counter() - t0 > max_seconds:
+            break
         case = random_case(seed, index)
         o = soak_one(case, index, samples, time_limit)
         outcomes.append(o)
@@ -564,47 +397,6 @@ def summarise(outcomes: Sequence[Outcome], seed: int, samples: int, time_limit: 
     }
 
 
-def to_markdown(data: dict[str, Any]) -> str:
-    s = data["soak"]
-    lines = ["# Soak: leo's stable-unit claims and compressions against independent truth", "",
-             f"Command: `{data['command']}`", "",
-             "Versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()), "",
-             "| quantity | value |", "|---|---|"]
-    rows = [("seed", s["seed"]), ("networks", s["networks"]),
-            ("networks with exact LP ranges", s["exact_networks"]), ("hidden ReLUs", s["hidden_relus"]),
-            ("activation regions enumerated", s["regions"]), ("LPs", s["lps"]),
-            ("sampled points per network", s["samples"]), ("time limit per solve (s)", s["time_limit"]),
-            ("stable claims checked", s["claims_checked"]),
-            ("… of them against exact ranges", s["claims_checked_exact"]),
-            ("claimed active / inactive", f"{s['claimed_active']} / {s['claimed_inactive']}"),
-            ("false claims", s["false_claims"]),
-            ("claims violated by more than rounding but within tol", s["violations_within_tol"]),
-            ("LP bound beyond tol, unconfirmed by a point", s["lp_unconfirmed"]),
-            ("compression mismatches", s["compression_mismatches"]), ("leo errors", s["errors"]),
-            ("truly stable units left unstable (exact networks)", s["incomplete"]),
-            ("units reported unproven", s["unproven"]), ("units removed by compression", s["removed_units"]),
-            ("seconds (total / leo / truth)",
-             f"{s['seconds']:.0f} / {s['seconds_leo']:.0f} / {s['seconds_truth']:.0f}")]
-    lines += [f"| {k} | {v} |" for k, v in rows]
-    t = s["tolerances"]
-    lines += ["", f"Tolerances: claim tol = {t['claim_rtol']:g} x (1 + term size), rounding = "
-              f"{t['rounding_rtol']:g} x (1 + term size), output tol = {t['output_rtol']:g} "
-              f"x (1 + output term size); exact ranges for <= {t['exact_max_relus']} hidden ReLUs and <= "
-              f"{t['lp_cap']} LPs.", "",
-              "Networks by analysis settings: " + ", ".join(f"{k} {v}" for k, v in s["networks_by_options"].items()),
-              "", "Networks by depth: " + ", ".join(f"{k}: {v}" for k, v in s["networks_by_depth"].items()),
-              "", "Networks by trait: " + ", ".join(f"{k} {v}" for k, v in s["networks_by_trait"].items())]
-    if s["failures"]:
-        lines += ["", "## Failures", ""]
-        lines += [f"- network {f['index']} (hidden {f['hidden']}, {f['inputs']} inputs, {f['options']}): "
-                  f"{len(f['false_claims'])} false claims, {len(f['mismatches'])} mismatches" for f in s["failures"]]
-    if "fuzz" in data:
-        from benchmarks.fuzz import to_markdown as fuzz_markdown
-
-        lines += ["", fuzz_markdown(data["fuzz"], heading="##")]
-    return "\n".join(lines)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from benchmarks.common import RESULTS
 
@@ -618,6 +410,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=RESULTS / "soak.json")
     p.add_argument("--markdown", type=Path, default=RESULTS / "soak.md")
     p.add_argument("--replay", type=Path, default=None, help="rerun one saved case (.npz) and print its outcome")
+    p.add_argument("--graph-networks", type=int, default=2000,
+                   help="networks of the graph soak (conv, residual, max-pool, dense; with queries)")
+    p.add_argument("--graph-start", type=int, default=0, help="first graph network index")
+    p.add_argument("--graph-samples", type=int, default=4000)
+    p.add_argument("--generators", default="conv,residual,maxpool,mlp", help="graph soak generators, round robin")
+    p.add_argument("--max-seconds", type=float, default=float("inf"),
+                   help="start no network after this many seconds of each part (the counts say how many ran)")
+    p.add_argument("--merge", type=Path, nargs="+", default=None,
+                   help="results JSON of runs over disjoint slices: write their merged page instead of running")
     return p.parse_args(argv)
 
 
@@ -636,17 +437,31 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                           "exact": o.exact, "error": o.error}, indent=2, default=str))
         return {}
     command = "python -m benchmarks.soak " + " ".join(sys.argv[1:] if argv is None else argv)
-    result = soak(args.networks, args.seed, args.samples, args.time_limit, args.failures, args.start,
-                  log=lambda line: print(line, flush=True))
-    data: dict[str, Any] = {"command": command.strip(), "versions": versions(), "soak": result}
-    if args.json.is_file():  # keep the fuzz section a separate run wrote
-        old = json.loads(args.json.read_text())
-        if "fuzz" in old:
-            data["fuzz"] = old["fuzz"]
+    if args.merge is not None:
+        from benchmarks.soak_report import merge
+
+        data = merge([json.loads(p.read_text()) for p in args.merge], command.strip())
+        write_json(args.json, data)
+        write_text(args.markdown, to_markdown(data))
+        return data
+    data: dict[str, Any] = {"command": command.strip(), "versions": versions()}
+    if args.networks > 0:
+        data["soak"] = soak(args.networks, args.seed, args.samples, args.time_limit, args.failures, args.start,
+                            log=lambda line: print(line, flush=True), max_seconds=args.max_seconds)
+    if args.graph_networks > 0:
+        from benchmarks.soak_draw import Kind
+        from benchmarks.soak_nets import soak_graphs
+
+        kinds = [Kind(k) for k in args.generators.split(",")]
+        data["graphs"] = soak_graphs(args.graph_networks, args.seed, args.graph_samples, args.time_limit,
+                                     args.failures, args.graph_start, log=lambda line: print(line, flush=True),
+                                     kinds=kinds, max_seconds=args.max_seconds)
+    old = json.loads(args.json.read_text()) if args.json.is_file() else {}
+    if "fuzz" in old:  # keep the fuzz section a separate run wrote
+        data["fuzz"] = old["fuzz"]
     write_json(args.json, data)
     write_text(args.markdown, to_markdown(data))
-    print(f"wrote {args.json}, {args.markdown}: {result['false_claims']} false claims, "
-          f"{result['compression_mismatches']} mismatches, {result['incomplete']} incomplete")
+    print(f"wrote {args.json}, {args.markdown}")
     return data
 
 

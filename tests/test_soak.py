@@ -84,6 +84,22 @@ def test_saved_case_replays(tmp_path):
     assert np.array_equal(back.lower, case.lower) and np.array_equal(back.upper, case.upper)
 
 
+def test_graph_slice_has_no_false_claim_no_wrong_answer_no_mismatch():
+    """A seed-fixed slice: conv, residual, max-pool and dense networks through leo's reader,
+    leo.compress, check_property and compare_exact; the slice must decide queries both ways."""
+    from benchmarks.soak_draw import Kind
+    from benchmarks.soak_nets import soak_graphs
+
+    result = soak_graphs(8, seed=5, samples=1000, failures=None)
+    t = result["total"]
+    assert t["false_claims"] == 0 and t["mismatches"] == 0 and t["errors"] == 0, result["failures"]
+    assert t["wrong_answers"] == 0 and t["truth_disagreements"] == 0, result["failures"]
+    assert t["claims"] > 20 and t["exact_networks"] >= 6
+    assert t["property"]["right"] >= 5 and t["property"]["true"] >= 1 and t["property"]["false"] >= 1
+    assert t["equivalence"]["right"] + t["equivalence"]["witness outside the box"] >= 5
+    assert all(result["by_generator"][k.value]["networks"] == 2 for k in Kind)
+
+
 def test_exact_ranges_of_tiny_weights_are_not_a_point():
     """A row of 5e-8 weights (below the LP's dual tolerance, 1e-7, unless the cost is
     normalised) still has the range its interval gives: [b - 1e-7, b + 1e-7] on [-1, 1]^2."""
