@@ -160,6 +160,7 @@ class NetworkDecl:
     outputs: tuple[TensorDecl, ...]
     equal_to: str | None = None
     isomorphic_to: str | None = None
+    flat: bool = False  # VNN-LIB 1.0: X_i index the flattened input, whatever the network's shape
 
     @property
     def input_dim(self) -> int:

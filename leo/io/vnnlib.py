@@ -417,7 +417,7 @@ def _query(reader: _Reader, box: Box | None) -> Query:
         if holds and regions[key] is not None:
             cases.append(Case(regions[key], a, c))
     networks = tuple(reader.networks) or (NetworkDecl(V1_NETWORK, (TensorDecl("X", (n_in,), "Real"),),
-                                                     (TensorDecl("Y", (n_out,), "Real"),)),)
+                                                     (TensorDecl("Y", (n_out,), "Real"),), flat=True),)
     return Query(networks, tuple(cases))
 
 

@@ -60,7 +60,7 @@ def query_networks(query: Query, networks: Mapping[str, Network]) -> tuple[Netwo
                                 f"outputs, but the query declares {decl.input_dim} and {decl.output_dim}")
         shape = net.input_shape
         declared = decl.inputs[0].shape if len(decl.inputs) == 1 else None
-        if shape is not None and declared is not None and _squeezed(shape) != _squeezed(declared):
+        if shape is not None and declared is not None and not decl.flat and _squeezed(shape) != _squeezed(declared):
             raise LeoInputError(f"network '{decl.name}' takes inputs of shape {list(shape)}, but the query "
                                 f"declares {decl.inputs[0].name} with shape {list(declared)}")
         out.append(net)
