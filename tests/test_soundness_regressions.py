@@ -63,3 +63,31 @@ def test_relax_tiny_keeps_every_feasible_point():
     relaxed = pts @ m.toarray().T
     assert np.all(relaxed >= lo2[None] - 1e-12) and np.all(relaxed <= hi2[None] + 1e-12)
     assert np.all(lo2 <= row_lo) and np.all(hi2 >= row_hi)
+
+
+def _skip_net(z, name: str):
+    from leo.network import Layer, Network
+
+    layers, k = [], 0
+    while f"{name}_{k}_bias" in z.files:
+        weights = {int(key.rsplit("_w", 1)[1]): z[key] for key in z.files if key.startswith(f"{name}_{k}_w")}
+        layers.append(Layer(weights, z[f"{name}_{k}_bias"], bool(z[f"{name}_{k}_relu"])))
+        k += 1
+    return Network(int(z[f"{name}_input_dim"]), tuple(layers))
+
+
+def test_soak_graph_net2329_equivalence_is_not_proven_where_a_point_refutes_it():
+    """A residual pair on a box with lower == upper in 4 of 6 inputs: HiGHS called the joint
+    model of compare_exact infeasible, so every cutoff solve read as a proof, and max |f - g| <= eps
+    was "proven" although both forward passes give |f_1 - g_1| = 47.9 > eps at a box point."""
+    from leo.equivalence import Verdict, compare_exact
+
+    z = np.load(DATA / "soak-graph-seed0-residual-net2329.npz")
+    f, g, x, eps = _skip_net(z, "f"), _skip_net(z, "g"), z["x"], float(z["eps"])
+    box = Box(z["lower"], z["upper"])
+    assert bool(box.contains(x[None])[0]) and np.abs(f(x[None]) - g(x[None])).max() > eps  # the truth
+    result = compare_exact(f, g, box, tolerance=eps, time_limit=10.0)
+    assert result.verdict is not Verdict.PROVEN, result
+    if result.verdict is Verdict.REFUTED:
+        assert bool(box.contains(result.counterexample[None])[0])
+        assert np.abs(f(result.counterexample[None]) - g(result.counterexample[None])).max() > eps
