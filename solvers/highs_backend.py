@@ -92,6 +92,21 @@ def new_highs() -> highspy.Highs:
     return h
 
 
+#: The thread count HiGHS's process-wide scheduler was last started with (None: not yet). HiGHS
+#: starts it once per process, at the first run, and then runs no model asking for another count:
+#: such a run ends with status "Not Set" (seen: an analysis with threads=2 after one with 1 in the
+#: same process made every LP and MILP an error, so nothing was proven).
+_scheduler_threads: list[int | None] = [None]
+
+
+def use_threads(h: highspy.Highs, threads: int) -> None:
+    """Give ``h`` ``threads`` threads, restarting HiGHS's scheduler when the count changes."""
+    if _scheduler_threads[0] not in (None, threads):
+        highspy.Highs.resetGlobalScheduler(True)
+    _scheduler_threads[0] = threads
+    h.setOptionValue("threads", threads)
+
+
 def highs_version() -> str:
     return str(new_highs().version())
 
@@ -157,7 +172,8 @@ class HighsModel:
         self.formulation = formulation
         self.is_mip = (not relax) and formulation.num_binaries > 0
         self.highs = new_highs()
-        self.highs.setOptionValue("threads", threads)
+        self.threads = threads
+        use_threads(self.highs, threads)
         self.highs.setOptionValue("mip_rel_gap", 0.0)
         # HiGHS's default (1e-6) let its MIP propagation call a feasible model infeasible on a
         # badly scaled network (the soak's seed 0, network 384: weights to 9.5e3 on a box 1e-3
@@ -257,6 +273,7 @@ class HighsModel:
             sol.col_value = start
             sol.value_valid = True
             h.setSolution(sol)
+        use_threads(h, self.threads)  # another model may have restarted the scheduler with another count
         t0 = time.perf_counter()
         h.run()
         status = h.getModelStatus()
@@ -296,7 +313,7 @@ def solve_feasibility(problem: Problem, time_limit: float, threads: int = 1) -> 
     point on ``x_cols``), ("infeasible", None), ("timeout", None) when HiGHS stopped at the
     time limit, or (why unknown, None). Only "infeasible" is a proof of anything."""
     h = new_highs()
-    h.setOptionValue("threads", threads)
+    use_threads(h, threads)
     h.setOptionValue("time_limit", float(max(time_limit, 1e-3)))
     h.passModel(_to_highs(problem, relax=False))
     h.run()

@@ -128,3 +128,24 @@ def test_threads_set_before_torch_is_imported_reach_torch() -> None:
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "2"
+
+
+def test_highs_runs_after_the_thread_count_changes_in_one_process():
+    """HiGHS starts one scheduler per process; a model asking for another thread count than the
+    first run's ended "Not Set" without running, so an analysis with threads=2 after one with 1
+    proved nothing by MILP. Both counts, in either order, now solve, and the analyses agree."""
+    from leo.encoding import build_prefix
+    from leo.verdicts import Verdict
+    from solvers.highs_backend import HighsModel
+    from solvers.result import SolveStatus
+
+    net, box = _net(), make_box(0, 1, SIZES[0])
+    enc = build_prefix(net, box, analyse(net, box, StabilityOptions(samples=0, branch=False)).all_bounds,
+                       [[Verdict.UNSTABLE] * layer.width for layer in net.layers[:-1]], upto=1)
+    for threads in (1, 2, 1, 2):
+        model = HighsModel(enc, threads=threads)
+        assert model.minimise(np.zeros(enc.num_cols), None, 10.0).status is SolveStatus.OPTIMAL, threads
+    reports = [analyse(net, box, StabilityOptions(threads=t, samples=64, branch=False))
+               for t in (1, 2)]
+    assert [lr.active for lr in reports[0].layers] == [lr.active for lr in reports[1].layers]
+    assert [lr.inactive for lr in reports[0].layers] == [lr.inactive for lr in reports[1].layers]
