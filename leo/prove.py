@@ -88,10 +88,26 @@ class _Prover:
             if use_cuts else None
         self.separator = Separator(encoding) if use_cuts else None
 
+    def _in_trouble(self, limit: float) -> bool:
+        """Whether the solver calls the prefix's LP relaxation infeasible. Every box point with
+        the network's values satisfies it, so such a solver is in numerical trouble, and its
+        cutoff solves would read as proofs ("nothing below the margin"): none may count (seen
+        in ``leo.equivalence`` on a box with lower == upper in 4 of 6 inputs). A time-out
+        proves nothing either way, and the tasks go on as usual."""
+        lp = self.lp or new_model(self.encoding, relax=True, threads=resolve(self.options.threads),
+                                  solver=self.options.solver)
+        return lp.minimise(np.zeros(self.encoding.num_cols), None, limit).status is SolveStatus.ERROR
+
     def run(self, tasks: list[Task], deadline: float | None,
             on_result: Callable[[TaskResult], None] | None) -> list[TaskResult]:
         results: list[TaskResult] = []
         known_both: set[int] = set()
+        left = self.options.time_limit if deadline is None else deadline - time.time()
+        if tasks and left >= MIN_SOLVE_SECONDS and self._in_trouble(min(self.options.time_limit, left)):
+            results = [TaskResult(t.unit, t.direction, False, -np.inf, False, (), 0.0) for t in tasks]
+            for result in results if on_result is not None else ():
+                on_result(result)
+            return results
         for i, task in enumerate(tasks):
             if results and on_result is not None:
                 on_result(results[-1])
