@@ -100,14 +100,23 @@ class _Prover:
 
     def run(self, tasks: list[Task], deadline: float | None,
             on_result: Callable[[TaskResult], None] | None) -> list[TaskResult]:
-        results: list[TaskResult] = []
-        known_both: set[int] = set()
         left = self.options.time_limit if deadline is None else deadline - time.time()
-        if tasks and left >= MIN_SOLVE_SECONDS and self._in_trouble(min(self.options.time_limit, left)):
+        checked = bool(tasks) and left >= MIN_SOLVE_SECONDS
+        if checked and self._in_trouble(min(self.options.time_limit, left)):
             results = [TaskResult(t.unit, t.direction, False, -np.inf, False, (), 0.0) for t in tasks]
+            results[0] = replace(results[0], counts=Counts(lps=1))  # the check's LP is a solve too
             for result in results if on_result is not None else ():
                 on_result(result)
             return results
+        results = self._run(tasks, deadline, on_result)
+        if checked and results:
+            results[0] = replace(results[0], counts=results[0].counts + Counts(lps=1))
+        return results
+
+    def _run(self, tasks: list[Task], deadline: float | None,
+             on_result: Callable[[TaskResult], None] | None) -> list[TaskResult]:
+        results: list[TaskResult] = []
+        known_both: set[int] = set()
         for i, task in enumerate(tasks):
             if results and on_result is not None:
                 on_result(results[-1])
