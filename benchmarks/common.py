@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -173,3 +174,16 @@ def sem(values: Sequence[float]) -> float:
     """Standard error of the mean (sample standard deviation / sqrt(n)); 0 for one value."""
     arr = np.asarray(values, dtype=np.float64)
     return float(arr.std(ddof=1) / np.sqrt(arr.size)) if arr.size > 1 else 0.0
+
+
+def git_commit() -> str:
+    """leo's git commit for the record ("-dirty" with uncommitted changes to tracked files)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return head + ("-dirty" if dirty else "")

@@ -28,7 +28,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import write_json, write_text
+from benchmarks.common import git_commit, write_json, write_text
 
 SOLVER = "leo-vnnlib"
 #: Per-test seconds given to the suite (it passes them to ``verify --timeout`` and kills at them).
@@ -54,18 +54,6 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[pkg] = "not installed"
     return out
-
-
-def _commit() -> str:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return head + ("-dirty" if dirty else "")
 
 
 def run_suite(solver: str, timeout: float, test: str | None, workdir: Path) -> dict[str, Any]:
@@ -168,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run_suite(args.solver, args.timeout, args.test, Path(tmp))
     payload = {"command": command, "suite_command": f"vnnlib-satisfactory run --solver {args.solver} "
                f"--timeout {args.timeout:g}" + (f" --test {args.test}" if args.test else ""),
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit(),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": git_commit(),
                "versions": _versions(), "environment": env_note, "report": report,
                "compliance": run_compliance(args.solver), "theory_notes": theory_notes(args.solver)}
     text = markdown(payload)

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import write_json, write_text
+from benchmarks.common import git_commit, write_json, write_text
 from leo.data import data_dir
 
 TIMEOUTS = {"acasxu": 116.0, "mnistfc": 120.0}
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = list(pool.map(lambda i: run_instance(i, args.cap, tools, nnenum), insts))
     load = {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in os.getloadavg()]}
     summary = totals(rows, tools)
-    payload = {"command": command, "commit": _commit(), "timeouts": TIMEOUTS, "cap": args.cap,
+    payload = {"command": command, "commit": git_commit(), "timeouts": TIMEOUTS, "cap": args.cap,
                "load_average": load, "nnenum": nnenum_found, "instances": rows, "totals": summary}
     if args.json:
         write_json(args.json, payload)
@@ -249,19 +249,6 @@ def main(argv: list[str] | None = None) -> int:
         write_text(args.markdown, text)
     print(text)
     return 1 if any(summary[t]["contradictions"] for t in tools if t.startswith("leo")) else 0
-
-
-def _commit() -> str:
-    """leo's git commit for the record ("-dirty" with uncommitted changes to tracked files)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return head + ("-dirty" if dirty else "")
 
 
 def merged(paths: list[str], tools: tuple[str, ...], command: str, json_path: str | None,
