@@ -1,7 +1,7 @@
 """ACAS Xu 1_1 ... 1_9: full-domain stability analysis over property 7's box.
 
 Per network: leo's analysis as ``leo verify NET --vnnlib prop_7.vnnlib --time-budget 60 --branch``
-runs it (``leo.stability.analyse``), with the branch-and-bound phase (``leo.branch.search_each``:
+runs it (``leo.stability.analysis.analyse``), with the branch-and-bound phase (``leo.bab.input_split.search_each``:
 one input-splitting tree per layer for all its open units, CROWN bounds, an in-leaf gradient
 attack whose points count only by the forward pass) before the MILPs: seconds, units proven
 stable (and how many by the phase), units shown unstable (a witness pair), units left open;
@@ -26,10 +26,10 @@ import torch
 from benchmarks.common import write_json, write_text
 from leo.api import as_network
 from leo.data import data_dir
-from leo.domain import Box
-from leo.network import Network
-from leo.report import StabilityReport
-from leo.stability import StabilityOptions, analyse
+from leo.core.domain import Box
+from leo.core.network import Network
+from leo.stability.report import StabilityReport
+from leo.stability.analysis import StabilityOptions, analyse
 from leo.io.vnnlib import read_vnnlib
 
 NETWORKS = [f"ACASXU_run2a_1_{i}_batch_2000.onnx" for i in range(1, 10)]
@@ -101,7 +101,7 @@ def markdown(rows: list[dict[str, Any]], command: str, budget: float) -> str:
              f"Command: `{command}`", "",
              f"leo's analysis as `leo verify NET --vnnlib prop_7.vnnlib --time-budget {budget:g} --branch` runs it "
              "(the API equivalent, `analyse(..., StabilityOptions(time_budget, branch=True))`): the branch-and-bound "
-             "phase (leo/branch.py `search_each`: one input-splitting tree per layer for all its open units, CROWN "
+             "phase (leo/bab/input_split.py `search_each`: one input-splitting tree per layer for all its open units, CROWN "
              "bounds, an in-leaf gradient attack confirmed by the forward pass) before the MILPs; and without it "
              "(`--no-branch`; the default runs the phase on layers whose MILPs carry 24+ binaries). 10^6 samples check every stable claim of both. "
              f"Load average at the start: {_load()}.", "",

@@ -49,11 +49,11 @@ from leo.approx.finetune import FinetuneOptions
 from leo.approx.linearity import LinearityOptions, linearity_fusion
 from leo.approx.pq_index import PQOptions, count_nonzero, pq_prune
 from leo.approx.report import ApproxReport, DataSplit
-from leo.compose import ChainData, ChainOptions, ExactReport, chain_summary, interference, run_chain
-from leo.domain import make_box
+from leo.reduction.compose import ChainData, ChainOptions, ExactReport, chain_summary, interference, run_chain
+from leo.core.domain import make_box
 from leo.io.torch_io import from_module
-from leo.network import Network
-from leo.stability import StabilityOptions
+from leo.core.network import Network
+from leo.stability.analysis import StabilityOptions
 from leo.train import accuracy
 
 HIDDEN = (100, 100)

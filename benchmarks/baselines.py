@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from leo.bounds import LayerBounds, interval_layer
-from leo.domain import Box
-from leo.network import Network
+from leo.bounds.propagate import LayerBounds, interval_layer
+from leo.core.domain import Box
+from leo.core.network import Network
 
 MARGIN = 1e-6  # leo's StabilityOptions.margin
 

@@ -50,9 +50,9 @@ from torch import nn
 
 import leo
 from benchmarks.common import random_batches, train_cnn
-from leo.network import Network, channel_summary
-from leo.reduce import reduce
-from leo.stability import StabilityOptions
+from leo.core.network import Network, channel_summary
+from leo.reduction.reduce import reduce
+from leo.stability.analysis import StabilityOptions
 
 NETWORKS = Path(__file__).parent / "networks"
 EPSILONS = (0.01, 0.03, 0.05)

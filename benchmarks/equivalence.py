@@ -91,7 +91,7 @@ def prune_onnx(src: Path, dst: Path, fraction: float) -> None:
 def compressed_onnx(src: Path, dst: Path, lower: np.ndarray, upper: np.ndarray, budget: float) -> dict[str, Any]:
     """leo's lossless compression of ``src`` over the domain, saved as ONNX."""
     import leo
-    from leo.stability import StabilityOptions
+    from leo.stability.analysis import StabilityOptions
 
     shape = (1, 1, 1, 5)
     res = leo.compress(str(src), lower.reshape(shape), upper.reshape(shape), StabilityOptions(time_budget=budget))
@@ -151,8 +151,8 @@ def ort_diff(f: Path, g: Path, x: np.ndarray) -> float:
 def dense_diff(f: Path, g: Path, lower: np.ndarray, upper: np.ndarray, n: int) -> float:
     """max |f - g| over ``n`` random domain points and the corners, by leo's float64 forward pass."""
     from leo.api import as_network
-    from leo.domain import Box
-    from leo.equivalence import sample_points
+    from leo.core.domain import Box
+    from leo.queries.equivalence import sample_points
 
     nf, ng = as_network(str(f)), as_network(str(g))
     pts = sample_points(Box(lower, upper), n, np.random.default_rng(7))
@@ -174,9 +174,9 @@ def solve(entry: Entry, f: Path, g: Path, query: Path, lower: np.ndarray, upper:
 
 def _solve_vnnlib(f: Path, g: Path, query: Path, lower: np.ndarray, upper: np.ndarray, eps: float,
                   timeout: float) -> tuple[str, float, str, np.ndarray | None]:
-    """``leo-vnnlib verify`` (run as ``python -m leo.vnnlib_cli`` so an editable checkout needs no
+    """``leo-vnnlib verify`` (run as ``python -m leo.cli.vnnlib`` so an editable checkout needs no
     reinstall); seconds include its start-up."""
-    cmd = [sys.executable, "-m", "leo.vnnlib_cli", "verify", str(query), "--network", f"f={f}",
+    cmd = [sys.executable, "-m", "leo.cli.vnnlib", "verify", str(query), "--network", f"f={f}",
            "--network", f"g={g}", "--timeout", f"{timeout:g}"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 120)
@@ -191,7 +191,7 @@ def _solve_closeness(f: Path, g: Path, query: Path, lower: np.ndarray, upper: np
                      timeout: float) -> tuple[str, float, str, np.ndarray | None]:
     from leo.api import as_network
     from leo.core.product import closeness
-    from leo.domain import Box
+    from leo.core.domain import Box
 
     res = closeness(as_network(str(f)), as_network(str(g)), Box(lower, upper), eps, timeout)
     return res.answer.value, res.seconds, res.how, res.counterexample
@@ -215,7 +215,7 @@ def parse_verdict(stdout: str) -> tuple[str, np.ndarray | None]:
 
 def exact_check(f: Path, g: Path, lower_npy: Path, upper_npy: Path, eps: float, timeout: float) -> str:
     """``leo check --exact`` with tolerance ε: its verdict and seconds, or that it did not finish."""
-    cmd = [sys.executable, "-m", "leo.cli", "check", str(f), str(g), "--lower", str(lower_npy), "--upper",
+    cmd = [sys.executable, "-m", "leo.cli.main", "check", str(f), str(g), "--lower", str(lower_npy), "--upper",
            str(upper_npy), "--exact", "--tolerance", repr(eps), "--time-limit", f"{timeout / 10:g}", "-q",
            "--points", "10000"]
     t0 = time.perf_counter()
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                     "existing results, keeping the others (the command of each run is listed)")
     ap.add_argument("--work", default=None, help="folder for the copies and queries (default: a temporary one)")
     args = ap.parse_args(argv)
-    from leo.threads import set_threads
+    from leo.core.threads import set_threads
 
     set_threads(1)
     grid = FULL if args.full else REDUCED

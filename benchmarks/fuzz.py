@@ -10,9 +10,9 @@ TorchScript archive and an ONNX file, with a VNN-LIB property on its box. From e
 deleted or duplicated lines, bad numbers, unbalanced parentheses) plus fixed cases
 (empty files, a directory, JSON given as a model, a text file named ``.pt``, a missing
 file, pickles whose unpickling would write a marker file) go through every command that
-reads them. Each case runs in-process through ``leo.cli.main`` (stdout and stderr
+reads them. Each case runs in-process through ``leo.cli.main.main`` (stdout and stderr
 captured at the Python and the file-descriptor level), ``--subprocess`` of them through
-``python -m leo.cli`` too.
+``python -m leo.cli.main`` too.
 
 A case **passes** when: the exit code is 2, or 0/1/3 and the corrupted file still loads
 as a model (``leo.load_network``) or still parses as a property (``legitimate``); with
@@ -283,10 +283,10 @@ def _alarm(signum: int, frame: object) -> None:  # noqa: ARG001
 
 
 def run_in_process(argv: Sequence[str]) -> tuple[int | None, str, str, list[str]]:
-    """``leo.cli.main(argv)``: exit code, stdout, stderr, and anything that escaped main."""
+    """``leo.cli.main.main(argv)``: exit code, stdout, stderr, and anything that escaped main."""
     import logging
 
-    from leo.cli import main
+    from leo.cli.main import main
 
     def reset_logging() -> None:  # main's logging.basicConfig binds sys.stderr as it is at the call
         for handler in list(logging.root.handlers):
@@ -319,11 +319,11 @@ def run_in_process(argv: Sequence[str]) -> tuple[int | None, str, str, list[str]
 
 
 def run_subprocess(argv: Sequence[str], cwd: Path) -> tuple[int | None, str, str, list[str]]:
-    """``python -m leo.cli argv`` in ``cwd``."""
+    """``python -m leo.cli.main argv`` in ``cwd``."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS=os.environ.get("PYTHONWARNINGS", ""))
     env.pop("LEO_DEBUG", None)
     try:
-        p = subprocess.run([sys.executable, "-m", "leo.cli", *argv], cwd=cwd, capture_output=True, text=True,
+        p = subprocess.run([sys.executable, "-m", "leo.cli.main", *argv], cwd=cwd, capture_output=True, text=True,
                            timeout=CASE_SECONDS + 60, env=env)
     except subprocess.TimeoutExpired:
         return None, "", "", [f"hang: still running after {CASE_SECONDS + 60} s"]
@@ -603,7 +603,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--variants", type=int, default=40, help="corrupted copies per format")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--subprocess", type=int, default=12, help="cases also run through python -m leo.cli")
+    p.add_argument("--subprocess", type=int, default=12, help="cases also run through python -m leo.cli.main")
     p.add_argument("--commands", default=None, help="comma-separated case commands to run (default: all), "
                    "e.g. verify,property,verify-vnnlib")
     p.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it (to reproduce failures)")

@@ -53,11 +53,11 @@ from leo.approx.finetune import FinetuneOptions, finetune
 from leo.approx.linearity import LinearityOptions, activation_rates, linearity_fusion, paper_size
 from leo.approx.pq_index import (PQOptions, apply_masks, count_nonzero, count_weights, drop_dead_units, full_masks,
                                  magnitude_round, sap_round)
-from leo.compose import ChainData, ChainOptions, ExactReport, run_chain
-from leo.domain import make_box
+from leo.reduction.compose import ChainData, ChainOptions, ExactReport, run_chain
+from leo.core.domain import make_box
 from leo.io.torch_io import from_module
-from leo.network import Network
-from leo.stability import StabilityOptions
+from leo.core.network import Network
+from leo.stability.analysis import StabilityOptions
 from leo.train import init_mlp
 
 SEED = 0

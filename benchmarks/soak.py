@@ -282,13 +282,13 @@ class Outcome:
 
 
 def _network(case: Case):  # noqa: ANN202 - leo.Network
-    from leo.network import mlp
+    from leo.core.network import mlp
 
     return mlp(list(case.weights), list(case.biases))
 
 
 def _options(case: Case, time_limit: float, index: int):  # noqa: ANN202 - leo.StabilityOptions
-    from leo.stability import StabilityOptions
+    from leo.stability.analysis import StabilityOptions
 
     return StabilityOptions(time_limit=time_limit, seed=index, **OPTION_SETS[case.options])
 

@@ -5,14 +5,14 @@ set). Per disjunct, rows P are drawn (unit rows, differences of two outputs, ran
 and offsets c0 = P y(x_s) at a sampled point; the enumeration gives the exact minimum over
 the box of the excess max_i (P_i y - c0_i), m0, one LP per region. The thresholds are then
 c = c0 + m0 - mu, so the true minimum excess is exactly mu, drawn clear of 0 (``MARGIN_*``):
-the disjunct is reachable iff mu < 0. An answer of ``leo.property.check_property`` is
+the disjunct is reachable iff mu < 0. An answer of ``leo.queries.property.check_property`` is
 **wrong** when it says SAT with a point the module's own forward pass does not put in the
 unsafe set, or UNSAT while an LP optimum of the enumeration is, by that forward pass, in it
 by more than the tolerance.
 
 An **equivalence** query compares a network f with a copy g (a few weights perturbed, or
 leo's compression of f): the enumeration over the joint network f - g gives D = max over
-the box of max_i |f_i - g_i|, and epsilon is drawn around D (``leo.equivalence.compare_exact``
+the box of max_i |f_i - g_i|, and epsilon is drawn around D (``leo.queries.equivalence.compare_exact``
 with that tolerance). PROVEN while an enumeration point shows |f - g| > epsilon + tol, or
 REFUTED with a point whose forward passes give |f - g| <= epsilon, is a **wrong answer**.
 
@@ -38,7 +38,7 @@ MARGIN_FLOOR = 1e-4
 MARGIN_LOG = (-3.0, -0.5)
 #: A point confirms a query's truth when its excess clears 0 by this x (1 + largest |output|).
 QUERY_RTOL = 1e-6
-#: leo's own confirmation tolerance on the excess (``leo.property.CHECK_TOL``), absolute.
+#: leo's own confirmation tolerance on the excess (``leo.queries.property.CHECK_TOL``), absolute.
 LEO_CHECK_TOL = 1e-6
 
 
@@ -91,8 +91,8 @@ def property_query(rng: np.random.Generator, e: Enumeration, regions: Regions, f
     """Draw a property on the graph's outputs, find its truth, ask leo, compare."""
     import time
 
-    from leo.domain import Box
-    from leo.property import Answer, Inequality, OutputProperty, check_property
+    from leo.core.domain import Box
+    from leo.queries.property import Answer, Inequality, OutputProperty, check_property
 
     y = forward(pts)
     ymax = float(np.abs(y).max()) if y.size else 0.0
@@ -148,8 +148,8 @@ def equivalence_query(rng: np.random.Generator, f: Graph, g: Graph, lower: np.nd
     ``compare_exact``, compare."""
     import time
 
-    from leo.domain import Box
-    from leo.equivalence import Verdict as Check, compare_exact
+    from leo.core.domain import Box
+    from leo.queries.equivalence import Verdict as Check, compare_exact
 
     y = forward_f(pts)
     ymax = float(np.abs(y).max()) if y.size else 0.0

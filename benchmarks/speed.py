@@ -13,7 +13,7 @@ hidden units are stably active or inactive:
 
 * ``naive``: LEO 2020, Pyomo big-M MILPs with interval big-M, max and min per unit;
 * ``omlt``: OMLT's ``ReluBigMFormulation``, max and min per unit;
-* ``leo``: ``leo.stability.analyse`` with ``engine="unit"``;
+* ``leo``: ``leo.stability.analysis.analyse`` with ``engine="unit"``;
 * ``leo-network``: ``analyse`` with ``engine="network"``;
 * ``leo-60s``: ``leo`` with a time budget of 60 s for the whole analysis
   (``StabilityOptions.time_budget``): what leo proves when it must answer within the
@@ -52,9 +52,9 @@ from typing import Any
 
 import numpy as np
 
-from leo.domain import Box
-from leo.network import Network
-from leo.threads import DEFAULT_THREADS, resolve, set_threads
+from leo.core.domain import Box
+from leo.core.network import Network
+from leo.core.threads import DEFAULT_THREADS, resolve, set_threads
 
 #: leo with each MILP back-end other than HiGHS (``leo`` itself runs HiGHS).
 BACKEND_METHODS = {"leo-scip": "scip", "leo-gurobi": "gurobi"}
@@ -66,7 +66,7 @@ QUICK_BASELINE_CAP = 120.0
 QUICK_LEO_CAP = 60.0
 KILL_GRACE = 30.0  # seconds past the cap before a process is killed (model building is not interruptible)
 SEED = 0
-# the thread variables set for every method's process (leo.threads sets the rest)
+# the thread variables set for every method's process (leo.core.threads sets the rest)
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -98,7 +98,7 @@ SPECS = (
 def _leo(engine: str, time_limit: float | None, budget: float | None = None, threads: int = DEFAULT_THREADS,
          solver: str | None = None) -> Callable[[Network, Box, float | None], dict[str, Any]]:
     def run(network: Network, box: Box, cap: float | None) -> dict[str, Any]:  # noqa: ARG001 - killed at the cap
-        from leo.stability import StabilityOptions, analyse
+        from leo.stability.analysis import StabilityOptions, analyse
 
         kwargs: dict[str, Any] = {} if time_limit is None else {"time_limit": time_limit}
         if budget is not None:
@@ -132,7 +132,7 @@ def _leo(engine: str, time_limit: float | None, budget: float | None = None, thr
 def method_function(name: str, leo_time_limit: float | None = None, threads: int = DEFAULT_THREADS
                     ) -> Callable[[Network, Box, float | None], dict[str, Any]]:
     """The method by name; ``leo_time_limit`` is leo's per-MILP limit (None: its default);
-    ``threads`` leo's thread setting (``leo.threads``)."""
+    ``threads`` leo's thread setting (``leo.core.threads``)."""
     from benchmarks import baselines
 
     table: dict[str, Callable[[Network, Box, float | None], dict[str, Any]]] = {
@@ -150,7 +150,7 @@ def method_function(name: str, leo_time_limit: float | None = None, threads: int
 
 def _warm_imports(name: str) -> None:
     """Import what a method needs before its clock starts."""
-    import leo.stability  # noqa: F401
+    import leo.stability.analysis  # noqa: F401
     if name in ("naive", "omlt"):
         import pyomo.contrib.appsi.solvers  # noqa: F401
         import pyomo.environ  # noqa: F401
@@ -199,7 +199,7 @@ def measure(name: str, network: Network, box: Box, cap: float | None, isolate: b
             grace: float = KILL_GRACE, leo_time_limit: float | None = None,
             threads: int = DEFAULT_THREADS) -> dict[str, Any]:
     """Run one method, in a fresh process when ``isolate`` (killed at cap + grace), with
-    ``threads`` for torch, BLAS and HiGHS (``leo.threads``; 0: one per core)."""
+    ``threads`` for torch, BLAS and HiGHS (``leo.core.threads``; 0: one per core)."""
     if not isolate:
         return run_method(name, network, box, cap, leo_time_limit, threads)
     ctx = mp.get_context("spawn")
@@ -329,7 +329,7 @@ def benchmark(networks: Sequence[tuple[str, Network]], methods: Sequence[str],
 def weight_counts(network: Network) -> dict[str, Any]:
     """How many weights the network has, and how many nonzero ones leo leaves out of its
     MILP rows for being below ``DROP_TOL``."""
-    from leo.encoding import DROP_TOL
+    from leo.bounds.encoding import DROP_TOL
 
     ws = [np.asarray(w) for layer in network.layers for w in layer.weights.values()]
     tiny = sum(int(np.sum((np.abs(w) < DROP_TOL) & (w != 0))) for w in ws)
@@ -449,7 +449,7 @@ def _exact(r: dict[str, Any]) -> bool:
 
 def leo_defaults() -> dict[str, Any]:
     """leo's default options that the text names, recorded with each run."""
-    from leo.stability import StabilityOptions
+    from leo.stability.analysis import StabilityOptions
 
     d = StabilityOptions()
     return {"time_limit": d.time_limit, "samples": d.samples, "margin": d.margin, "solver": d.solver}
@@ -471,7 +471,7 @@ def method_notes(data: dict[str, Any]) -> list[str]:
         "network (`spawn`), so peak MiB is that process's `ru_maxrss`; it includes the interpreter, "
         "torch and Pyomo (`baseline_mib` in the JSON: the peak before the method starts), and "
         "'+ over start' is what the method added on top (0 when it stayed below the import peak).",
-        f"Threads for every method: {threads} (`--threads`; 0 = one per core): `leo.threads.set_threads` gives "
+        f"Threads for every method: {threads} (`--threads`; 0 = one per core): `leo.core.threads.set_threads` gives "
         "torch, numpy's BLAS and the solver that many, and OMP/OPENBLAS/MKL_NUM_THREADS are set to it too.",
         "naive = LEO (CPAIOR 2020): per hidden layer one Pyomo big-M model of the prefix (interval "
         "big-M only; units proven stable by interval arithmetic or an earlier MILP fixed, no binary), "
@@ -615,7 +615,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--from-json", type=Path, default=None,
                    help="re-render the markdown and plot from a JSON written earlier (no run)")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                   help="threads for torch, BLAS and HiGHS in every method (leo.threads; 0: one per core); "
+                   help="threads for torch, BLAS and HiGHS in every method (leo.core.threads; 0: one per core); "
                         "recorded in the JSON")
     args = p.parse_args(argv)
     full = not args.quick and args.networks is None and args.methods is None and args.from_json is None

@@ -4,7 +4,7 @@ For each (width, l1) row: train N MNIST networks 784-w-w-10 (seeds 0..N-1) with 
 paper's recipe (``leo.train`` defaults: SGD lr 0.01, momentum 0.9, batch 128, lr x0.1
 at 50/120 and 100/120 of the run, 56,250 steps = the paper's 120 epochs of 60k
 images), prove every hidden unit stable or not over [0, 1]^784 with the exact
-pipeline (``leo.stability.analyse``), reduce (``leo.reduce.reduce``), and report
+pipeline (``leo.stability.analysis.analyse``), reduce (``leo.reduction.reduce.reduce``), and report
 mean +- standard error of test accuracy before / after compression, units removed
 per layer, compression (share of hidden units removed) and the median analysis time.
 Rows past the paper (more l1, the RS loss) follow, with ``"paper": null``.
@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import RESULTS, get_network, mnist, network_name, sem, short, write_json, write_text
-from leo.domain import make_box
+from leo.core.domain import make_box
 from leo.io.torch_io import from_module
-from leo.reduce import reduce
-from leo.stability import StabilityOptions, analyse
-from leo.threads import DEFAULT_THREADS, set_threads
+from leo.reduction.reduce import reduce
+from leo.stability.analysis import StabilityOptions, analyse
+from leo.core.threads import DEFAULT_THREADS, set_threads
 from leo.train import PAPER_STEPS, accuracy
 
 DEPTH = 2  # hidden layers of every Table 1 network
@@ -288,9 +288,9 @@ def markdown(rows: list[dict[str, Any]], command: str, comment: str | None = Non
               "training images)." if rows[0].get("train_images") else ".") if steps == [PAPER_STEPS] else "."),
         f"- **Data**: {rows[0]['data']}.",
         f"- **Analysis**: every hidden unit proven stably active / inactive or shown unstable over "
-        f"{rows[0]['domain']} by `leo.stability.analyse` (bounds, witnesses, one MILP per open unit with "
+        f"{rows[0]['domain']} by `leo.stability.analysis.analyse` (bounds, witnesses, one MILP per open unit with "
         f"{', '.join(sorted({s for r in rows for s in r.get('solvers', []) if s})) or 'the default solver'}, "
-        f"{rows[0]['stability_options']['time_limit']:g} s per solve), then `leo.reduce.reduce`.",
+        f"{rows[0]['stability_options']['time_limit']:g} s per solve), then `leo.reduction.reduce.reduce`.",
         "- **Removed** = original width − width after reduction: stably inactive units deleted + stably "
         "active units folded (their weight rows are linear combinations of other active rows) + all units "
         "of a layer merged away (all of its units stably active). **Compression** = removed / all hidden units.",
@@ -554,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="re-render the markdown and plot from a JSON written earlier (no training)")
     parser.add_argument("--comment", default=None, help="a sentence added to the markdown (e.g. why N networks)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                        help="threads for torch, BLAS and HiGHS, training and analysis (leo.threads; 0: one per core)")
+                        help="threads for torch, BLAS and HiGHS, training and analysis (leo.core.threads; 0: one per core)")
     args = parser.parse_args(argv)
     if args.networks < 1:
         parser.error("--networks must be at least 1")

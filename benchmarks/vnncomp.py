@@ -77,7 +77,7 @@ def _run(cmd: list[str], limit: float) -> tuple[str, float, str]:
 def run_leo(inst: dict[str, Any], timeout: float, compress_first: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "result.txt"
-        cmd = [sys.executable, "-m", "leo.cli", "property", str(inst["onnx_path"]), str(inst["vnnlib_path"]),
+        cmd = [sys.executable, "-m", "leo.cli.main", "property", str(inst["onnx_path"]), str(inst["vnnlib_path"]),
                "--time-limit", str(timeout), "--results", str(results), "-q"]
         if compress_first:
             cmd.append("--compress-first")

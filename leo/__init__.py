@@ -11,7 +11,7 @@ Public API (everything else is internal):
     set_threads                      the one thread policy (torch, BLAS, HiGHS); default 1
     LeoInputError                    bad input, with a message saying how to fix it
 
-The names are imported on first use (PEP 562), so that ``import leo.cli`` or ``leo property``
+The names are imported on first use (PEP 562), so that ``import leo.cli.main`` or ``leo property``
 on an ONNX file does not pay for ``import torch`` (4-14 s on the shared machine) unless a
 step needs it.
 """
@@ -26,28 +26,26 @@ __version__ = "0.1.0"
 #: Public name -> the module that defines it.
 _WHERE = {
     "Compression": "leo.api", "as_network": "leo.api", "compress": "leo.api", "verify": "leo.api",
-    "Box": "leo.domain", "make_box": "leo.domain",
+    "Box": "leo.core.domain", "make_box": "leo.core.domain",
     "LeoInputError": "leo.errors",
     "load_network": "leo.io", "save_network": "leo.io",
-    "Layer": "leo.network", "Network": "leo.network", "mlp": "leo.network",
-    "StabilityOptions": "leo.stability", "analyse": "leo.stability",
-    "set_threads": "leo.threads",
+    "Layer": "leo.core.network", "Network": "leo.core.network", "mlp": "leo.core.network",
+    "StabilityOptions": "leo.stability.analysis", "analyse": "leo.stability.analysis",
+    "set_threads": "leo.core.threads",
+    "reduce": "leo.reduction.reduce",
 }
 
-# ``leo.reduce`` is both a submodule and a function: importing the submodule anywhere would
-# bind the module to the name, so the function is imported now (numpy and scipy, no torch).
-from leo.reduce import reduce  # noqa: E402
-
-__all__ = sorted([*_WHERE, "reduce"])
+__all__ = sorted(_WHERE)
 
 if TYPE_CHECKING:
     from leo.api import Compression, as_network, compress, verify
-    from leo.domain import Box, make_box
+    from leo.core.domain import Box, make_box
     from leo.errors import LeoInputError
     from leo.io import load_network, save_network
-    from leo.network import Layer, Network, mlp
-    from leo.stability import StabilityOptions, analyse
-    from leo.threads import set_threads
+    from leo.core.network import Layer, Network, mlp
+    from leo.stability.analysis import StabilityOptions, analyse
+    from leo.core.threads import set_threads
+    from leo.reduction.reduce import reduce
 
 
 def __getattr__(name: str) -> Any:

@@ -12,16 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from leo.certificate import build_certificate
-from leo.domain import Box, make_box
-from leo.equivalence import CheckResult, compare_sampled
+from leo.certify.certificate import build_certificate
+from leo.core.domain import Box, make_box
+from leo.queries.equivalence import CheckResult, compare_sampled
 from leo.io.files import Replace
 from leo.io.load import BUILTIN_PREFIX, builtin_models, load_network, resolve_path  # noqa: F401 - public here too
 from leo.io.shape import parse_input_shape, with_input_shape
-from leo.network import SOURCE_PATH, Network
-from leo.reduce import Reduction, reduce
-from leo.report import StabilityReport
-from leo.stability import ProgressFn, StabilityOptions, analyse
+from leo.core.network import SOURCE_PATH, Network
+from leo.reduction.reduce import Reduction, reduce
+from leo.stability.report import StabilityReport
+from leo.stability.analysis import ProgressFn, StabilityOptions, analyse
 
 ModelLike = Any  # Network | torch.nn.Module | str | Path
 
@@ -128,7 +128,7 @@ class Compression:
         as leo read it, in float64, to ``original_path(PATH)``, which the certificate names
         too: so ``leo audit CERT`` needs nothing else. Returns the model's and the certificate's
         paths. Nothing replaces the original model; existing files only with ``overwrite``."""
-        from leo.certificate import seal
+        from leo.certify.certificate import seal
         from leo.io.files import atomic_write, plan_outputs, sha256
         from leo.io.save import certificate_path, check_output_path, save_network
 
@@ -203,7 +203,7 @@ def _pruned_module(model: ModelLike, net: Network, step: ExactStep, box: Box, ch
 #: linear map goes to the layers that read it through skip connections, so only unstable
 #: units keep a ReLU. Both are exact on the box; on conv networks "leo" can make the
 #: lowered weights denser (folding into a basis of hundreds of rows), "flat" keeps them sparse.
-#: "structured" (``leo.structured``): conv layers lose whole channels whose units are all
+#: "structured" (``leo.reduction.structured``): conv layers lose whole channels whose units are all
 #: stably inactive and stay convolutions (written as Conv nodes / nn.Conv2d), dense layers
 #: as "leo"; ``reduction.dead_channels`` names the channels removed.
 FORMS = ("leo", "flat", "structured")
@@ -223,7 +223,7 @@ def exact_step(net: Network, box: Box, options: StabilityOptions = StabilityOpti
                data: np.ndarray | None = None, progress: ProgressFn | None = None,
                check_points: int = 10_000, form: str = "leo") -> ExactStep:
     """Prove stability on the box, reduce, and check the result on sampled points of the
-    box. The one exact step: ``compress`` and the chains of ``leo.compose`` both run it,
+    box. The one exact step: ``compress`` and the chains of ``leo.reduction.compose`` both run it,
     so they cannot drift apart. A reduced network that differs on a sampled point is a
     bug in leo (RuntimeError), never a result."""
     if form not in FORMS:
@@ -232,7 +232,7 @@ def exact_step(net: Network, box: Box, options: StabilityOptions = StabilityOpti
         raise LeoInputError(f"unknown form {form!r}; choose one of {', '.join(FORMS)}")
     report = analyse(net, box, _within_budget(net, box, options, check_points), data=data, progress=progress)
     if form == "structured":
-        from leo.structured import reduce_structured
+        from leo.reduction.structured import reduce_structured
 
         reduction = reduce_structured(net, report)
     else:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from leo.errors import LeoInputError
-from leo.network import Network
+from leo.core.network import Network
 
 PAPER_STEPS = 56_250  # 120 epochs x 60,000 images / batch 128 (468.75 steps per epoch)
 _DROPS = (50 / 120, 100 / 120)  # fractions of the steps at which lr is multiplied by 0.1

@@ -11,6 +11,7 @@ imported only when asked for, so a missing extra costs nothing.
 
 from __future__ import annotations
 
+import enum
 import functools
 import importlib
 import importlib.util
@@ -22,8 +23,16 @@ import scipy.sparse as sp
 
 from solvers.result import SolveResult
 
+class Solver(enum.StrEnum):
+    """A MILP/LP back-end; ``Solver(text)`` reads the name a user types."""
+
+    HIGHS = "highs"
+    SCIP = "scip"
+    GUROBI = "gurobi"
+
+
 #: Every back-end leo knows, the default first.
-SOLVERS = ("highs", "scip", "gurobi")
+SOLVERS = tuple(s.value for s in Solver)
 
 #: The module that provides each back-end, and the import name of its solver package.
 _MODULES = {"highs": "solvers.highs_backend", "scip": "solvers.scip_backend", "gurobi": "solvers.gurobi_backend"}

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from leo.bounds import cheap_bounds
-from leo.domain import make_box
-from leo.network import Network, mlp
-from leo.encoding import build_prefix
-from leo.verdicts import Verdict as UnitState
+from leo.bounds.propagate import cheap_bounds
+from leo.core.domain import make_box
+from leo.core.network import Network, mlp
+from leo.bounds.encoding import build_prefix
+from leo.core.verdicts import Verdict as UnitState
 
 
 def random_mlp(rng: np.random.Generator, sizes: list[int], bias_shift: float = 0.0) -> Network:

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 import leo
-from leo.cli import main
+from leo.cli.main import main
 from leo.errors import LeoInputError
 from leo.exitcodes import ExitCode
-from leo.verdicts import Verdict
+from leo.core.verdicts import Verdict
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
@@ -44,7 +44,7 @@ def _torch_builtin(x: np.ndarray) -> np.ndarray:
 
 
 def test_the_readme_snippet_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from leo.audit import audit
+    from leo.certify.audit import audit
 
     monkeypatch.chdir(tmp_path)
     printed = io.StringIO()

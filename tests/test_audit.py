@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import leo
-from leo.cli import main
+from leo.cli.main import main
 from leo.io.load import load_network
 from leo.io.save import certificate_path
 
@@ -161,7 +161,7 @@ def test_python_api_writes_the_model_then_a_certificate_audit_accepts(tmp_path):
     from leo.io.files import sha256
 
     assert cert["compressed"]["sha256"] == sha256(out) and cert["original"]["sha256"] == sha256(model)
-    from leo.audit import audit
+    from leo.certify.audit import audit
 
     assert audit(cert_path).code == 0
     with pytest.raises(leo.LeoInputError, match="exists"):
@@ -183,7 +183,7 @@ class _Mine(nn.Module):
 def test_in_memory_module_certificate_audits_with_no_other_file(tmp_path, suffix):
     """The original is written beside the model (as leo read it, float64) and named by sha256."""
     from leo.api import original_path
-    from leo.audit import audit
+    from leo.certify.audit import audit
     from leo.io.files import sha256
 
     module = _Mine()
@@ -261,7 +261,7 @@ def test_swapped_compressed_file_is_refuted(capsys, tmp_path, planted):
 def test_edited_weight_in_compressed_file_is_refuted(capsys, tmp_path, planted):
     """Same shapes, one weight off by 1e-4 (far above float32 rounding), hash re-recorded."""
     from leo.io.files import sha256
-    from leo.network import Layer, Network
+    from leo.core.network import Layer, Network
 
     _, out, cert = planted
     small = load_network(out)
@@ -315,7 +315,7 @@ def test_undecided_when_the_milp_runs_out_of_time(capsys, tmp_path, monkeypatch)
     model = _save(_milp_needed(), tmp_path / "net.pt")
     out = tmp_path / "small.pt"
     _compress(capsys, model, out, "-1", "1")
-    import leo.audit as audit_module
+    import leo.certify.audit as audit_module
 
     def no_time(self, prob, c, cutoff):  # noqa: ANN001 - a MILP that stopped at its limit with a weak bound
         return -1.0, None, False
@@ -345,9 +345,9 @@ def test_audit_finds_files_beside_the_certificate(capsys, tmp_path, planted):
 
 
 def test_audit_shares_no_code_with_the_prover():
-    tree = ast.parse((Path(leo.__file__).parent / "audit.py").read_text())
+    tree = ast.parse((Path(leo.__file__).parent / "certify" / "audit.py").read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    forbidden = [m for m in imported if m.startswith(("leo.stability", "leo.bounds", "leo.engine_", "solvers",
-                                                       "leo.reduce", "leo.certificate"))]
+    forbidden = [m for m in imported if m.startswith(("leo.stability", "leo.bounds", "leo.search", "leo.bab", "solvers",
+                                                       "leo.reduction", "leo.certify.certificate"))]
     assert not forbidden

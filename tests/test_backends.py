@@ -2,7 +2,7 @@
 
 Truth: exact ranges of a unit by enumerating activation patterns with scipy's linprog
 (tests/conftest.exact_ranges), dense sampling, and the network's own forward pass. The
-problems are leo's production encodings (``leo.stability.prefix_formulation``), small
+problems are leo's production encodings (``leo.stability.analysis.prefix_formulation``), small
 enough for Gurobi's size-limited pip licence. A back-end that is not installed here is
 skipped (``available()``), never faked.
 """
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from leo.domain import make_box
-from leo.stability import StabilityOptions, prefix_formulation
+from leo.core.domain import make_box
+from leo.stability.analysis import StabilityOptions, prefix_formulation
 from solvers import backend
 from solvers.backend import available, backend_version, new_model
 from solvers.result import SolveStatus
@@ -365,9 +365,9 @@ def test_speed_benchmark_runs_every_installed_backend(monkeypatch):
 
     methods = [m for m in speed.default_methods() if m.startswith("leo") and m != "leo-60s"]
     assert {speed.BACKEND_METHODS[m] for m in methods if m in speed.BACKEND_METHODS} == set(SOLVERS) - {"highs"}
-    import leo.stages
+    import leo.stability.stages
 
-    monkeypatch.setattr(leo.stages, "BRANCH_INPUTS", 0)  # the solvers' path: no branch and bound on 4 inputs
+    monkeypatch.setattr(leo.stability.stages, "BRANCH_INPUTS", 0)  # the solvers' path: no branch and bound on 4 inputs
     net = random_mlp(np.random.default_rng(7), [4, 8, 8, 2], bias_shift=0.3)  # needs solver calls
     (entry,) = speed.benchmark([("tiny", net)], methods, {m: 60.0 for m in methods}, box=make_box(0, 1, 4),
                                isolate=False, log=None)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from benchmarks.baselines import naive, omlt
-from leo.domain import make_box
-from leo.stability import StabilityOptions, analyse
+from leo.core.domain import make_box
+from leo.stability.analysis import StabilityOptions, analyse
 from tests.conftest import random_mlp
 
 

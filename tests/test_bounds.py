@@ -1,6 +1,6 @@
 """Bounds on the production path, against independent truth.
 
-Production computes bounds with ``leo.bounds.interval_layer`` and ``symbolic_layer``
+Production computes bounds with ``leo.bounds.propagate.interval_layer`` and ``symbolic_layer``
 (called layer by layer by the analysis) and, with ``--lp-bounds``, LP relaxations of
 earlier layers; ``leo.analyse`` reports them. These tests run exactly that and compare
 with what does not share leo's code: interval arithmetic and one step of
@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 import leo
-from leo.bounds import interval_layer, symbolic_layer
-from leo.domain import make_box
+from leo.bounds.propagate import interval_layer, symbolic_layer
+from leo.core.domain import make_box
 from tests.conftest import exact_ranges, random_mlp
 
 #: What the analysis needs to keep bounds-only decisions: no witnesses, no searches.
@@ -208,7 +208,7 @@ def _lp_tightened(net, box, report) -> tuple[np.ndarray, np.ndarray]:
     """The second layer's bounds after ``--lp-bounds``, recomputed here: for each unit the
     report calls unstable, the triangle LP over the first layer's reported bounds, widened
     by leo's LP slack, where it beats the reported bound."""
-    from leo.stability import LP_SLACK
+    from leo.stability.analysis import LP_SLACK
 
     b0, b1 = report.layer(1).bounds, report.layer(2).bounds
     lo, hi = b1.lower.copy(), b1.upper.copy()

@@ -1,4 +1,4 @@
-"""leo.branch against independent truth: exact minima by one LP per activation pattern
+"""leo.bab.input_split against independent truth: exact minima by one LP per activation pattern
 (tiny networks), dense sampling, and the network's own forward pass."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from leo.branch import Goal, Status, goal_bounds, property_goal, search, unit_sign
-from leo.domain import Box, make_box
-from leo.network import Layer, Network, mlp
+from leo.bab.input_split import Goal, Status, goal_bounds, property_goal, search, unit_sign
+from leo.core.domain import Box, make_box
+from leo.core.network import Layer, Network, mlp
 
 GAP = 0.05  # thresholds sit this far inside / outside the exact range
 
@@ -188,7 +188,7 @@ def test_unit_sign_matches_exact_unit_ranges(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_check_property_answers_by_branch_and_bound_match_exact_ranges(seed: int) -> None:
-    from leo.property import Answer, Inequality, OutputProperty, check_property
+    from leo.queries.property import Answer, Inequality, OutputProperty, check_property
 
     rng = np.random.default_rng(400 + seed)
     net = _net(rng, [3, 5, 3, 1])
@@ -211,7 +211,7 @@ def test_searcher_in_slices_answers_as_one_search_and_exclude_drops_a_disjunct(s
     """The resumable search (``Searcher``) given its time in many short slices reaches the
     one-shot search's answer on the same tree (same sub-boxes bounded), the exact truth; a
     disjunct excluded by the caller is never reported proven by the search."""
-    from leo.branch import Searcher
+    from leo.bab.input_split import Searcher
 
     rng = np.random.default_rng(300 + seed)
     net = _net(rng, [2, 6, 5, 1])
@@ -248,7 +248,7 @@ def test_floors_from_exact_ranges_keep_the_answer_exact(seed: int) -> None:
     are within the floors."""
     import torch
 
-    from leo.branch import Searcher, _layer_bounds, _Net
+    from leo.bab.input_split import Searcher, _layer_bounds, _Net
     from tests.conftest import exact_ranges
 
     rng = np.random.default_rng(400 + seed)
@@ -272,12 +272,12 @@ def test_check_property_second_search_after_the_milps_answers_exactly(seed: int,
     out here) decides, the second search, with the analysis's bounds, does: UNSAT only where
     the exact range says so, SAT only with a point the forward pass confirms; the time-outs in
     between prove nothing."""
-    import leo.branch
-    import leo.property
-    from leo.property import Answer, Inequality, OutputProperty, _Outcome, check_property
+    import leo.bab.input_split
+    import leo.queries.property
+    from leo.queries.property import Answer, Inequality, OutputProperty, _Outcome, check_property
 
-    monkeypatch.setattr(leo.branch, "budget_share", lambda _dim: 0.0)
-    monkeypatch.setattr(leo.property, "_solve_disjunct", lambda *a, **k: _Outcome("timeout", reason="made to"))
+    monkeypatch.setattr(leo.bab.input_split, "budget_share", lambda _dim: 0.0)
+    monkeypatch.setattr(leo.queries.property, "_solve_disjunct", lambda *a, **k: _Outcome("timeout", reason="made to"))
     rng = np.random.default_rng(500 + seed)
     net = _net(rng, [3, 6, 4, 1])
     box = make_box(-1, 1, 3)

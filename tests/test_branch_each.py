@@ -1,5 +1,5 @@
-"""One split tree for many questions (``leo.branch.search_each``), the in-leaf attack, and the
-stability phase that uses both (``leo.stability._branch_units``).
+"""One split tree for many questions (``leo.bab.input_split.search_each``), the in-leaf attack, and the
+stability phase that uses both (``leo.stability.analysis._branch_units``).
 
 Independent truth: exact pre-activation ranges by one LP per activation pattern (tiny
 networks, ``conftest.exact_ranges``) and numpy's forward pass of the network."""
@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from tests.conftest import exact_ranges, random_mlp
-from leo.branch import Goal, Status, search, search_each, unit_network
-from leo.domain import make_box
-from leo.stability import _branch_units
+from leo.bab.input_split import Goal, Status, search, search_each, unit_network
+from leo.core.domain import make_box
+from leo.stability.analysis import _branch_units
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""The branch-and-bound phase of the stability analysis (``leo.branch`` before the MILPs).
+"""The branch-and-bound phase of the stability analysis (``leo.bab.input_split`` before the MILPs).
 
 Independent truth: exact pre-activation ranges by one LP per activation pattern (tiny
 networks, ``conftest.exact_ranges``), dense sampling with numpy's forward pass, and
@@ -17,14 +17,14 @@ import torch
 from torch import nn
 
 from tests.conftest import exact_ranges, random_mlp
-from leo.cli import main
-from leo.domain import make_box
+from leo.cli.main import main
+from leo.core.domain import make_box
 from leo.io.save import certificate_path
-from leo.network import Network
-from leo.report import StabilityReport
-from leo.stability import BRANCH, StabilityOptions, analyse
-from leo.stages import BRANCH_BINARIES
-from leo.verdicts import Verdict
+from leo.core.network import Network
+from leo.stability.report import StabilityReport
+from leo.stability.analysis import BRANCH, StabilityOptions, analyse
+from leo.stability.stages import BRANCH_BINARIES
+from leo.core.verdicts import Verdict
 
 torch.set_num_threads(1)
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from leo.data import data_dir
-from leo.domain import make_box
+from leo.core.domain import make_box
 from leo.errors import LeoInputError
-from leo.report import UNSTABLE
-from leo.stability import PHASES, StabilityOptions, analyse
+from leo.stability.report import UNSTABLE
+from leo.stability.analysis import PHASES, StabilityOptions, analyse
 from tests.conftest import random_mlp
 
 #: A network whose exact analysis takes seconds (a few MILPs per layer), so that a
@@ -110,7 +110,7 @@ def test_budget_must_be_positive(budget):
 # -- the whole command within its budget ------------------------------------------
 
 #: Seconds a whole ``leo verify --time-budget B`` may take beyond B, measured around
-#: ``leo.cli.main`` (modules imported): reading the model and the box, the last step
+#: ``leo.cli.main.main`` (modules imported): reading the model and the box, the last step
 #: that started just before the deadline (a bounds pass, a forward pass of the witness
 #: points, a HiGHS solve stopping ~0.1 s after its limit), the table and the JSON report,
 #: on a 2-core machine shared with other jobs.
@@ -135,7 +135,7 @@ ACAS = _acas_dir()
 
 
 def _verify_timed(tmp_path: Path, model: str, box_args: list[str], budget: float) -> tuple[float, dict]:
-    from leo.cli import main
+    from leo.cli.main import main
 
     out = tmp_path / "report.json"
     start = time.time()
@@ -188,7 +188,7 @@ def test_whole_command_within_budget_acasxu(tmp_path, engine):
 
 def test_local_search_stops_at_its_deadline():
     """The local search (no solver, no time limit of its own) ends at its deadline."""
-    from leo.witnesses import local_search
+    from leo.search.witnesses import local_search
 
     net, box = _hard()
     units = np.arange(SIZES[1])
@@ -204,7 +204,7 @@ def test_local_search_stops_at_its_deadline():
 def test_progress_names_each_phase(capsys):
     """Progress events carry the phase running, in order per layer, and the display
     shows it with no rate (units are decided in bursts, a rate means nothing)."""
-    from leo.cli import _ProgressDisplay
+    from leo.cli.main import _ProgressDisplay
 
     net = random_mlp(np.random.default_rng(7), [6, 16, 16, 16, 2], bias_shift=-0.2)
     box = make_box(0, 1, 6)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from leo.api import resolve_path
-from leo.cli import main
+from leo.cli.main import main
 from leo.exitcodes import ExitCode
 from leo.io.load import load_network
 from tests.test_equivalence import BUILTIN, perturbed_builtin, scaled_unit

@@ -18,9 +18,9 @@ import pytest
 import torch
 from torch import nn
 
-from leo.cli import main
+from leo.cli.main import main
 from leo.exitcodes import ExitCode
-from leo.network import Layer, Network
+from leo.core.network import Layer, Network
 
 torch.set_num_threads(1)
 EPS = 0.03
@@ -151,8 +151,8 @@ def test_every_unit_of_a_float32_copy_is_matched_to_the_original(files, monkeypa
     scale), beyond the old match tolerance of 1e-9: then none was shared and the final MILP
     held both networks' unstable units, which on an MNIST CNN ran past its time limit.
     Matched within 1 % of the tolerance, each unit's proven error is carried to the outputs."""
-    import leo.equivalence as equivalence
-    from leo.domain import Box
+    import leo.queries.equivalence as equivalence
+    from leo.core.domain import Box
     from leo.io.load import load_network
 
     seen: list[tuple[int, int]] = []

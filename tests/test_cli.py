@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from leo.cli import main
+from leo.cli.main import main
 from leo.io.load import load_network
 from leo.io.save import certificate_path
-from leo.verdicts import Method
+from leo.core.verdicts import Method
 
 
 def _model(seed: int = 0, sizes=(4, 12, 10, 3), shift: float = -0.3) -> nn.Sequential:
@@ -125,7 +125,7 @@ def test_export_lp_and_mps_read_back(capsys, ckpt, tmp_path):
 
 def test_builtin_model_and_console_script(tmp_path):
     out = tmp_path / "c.pt"
-    proc = subprocess.run([sys.executable, "-m", "leo.cli", "compress", "builtin:mnist-2x50", "--lower", "0",
+    proc = subprocess.run([sys.executable, "-m", "leo.cli.main", "compress", "builtin:mnist-2x50", "--lower", "0",
                            "--upper", "1", "-o", str(out), "-q"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "hidden units 100 ->" in proc.stdout
@@ -231,8 +231,8 @@ def test_pickled_module_needs_opt_in(capsys, tmp_path):
 
 def test_property_command_sat_and_unsat(capsys, ckpt, tmp_path):
     """Y_0 >= c is sat for c below the sampled maximum and unsat above the proven bound."""
-    from leo.bounds import cheap_bounds
-    from leo.domain import make_box
+    from leo.bounds.propagate import cheap_bounds
+    from leo.core.domain import make_box
 
     net = load_network(ckpt)
     box = make_box(0, 1, 4)

@@ -22,12 +22,12 @@ import torch
 from torch import nn
 
 import leo
-from leo.cli import _ProgressDisplay, bound_text, main
-from leo.domain import make_box
+from leo.cli.main import _ProgressDisplay, bound_text, main
+from leo.core.domain import make_box
 from leo.io.load import load_network
 from leo.io.save import save_network
-from leo.network import mlp
-from leo.stability import Progress, StabilityOptions, analyse
+from leo.core.network import mlp
+from leo.stability.analysis import Progress, StabilityOptions, analyse
 
 torch.set_num_threads(1)
 SHAPE = (1, 8, 8)
@@ -101,7 +101,7 @@ def test_table_and_json_keep_proven_unstable_and_unproven_apart(capsys, tmp_path
 def test_layer_seconds_count_the_bounds_also_after_the_deadline(monkeypatch):
     """A slow bound computation (0.3 s a layer) is the layer's time, with or without a spent
     budget; the layers' seconds add up to the analysis's, less its set-up and output layer."""
-    import leo.stability as stability
+    import leo.stability.analysis as stability
 
     original = stability._Run.layer_bounds
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from benchmarks.cnn import markdown, run_box
-from leo.stability import StabilityOptions
+from leo.stability.analysis import StabilityOptions
 
 torch.set_num_threads(1)
 

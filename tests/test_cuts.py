@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from solvers.cuts import Separator, cut_loop
-from leo.encoding import assignment
+from leo.bounds.encoding import assignment
 from solvers.highs_backend import HighsModel
 from tests.conftest import exact_ranges, random_prefix
 

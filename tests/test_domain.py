@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from leo.domain import make_box
+from leo.core.domain import make_box
 from leo.errors import LeoInputError
 
 

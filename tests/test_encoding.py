@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from leo.domain import make_box
-from leo.encoding import Encoding, assignment, build_prefix
-from leo.network import Layer, Network
-from leo.stability import StabilityOptions, analyse
-from leo.verdicts import Method, Verdict
+from leo.core.domain import make_box
+from leo.bounds.encoding import Encoding, assignment, build_prefix
+from leo.core.network import Layer, Network
+from leo.stability.analysis import StabilityOptions, analyse
+from leo.core.verdicts import Method, Verdict
 from solvers.backend import new_model
 from solvers.highs_backend import HighsModel
 from solvers.problem import Problem, ProblemBuilder, with_columns, with_rows
@@ -22,7 +22,7 @@ from tests.conftest import exact_ranges, random_mlp
 
 
 def _unstable_everywhere(net: Network, box):  # noqa: ANN001, ANN202
-    from leo.bounds import interval_layer
+    from leo.bounds.propagate import interval_layer
 
     bounds = []
     for k in range(len(net.layers)):

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from leo.domain import make_box
-from leo.equivalence import Verdict, compare_exact, compare_sampled, readable
-from leo.network import Layer, Network, mlp
-from leo.reduce import reduce
-from leo.stability import analyse
+from leo.core.domain import make_box
+from leo.queries.equivalence import Verdict, compare_exact, compare_sampled, readable
+from leo.core.network import Layer, Network, mlp
+from leo.reduction.reduce import reduce
+from leo.stability.analysis import analyse
 from tests.conftest import random_mlp
 
 BUILTIN = "builtin:mnist-2x50"

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 import leo
-from leo.cli import main
-from leo.stability import StabilityOptions
+from leo.cli.main import main
+from leo.stability.analysis import StabilityOptions
 
 ort = pytest.importorskip("onnxruntime")
 

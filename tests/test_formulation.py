@@ -3,16 +3,16 @@
 import numpy as np
 import pytest
 
-from leo.domain import Box, make_box
-from leo.stability import StabilityOptions, analyse, prefix_formulation
-from leo.encoding import assignment, build_prefix
-from leo.verdicts import Verdict as UnitState
+from leo.core.domain import Box, make_box
+from leo.stability.analysis import StabilityOptions, analyse, prefix_formulation
+from leo.bounds.encoding import assignment, build_prefix
+from leo.core.verdicts import Verdict as UnitState
 from solvers.highs_backend import HighsModel
 from tests.conftest import random_mlp
 
 
 def _all_unstable(net, box):
-    from leo.bounds import cheap_bounds
+    from leo.bounds.propagate import cheap_bounds
 
     bounds = cheap_bounds(net, box, symbolic=False)
     states = [[UnitState.UNSTABLE] * ly.width if ly.relu else [] for ly in net.layers]
@@ -87,7 +87,7 @@ def test_pyomo_model_gives_the_same_optimum(rng, tmp_path):
 
 def test_tiny_weights_are_dropped_soundly(rng):
     """Weights below DROP_TOL leave the rows, which widen instead: every real point stays feasible."""
-    from leo.encoding import DROP_TOL
+    from leo.bounds.encoding import DROP_TOL
 
     net = random_mlp(rng, [3, 6, 5, 2])
     w = dict(net.layers[1].weights)
@@ -95,7 +95,7 @@ def test_tiny_weights_are_dropped_soundly(rng):
     tiny[:, :3] = DROP_TOL / 10 * rng.choice([-1.0, 1.0], size=(tiny.shape[0], 3))  # both signs
     first = net.layers[0].weights[0].copy()
     first[:, 0] = -DROP_TOL / 3  # on an input whose range straddles 0
-    from leo.network import Layer, Network
+    from leo.core.network import Layer, Network
 
     net = Network(3, (Layer({0: first}, net.layers[0].bias, True), Layer(w | {1: tiny}, net.layers[1].bias, True),
                       net.layers[2]))

@@ -6,8 +6,8 @@ binary, so the search must find every crossing there is)."""
 import numpy as np
 import pytest
 
-from leo.neighbourhood import FREE, affine_maps, find_crossing, region_walk, relu_units
-from leo.network import Layer, Network
+from leo.search.neighbourhood import FREE, affine_maps, find_crossing, region_walk, relu_units
+from leo.core.network import Layer, Network
 from solvers.highs_backend import HighsModel
 from tests.conftest import exact_ranges, random_prefix
 
@@ -82,7 +82,7 @@ def test_search_finds_every_crossing_and_restores_the_model(seed):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_small_neighbourhoods_leave_the_model_as_they_found_it(seed, monkeypatch):
-    import leo.neighbourhood as nb
+    import leo.search.neighbourhood as nb
 
     monkeypatch.setattr(nb, "FREE", 2)  # fewer free indicators than the model has: the rest are fixed
     rng, net, box, f = random_prefix(seed)

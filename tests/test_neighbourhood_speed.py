@@ -1,4 +1,4 @@
-"""The region walk's affine maps (``leo.neighbourhood.affine_maps``) after the speed-up (the
+"""The region walk's affine maps (``leo.search.neighbourhood.affine_maps``) after the speed-up (the
 input's identity map copied, lowered convs multiplied as sparse views): the same maps as
 the dense computation it replaced, bit for bit on dense networks and small convs, to
 rounding (the order of the sums) where big convs use sparse views; and on every network
@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from leo.api import as_network
-from leo.bounds import sparse_view
-from leo.neighbourhood import affine_maps
-from leo.network import Layer, Network
+from leo.bounds.propagate import sparse_view
+from leo.search.neighbourhood import affine_maps
+from leo.core.network import Layer, Network
 from tests.conftest import random_mlp, seeded_module
 
 torch.set_num_threads(1)

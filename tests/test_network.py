@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from leo.errors import LeoInputError
-from leo.network import Layer, Network, mlp
+from leo.core.network import Layer, Network, mlp
 
 
 def test_forward_matches_numpy(rng):

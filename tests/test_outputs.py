@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import leo
-from leo.cli import main
+from leo.cli.main import main
 from leo.errors import LeoInputError
 from leo.io.save import certificate_path
 
@@ -136,7 +136,7 @@ def test_stdout_of_json_dash_is_json_only():
     instance), on the README's model (decided without a MILP, so only the report's solver
     version query makes an instance)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "leo.cli", "verify", "builtin:mnist-2x50", "--lower", "0", "--upper", "1",
+    proc = subprocess.run([sys.executable, "-m", "leo.cli.main", "verify", "builtin:mnist-2x50", "--lower", "0", "--upper", "1",
                            "-q", "--json", "-"], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)

@@ -11,10 +11,10 @@ import pytest
 
 from conftest import random_mlp
 from leo.core.product import PRODUCT, closeness, closeness_eps, closeness_property, layout, parallel
-from leo.domain import make_box
+from leo.core.domain import make_box
 from leo.errors import LeoInputError
-from leo.network import ARCHITECTURE_SOURCE, Layer, Network
-from leo.property import Answer
+from leo.core.network import ARCHITECTURE_SOURCE, Layer, Network
+from leo.queries.property import Answer
 
 
 def _residual(rng: np.random.Generator, n_in: int, width: int, n_out: int) -> Network:
@@ -114,8 +114,8 @@ def test_closeness_property_is_the_difference_test(rng):
 
 
 def test_compressed_copy_is_close(rng):
-    from leo.reduce import reduce
-    from leo.stability import analyse
+    from leo.reduction.reduce import reduce
+    from leo.stability.analysis import analyse
 
     f = random_mlp(rng, [3, 10, 8, 2], bias_shift=-0.4)
     box = make_box(0, 1, 3)
@@ -144,7 +144,7 @@ def test_perturbed_copy_has_a_confirmed_witness(rng):
 
 def test_stability_of_a_product_is_each_networks(rng):
     """Units of the product are the networks' units: the same verdicts, layer by layer."""
-    from leo.stability import analyse
+    from leo.stability.analysis import analyse
 
     f, g = random_mlp(rng, [3, 6, 5, 2], bias_shift=-0.3), random_mlp(rng, [2, 7, 5, 2], bias_shift=0.3)
     box_f, box_g = make_box(0, 1, 3), make_box(-1, 1, 2)
@@ -169,7 +169,7 @@ def test_bad_layouts(rng, nets, groups, words):
 
 def test_closeness_finds_a_sliver_sampling_misses():
     """f - g = relu(x0 - 0.999) on [0, 1]^2: only a sliver of the box tells them apart."""
-    from leo.network import mlp
+    from leo.core.network import mlp
 
     w1 = np.array([[1.0, 0.0]])
     f = mlp([w1, np.ones((1, 1))], [np.array([-0.999]), np.zeros(1)])
@@ -190,7 +190,7 @@ def test_closeness_bad_input(rng, sizes, eps, words):
 
 
 def test_closeness_eps_recognises_only_closeness_queries():
-    from leo.property import Inequality, OutputProperty
+    from leo.queries.property import Inequality, OutputProperty
 
     prop = closeness_property(3, 0.25)
     assert closeness_eps(prop, 3) == 0.25

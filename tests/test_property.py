@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leo.domain import Box, make_box
+from leo.core.domain import Box, make_box
 from leo.errors import LeoInputError
 from leo.io.onnx_export import save_onnx
 from leo.io.onnx_import import load_onnx
-from leo.network import Layer, Network, mlp
-from leo.property import Answer, Inequality, OutputProperty, PropertyResult, check_property, describe, number, results_text
-from leo.reduce import reduce
-from leo.stability import StabilityOptions, analyse
+from leo.core.network import Layer, Network, mlp
+from leo.queries.property import Answer, Inequality, OutputProperty, PropertyResult, check_property, describe, number, results_text
+from leo.reduction.reduce import reduce
+from leo.stability.analysis import StabilityOptions, analyse
 from leo.io.vnnlib import read_vnnlib
 from tests.conftest import exact_ranges, random_mlp
 
@@ -205,7 +205,7 @@ def test_linear_hidden_layer_gets_bounds_without_a_report_entry() -> None:
 
 
 def test_a_solver_point_that_fails_the_forward_pass_is_not_sat(monkeypatch: pytest.MonkeyPatch) -> None:
-    import leo.property as prop_module
+    import leo.queries.property as prop_module
 
     net = random_mlp(np.random.default_rng(5), [2, 4, 1])
     box = make_box(-1, 1, 2)
@@ -220,7 +220,7 @@ def test_a_solver_point_that_fails_the_forward_pass_is_not_sat(monkeypatch: pyte
 
 def test_a_solver_that_stops_without_proof_is_unknown_not_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """HiGHS stopping for another reason than the clock (numerical trouble) is UNKNOWN, exit 3."""
-    import leo.property as prop_module
+    import leo.queries.property as prop_module
 
     net = random_mlp(np.random.default_rng(5), [2, 4, 1])
     box = make_box(-1, 1, 2)
@@ -231,7 +231,7 @@ def test_a_solver_that_stops_without_proof_is_unknown_not_timeout(monkeypatch: p
 
 
 def test_a_solve_that_hits_the_time_limit_is_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    import leo.property as prop_module
+    import leo.queries.property as prop_module
 
     net = random_mlp(np.random.default_rng(5), [2, 4, 1])
     box = make_box(-1, 1, 2)

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leo.cli import main
-from leo.domain import Box, make_box
+from leo.cli.main import main
+from leo.core.domain import Box, make_box
 from leo.io.onnx_export import save_onnx
-from leo.network import Network
+from leo.core.network import Network
 from tests.conftest import exact_ranges, random_mlp, vnncomp_answer, vnncomp_dir
 
 GAP = 0.05  # thresholds sit this far inside / outside the exact range
@@ -117,11 +117,11 @@ def test_violated_exits_1_with_a_witness_onnxruntime_confirms(capsys, case, tmp_
 def _no_branch_and_bound(monkeypatch) -> None:
     """The input-splitting search decides these small cases first; switch it off so that the
     MILP path (compression, solver status) is what the test sees."""
-    from leo.branch import Result, Status
+    from leo.bab.input_split import Result, Status
 
     off = Result(Status.UNKNOWN, 0.0, reason="off in this test")
-    monkeypatch.setattr("leo.branch.search", lambda *a, **k: off)
-    monkeypatch.setattr("leo.branch.Searcher.run", lambda *a, **k: off)  # the second try after the MILPs
+    monkeypatch.setattr("leo.bab.input_split.search", lambda *a, **k: off)
+    monkeypatch.setattr("leo.bab.input_split.Searcher.run", lambda *a, **k: off)  # the second try after the MILPs
 
 
 def test_compress_first_still_confirms_on_the_original(capsys, tmp_path, monkeypatch):
@@ -155,7 +155,7 @@ def test_time_limit_ran_out_exits_3_timeout(capsys, case, tmp_path):
 
 
 def test_solver_without_proof_exits_3_unknown(capsys, case, tmp_path, monkeypatch):
-    import leo.property as prop_module
+    import leo.queries.property as prop_module
 
     monkeypatch.setattr(prop_module, "_solve", lambda f, t: ("solver status Unknown", None))
     _no_branch_and_bound(monkeypatch)

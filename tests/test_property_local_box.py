@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leo.cli import main
-from leo.domain import make_box
+from leo.cli.main import main
+from leo.core.domain import make_box
 from leo.io.onnx_export import save_onnx
 from leo.io.vnnlib import read_query, read_vnnlib
 from tests.conftest import exact_ranges, random_mlp

@@ -1,4 +1,4 @@
-"""Start-up: ``import leo.cli`` and ``leo property`` on ONNX + VNN-LIB do not import torch
+"""Start-up: ``import leo.cli.main`` and ``leo property`` on ONNX + VNN-LIB do not import torch
 (4-14 s on the shared machine) unless a step needs it, each checked in a fresh interpreter;
 the lazy public names of ``leo`` still resolve; the numpy gradient that replaced torch in
 the counterexample search agrees with finite differences; --compress-first runs one full
@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import leo.property as property_module
-from leo.domain import make_box
+import leo.queries.property as property_module
+from leo.core.domain import make_box
 from leo.io.onnx_export import save_onnx
-from leo.network import Layer, Network
-from leo.network import excess_and_gradient
-from leo.property import Inequality, OutputProperty, check_property
+from leo.core.network import Layer, Network
+from leo.core.network import excess_and_gradient
+from leo.queries.property import Inequality, OutputProperty, check_property
 from tests.conftest import random_mlp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,9 +36,9 @@ def _fresh(code: str) -> str:
 def test_import_leo_cli_and_help_do_not_import_torch() -> None:
     out = _fresh("""
         import sys
-        import leo.cli
+        import leo.cli.main
         print('after import', 'torch' in sys.modules)
-        leo.cli.main(['--help'])
+        leo.cli.main.main(['--help'])
         print('after help', 'torch' in sys.modules)
     """)
     assert "after import False" in out and "after help False" in out
@@ -59,7 +59,7 @@ def test_property_decided_by_sampling_never_imports_torch(tmp_path: Path) -> Non
                     + f"(assert (>= Y_0 {float(np.median(y))!r}))\n")
     out = _fresh(f"""
         import sys
-        from leo.cli import main
+        from leo.cli.main import main
         code = main(['property', {str(model)!r}, {str(spec)!r}, '--results', {str(tmp_path / 'r.txt')!r}, '-q'])
         print('code', code, 'torch', 'torch' in sys.modules)
     """)
@@ -70,14 +70,14 @@ def test_property_decided_by_sampling_never_imports_torch(tmp_path: Path) -> Non
 def test_lazy_public_names_resolve() -> None:
     out = _fresh("""
         import sys
-        import leo.reduce  # the submodule first: the package's name must stay the function
+        import leo.reduction.reduce  # the submodule first: the package's name must stay the function
         import leo
         print('torch', 'torch' in sys.modules)
         print(callable(leo.reduce), leo.reduce.__module__, leo.Box.__name__, leo.set_threads.__name__)
         print(sorted(leo.__all__) == sorted(n for n in leo.__all__ if getattr(leo, n) is not None))
         print('torch', 'torch' in sys.modules)  # leo.verify and the analysis import it
     """)
-    assert out.split("\n")[:4] == ["torch False", "True leo.reduce Box set_threads", "True", "torch True"], out
+    assert out.split("\n")[:4] == ["torch False", "True leo.reduction.reduce Box set_threads", "True", "torch True"], out
     with pytest.raises(AttributeError, match="no attribute 'nonesuch'"):
         import leo
 
@@ -110,16 +110,16 @@ def test_numpy_gradient_matches_finite_differences() -> None:
 def test_compress_first_runs_one_full_analysis(monkeypatch: pytest.MonkeyPatch) -> None:
     """Before, --compress-first analysed the original AND the compressed network with
     ANALYSIS_SHARE of the time each; now the compressed one gets RECHECK_SHARE."""
-    import leo.stability
+    import leo.stability.analysis
 
     budgets: list[float] = []
-    real = leo.stability.analyse
+    real = leo.stability.analysis.analyse
 
     def spy(network, box, options, **kw):  # noqa: ANN001, ANN202
         budgets.append(options.time_budget)
         return real(network, box, options, **kw)
 
-    monkeypatch.setattr(leo.stability, "analyse", spy)
+    monkeypatch.setattr(leo.stability.analysis, "analyse", spy)
     net = random_mlp(np.random.default_rng(7), [3, 5, 4, 1], bias_shift=0.8)
     box = make_box(0, 1, 3)
     prop = OutputProperty(1, ((Inequality(np.array([-1.0]), -1e6),),))  # Y_0 >= 1e6: holds

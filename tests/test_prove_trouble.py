@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-import leo.prove as prove_module
-from leo.bounds import cheap_bounds
-from leo.domain import make_box
-from leo.encoding import build_prefix
-from leo.prove import Task, prove
-from leo.stages import StabilityOptions
-from leo.verdicts import Verdict
+import leo.stability.prove as prove_module
+from leo.bounds.propagate import cheap_bounds
+from leo.core.domain import make_box
+from leo.bounds.encoding import build_prefix
+from leo.stability.prove import Task, prove
+from leo.stability.stages import StabilityOptions
+from leo.core.verdicts import Verdict
 from tests.conftest import random_mlp
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from leo.io.vnnlib import read_vnnlib_query
-from leo.network import Layer, Network
-from leo.property import Answer
+from leo.core.network import Layer, Network
+from leo.queries.property import Answer
 from leo.queries import check as check_module
 from leo.queries.check import check_query
 from tests.conftest import random_mlp

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from leo.cli import main
+from leo.cli.main import main
 from leo.core.spec import Inequality, InputRegion, OutputProperty
-from leo.domain import Box
+from leo.core.domain import Box
 from leo.io.onnx_export import save_onnx
 from leo.io.vnnlib import read_vnnlib_query
-from leo.network import Layer, Network
-from leo.property import Answer, check_property
+from leo.core.network import Layer, Network
+from leo.queries.property import Answer, check_property
 from leo.queries.check import check_query
 from tests.conftest import random_mlp
 

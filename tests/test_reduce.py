@@ -5,10 +5,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leo.domain import make_box
-from leo.network import Layer, Network, mlp
-from leo.reduce import reduce
-from leo.stability import analyse
+from leo.core.domain import make_box
+from leo.core.network import Layer, Network, mlp
+from leo.reduction.reduce import reduce
+from leo.stability.analysis import analyse
 from tests.conftest import random_mlp
 
 

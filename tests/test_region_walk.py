@@ -1,4 +1,4 @@
-"""The LP walk across linear regions (leo.region_walk) against the forward pass, a convex case
+"""The LP walk across linear regions (leo.search.region_walk) against the forward pass, a convex case
 whose minimum is known, and the real instance it was built for (through ``check_property``)."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from leo.domain import Box, make_box
-from leo.network import Layer, Network, mlp
-from leo.region_walk import descend, region, starts, walk_search
+from leo.core.domain import Box, make_box
+from leo.core.network import Layer, Network, mlp
+from leo.search.region_walk import descend, region, starts, walk_search
 from tests.conftest import random_mlp, vnncomp_answer, vnncomp_dir
 
 
@@ -109,7 +109,7 @@ def test_walk_search_only_returns_what_confirm_accepts():
 def test_acas_1_9_property_7_is_found_sat_through_check_property():
     """Undecided in 116 s before the walks (gradient searches stalled on plateaus)."""
     from leo.io.load import load_network
-    from leo.property import Answer, check_property
+    from leo.queries.property import Answer, check_property
     from leo.io.vnnlib import read_vnnlib
 
     data = vnncomp_dir()
@@ -127,7 +127,7 @@ def test_default_path_answers_as_the_exact_range_says(seed):
     """Samples, gradient search, walks, branch and bound, MILP: whichever decides, thresholds
     1e-4 inside the exact range (by LP per activation pattern) are sat with a point the forward
     pass confirms, and 1e-4 outside it unsat."""
-    from leo.property import Answer, Inequality, OutputProperty, check_property
+    from leo.queries.property import Answer, Inequality, OutputProperty, check_property
     from tests.conftest import exact_ranges
 
     rng = np.random.default_rng(seed)

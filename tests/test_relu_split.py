@@ -1,4 +1,4 @@
-"""ReLU-split branch and bound (leo.relu_split) against independent truth: the exact minimum
+"""ReLU-split branch and bound (leo.bab.relu_split) against independent truth: the exact minimum
 of ``a . y`` over the box by one LP per activation pattern (tests.conftest.exact_ranges,
 scipy's linprog), weak duality checked against linprog's optimum on random LPs, and the
 production path through ``check_property`` on a network with image-size (> 32) inputs."""
@@ -12,12 +12,12 @@ import pytest
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from leo.bounds import cheap_bounds
-from leo.domain import Box, make_box
-from leo.network import Network, mlp
-from leo.property import Answer, Inequality, OutputProperty, check_property
-from leo.relu_split import LinearProgram, SplitStatus, decide, safe_bound, search, tighten
-from leo.verdicts import Verdict
+from leo.bounds.propagate import cheap_bounds
+from leo.core.domain import Box, make_box
+from leo.core.network import Network, mlp
+from leo.queries.property import Answer, Inequality, OutputProperty, check_property
+from leo.bab.relu_split import LinearProgram, SplitStatus, decide, safe_bound, search, tighten
+from leo.core.verdicts import Verdict
 from tests.conftest import exact_ranges, random_mlp
 
 GAP = 1e-3  # thresholds this far (relative to the output's range) below / above the exact minimum
@@ -162,7 +162,7 @@ def test_decide_stops_at_its_deadline_without_a_proof() -> None:
     assert d.proven == frozenset() and d.x is None
 
 
-# -- the production path: check_property on image-size inputs (> leo.branch.SPLIT_INPUTS) -----------------
+# -- the production path: check_property on image-size inputs (> leo.bab.input_split.SPLIT_INPUTS) -----------------
 
 def _wide_case(seed: int) -> tuple[Network, Box, np.ndarray, float, float]:
     rng = np.random.default_rng(300 + seed)

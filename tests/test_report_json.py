@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from leo.cli import main
-from leo.domain import Box
+from leo.cli.main import main
+from leo.core.domain import Box
 from leo.exitcodes import ExitCode
-from leo.report import LayerReport, StabilityReport, UnitProof
-from leo.verdicts import Method, Verdict
+from leo.stability.report import LayerReport, StabilityReport, UnitProof
+from leo.core.verdicts import Method, Verdict
 
 from tests.conftest import seeded_module
 

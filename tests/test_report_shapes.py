@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from leo.cli import main
+from leo.cli.main import main
 from leo.exitcodes import ExitCode
-from leo.report import LayerReport, UnitProof, _runs
-from leo.verdicts import Method, Verdict
+from leo.stability.report import LayerReport, UnitProof, _runs
+from leo.core.verdicts import Method, Verdict
 
 torch.set_num_threads(1)
 DEAD, ALIVE = 1, 2  # planted: channel 1 is zero on [0, 1]^16, channel 2 is positive there

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import leo.equivalence
-import leo.property
-import leo.report
-import leo.stability
-from leo.domain import make_box
-from leo.property import Inequality, OutputProperty, check_property
-from leo.stability import StabilityOptions, analyse, prefix_formulation
-from leo.witnesses import Witnesses
+import leo.queries.equivalence
+import leo.queries.property
+import leo.stability.report
+import leo.stability.analysis
+from leo.core.domain import make_box
+from leo.queries.property import Inequality, OutputProperty, check_property
+from leo.stability.analysis import StabilityOptions, analyse, prefix_formulation
+from leo.search.witnesses import Witnesses
 from tests.conftest import random_mlp
 
 
@@ -21,7 +21,7 @@ def _no_analysis(monkeypatch) -> None:  # noqa: ANN001
     def forbidden(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("a second analysis ran although a report was given")
 
-    for module in (leo.stability, leo.equivalence):  # leo.property imports it from leo.stability when it runs
+    for module in (leo.stability.analysis, leo.queries.equivalence):  # leo.queries.property imports it from leo.stability.analysis when it runs
         monkeypatch.setattr(module, "analyse", forbidden)
 
 
@@ -41,10 +41,10 @@ def test_prefix_formulation_reuses_a_report(monkeypatch):
 
 def test_compare_exact_reuses_reports(monkeypatch):
     net, box, report = _case()
-    fresh = leo.equivalence.compare_exact(net, net, box, time_limit=30)
+    fresh = leo.queries.equivalence.compare_exact(net, net, box, time_limit=30)
     _no_analysis(monkeypatch)
-    reused = leo.equivalence.compare_exact(net, net, box, time_limit=30, reports=(report, report))
-    assert fresh.verdict == reused.verdict == leo.equivalence.Verdict.PROVEN
+    reused = leo.queries.equivalence.compare_exact(net, net, box, time_limit=30, reports=(report, report))
+    assert fresh.verdict == reused.verdict == leo.queries.equivalence.Verdict.PROVEN
 
 
 def test_check_property_with_a_report_runs_no_analysis(monkeypatch):
@@ -63,14 +63,14 @@ def test_the_report_carries_every_layers_bounds(monkeypatch, engine):
     net, box = _case()[:2]
     report = analyse(net, box, StabilityOptions(samples=64, time_limit=20, engine=engine))
     assert len(report.all_bounds) == len(net.layers)
-    bare = leo.report.StabilityReport(report.box, report.layers, report.witness_points)  # no all_bounds
-    expected = leo.stability.bounds_and_states(net, box, bare)[0]
+    bare = leo.stability.report.StabilityReport(report.box, report.layers, report.witness_points)  # no all_bounds
+    expected = leo.stability.analysis.bounds_and_states(net, box, bare)[0]
 
     def forbidden(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("bounds recomputed although the report carries them")
 
-    monkeypatch.setattr(leo.stability, "layer_bounds", forbidden)
-    bounds, _ = leo.stability.bounds_and_states(net, box, report)
+    monkeypatch.setattr(leo.stability.analysis, "layer_bounds", forbidden)
+    bounds, _ = leo.stability.analysis.bounds_and_states(net, box, report)
     for got, want in zip(bounds, expected):
         assert np.array_equal(got.lower, want.lower) and np.array_equal(got.upper, want.upper)
     zs = net.pre_activations(box.sample(20_000, np.random.default_rng(1)))

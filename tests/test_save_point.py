@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leo.cli import main
-from leo.domain import make_box
+from leo.cli.main import main
+from leo.core.domain import make_box
 from leo.errors import LeoInputError
 from leo.exitcodes import ExitCode
 from leo.io.files import save_point
 from leo.io.onnx_export import save_onnx
-from leo.property import Answer, PropertyResult, save_outputs
+from leo.queries.property import Answer, PropertyResult, save_outputs
 from tests.conftest import exact_ranges, random_mlp
 
 OLD = b"the user's own file"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from benchmarks import soak
-from leo.network import mlp
+from leo.core.network import mlp
 from tests.conftest import exact_ranges as brute_force_ranges
 
 

@@ -9,7 +9,7 @@ from benchmarks.soak_draw import Kind, draw
 from benchmarks.soak_enum import enumerate_regions, max_abs, min_excess
 from benchmarks.soak_graph import Graph, Node, Op, from_leo, graph_of, module, torch_forward
 from benchmarks.soak_queries import Verdict, equivalence_query, property_query
-from leo.network import mlp
+from leo.core.network import mlp
 from tests.conftest import exact_ranges as brute_force_ranges
 
 
@@ -88,7 +88,7 @@ def test_max_pool_enumeration_counts_every_argmax():
 
 
 def _fake_property(answer, x=None):
-    from leo.property import Answer, PropertyResult
+    from leo.queries.property import Answer, PropertyResult
 
     return lambda *a, **k: PropertyResult(Answer(answer), x, 0.0, how="fake")
 
@@ -109,13 +109,13 @@ def _mlp_drawn():
 def test_property_check_catches_wrong_answers(monkeypatch):
     """A stand-in for check_property that always says UNSAT is wrong on a reachable query,
     and one that says SAT with the box centre is wrong where the centre is not unsafe."""
-    import leo.property
+    import leo.queries.property
 
     drawn, mod, found = _mlp_drawn()
     pts = drawn.lower + np.random.default_rng(0).random((200, drawn.lower.size)) * (drawn.upper - drawn.lower)
 
     def ask(fake, seed):
-        monkeypatch.setattr(leo.property, "check_property", fake)
+        monkeypatch.setattr(leo.queries.property, "check_property", fake)
         return property_query(np.random.default_rng(seed), *found, lambda x: torch_forward(mod, drawn.shape, x),
                               pts, None, 1.0, 0)
 
@@ -132,8 +132,8 @@ def test_equivalence_check_catches_wrong_answers(monkeypatch):
     """compare_exact stand-ins: PROVEN is wrong exactly where the copy (the output shifted by
     0.25) differs by more than the drawn epsilon; REFUTED with a point where the copies
     agree is wrong."""
-    import leo.equivalence
-    from leo.equivalence import CheckResult, Verdict as Check
+    import leo.queries.equivalence
+    from leo.queries.equivalence import CheckResult, Verdict as Check
 
     drawn, mod, found = _mlp_drawn()
     graph = found[0].graph
@@ -141,14 +141,14 @@ def test_equivalence_check_catches_wrong_answers(monkeypatch):
         graph.nodes))),), np.full(graph.width(len(graph.nodes)), 0.25))))
     f = lambda x: torch_forward(mod, drawn.shape, x)  # noqa: E731
     pts = drawn.lower + np.random.default_rng(0).random((200, drawn.lower.size)) * (drawn.upper - drawn.lower)
-    monkeypatch.setattr(leo.equivalence, "compare_exact", lambda *a, **k: CheckResult(Check.PROVEN, 0.0, 0))
+    monkeypatch.setattr(leo.queries.equivalence, "compare_exact", lambda *a, **k: CheckResult(Check.PROVEN, 0.0, 0))
     outs = [equivalence_query(np.random.default_rng(s), graph, shifted, drawn.lower, drawn.upper, f, shifted,
                               (None, None), pts, 1.0, "test") for s in range(8)]
     assert {o.truth for o in outs} == {True, False}
     assert all(o.verdict is (Verdict.RIGHT if o.truth else Verdict.WRONG) for o in outs)
     assert all(o.detail["max_diff"] == pytest.approx(0.25) for o in outs)
     centre = (drawn.lower + drawn.upper) / 2
-    monkeypatch.setattr(leo.equivalence, "compare_exact",
+    monkeypatch.setattr(leo.queries.equivalence, "compare_exact",
                         lambda *a, **k: CheckResult(Check.REFUTED, 1.0, 0, centre, 0))
     out = equivalence_query(np.random.default_rng(0), graph, graph, drawn.lower, drawn.upper, f, graph,
                             (None, None), pts, 1.0, "test")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from leo.domain import Box
-from leo.network import mlp
-from leo.stability import StabilityOptions, analyse
+from leo.core.domain import Box
+from leo.core.network import mlp
+from leo.stability.analysis import StabilityOptions, analyse
 from solvers.highs_backend import TINY, relax_tiny
 
 DATA = Path(__file__).parent / "data"
@@ -66,7 +66,7 @@ def test_relax_tiny_keeps_every_feasible_point():
 
 
 def _skip_net(z, name: str):
-    from leo.network import Layer, Network
+    from leo.core.network import Layer, Network
 
     layers, k = [], 0
     while f"{name}_{k}_bias" in z.files:
@@ -80,7 +80,7 @@ def test_soak_graph_net2329_equivalence_is_not_proven_where_a_point_refutes_it()
     """A residual pair on a box with lower == upper in 4 of 6 inputs: HiGHS called the joint
     model of compare_exact infeasible, so every cutoff solve read as a proof, and max |f - g| <= eps
     was "proven" although both forward passes give |f_1 - g_1| = 47.9 > eps at a box point."""
-    from leo.equivalence import Verdict, compare_exact
+    from leo.queries.equivalence import Verdict, compare_exact
 
     z = np.load(DATA / "soak-graph-seed0-residual-net2329.npz")
     f, g, x, eps = _skip_net(z, "f"), _skip_net(z, "g"), z["x"], float(z["eps"])

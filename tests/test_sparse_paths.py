@@ -14,15 +14,15 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-import leo.bounds as bounds
-from leo.domain import make_box
-from leo.encoding import build_prefix
+import leo.bounds.propagate as bounds
+from leo.core.domain import make_box
+from leo.bounds.encoding import build_prefix
 from leo.io.conv import conv_kernel
 from leo.io.graph import module_network
-from leo.network import Layer, Network
-from leo.stability import StabilityOptions, analyse
-from leo.verdicts import Verdict
-from leo.witnesses import Witnesses, local_search, pre_activations
+from leo.core.network import Layer, Network
+from leo.stability.analysis import StabilityOptions, analyse
+from leo.core.verdicts import Verdict
+from leo.search.witnesses import Witnesses, local_search, pre_activations
 from solvers.problem import ProblemBuilder
 
 #: (conv kwargs of two layers): padding, stride, dilation and groups all covered.

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from benchmarks import speed
-from leo.domain import make_box
-from leo.stability import StabilityOptions
+from leo.core.domain import make_box
+from leo.stability.analysis import StabilityOptions
 from tests.conftest import random_mlp
 
 METHOD_KEYS = {"seconds", "solves", "stable", "capped"}

@@ -4,10 +4,10 @@ per activation pattern of the layers before it."""
 import numpy as np
 import pytest
 
-from leo.domain import make_box
-from leo.network import mlp
-from leo.report import ACTIVE, INACTIVE, UNSTABLE
-from leo.stability import StabilityOptions, analyse
+from leo.core.domain import make_box
+from leo.core.network import mlp
+from leo.stability.report import ACTIVE, INACTIVE, UNSTABLE
+from leo.stability.analysis import StabilityOptions, analyse
 from tests.conftest import exact_ranges, random_mlp
 
 MARGIN = 1e-6
@@ -134,8 +134,8 @@ def test_lp_tightened_bounds_stay_sound_and_agree(rng):
 def test_network_engine_falls_back_per_unit_after_a_time_out(seed, monkeypatch):
     """When the network-wide solve answers nothing (a time-out), every candidate is
     still decided, per unit, and the verdicts match brute force."""
-    import leo.engine_network as engine_network
-    from leo.stages import NetworkResult
+    import leo.stability.engine_network as engine_network
+    from leo.stability.stages import NetworkResult
 
     calls = []
     def unanswered(problem, progress=None):  # noqa: ANN001, ANN202 - a time-out: nothing proven, nothing found

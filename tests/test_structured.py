@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 import leo
-from leo.cli import main
+from leo.cli.main import main
 from leo.io.conv import Window, conv_matrix
-from leo.network import mlp
-from leo.structured import conv_kernel, reduce_structured
+from leo.core.network import mlp
+from leo.reduction.structured import conv_kernel, reduce_structured
 from tests.conftest import seeded_module as _seeded
 
 torch.set_num_threads(1)
@@ -341,7 +341,7 @@ def test_written_parameters_count_conv_kernels_as_torch_does(tmp_path: Path,
 
 def test_exact_step_refuses_an_unknown_form() -> None:
     from leo.api import exact_step
-    from leo.domain import make_box
+    from leo.core.domain import make_box
     from leo.errors import LeoInputError
 
     net = mlp([np.eye(2)], [np.zeros(2)])
@@ -387,7 +387,7 @@ def _truth_relu1(module: _Residual, x: np.ndarray) -> np.ndarray:
 def test_asymmetric_pads_are_written_exactly(tmp_path: Path) -> None:
     """Pads (top 1, left 0, bottom 0, right 2), as ONNX auto_pad can make: torch's Conv2d
     pads symmetrically, so the TorchScript pads first; both files equal leo's network."""
-    from leo.network import INPUT_SHAPE, Layer, Network
+    from leo.core.network import INPUT_SHAPE, Layer, Network
 
     rng = np.random.default_rng(2)
     kernel = rng.normal(size=(2, 1, 2, 3))

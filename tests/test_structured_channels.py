@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 import leo
-from leo.cli import main
-from leo.stability import StabilityOptions
+from leo.cli.main import main
+from leo.stability.analysis import StabilityOptions
 
 torch.set_num_threads(1)
 SHAPE = (1, 8, 8)

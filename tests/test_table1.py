@@ -91,10 +91,10 @@ def test_tiny_row(tmp_path: Path, l1: float, steps: int, min_accuracy: float) ->
 
     # the same network, reduced again by hand: the widths match the counts
     module, _ = common.get_network((10, 10), l1, 0, steps, folder=tmp_path)
-    from leo.domain import make_box
+    from leo.core.domain import make_box
     from leo.io.torch_io import from_module
-    from leo.reduce import reduce
-    from leo.stability import analyse
+    from leo.reduction.reduce import reduce
+    from leo.stability.analysis import analyse
 
     original = from_module(module)
     reduced = reduce(original, analyse(original, make_box(0, 1, 784))).network

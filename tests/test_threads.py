@@ -1,4 +1,4 @@
-"""One thread policy (leo.threads): the CLI's --threads, StabilityOptions.threads and the
+"""One thread policy (leo.core.threads): the CLI's --threads, StabilityOptions.threads and the
 benchmarks set torch, BLAS and HiGHS threads through the same function, default 1."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from leo.domain import make_box
+from leo.core.domain import make_box
 from leo.errors import LeoInputError
-from leo.stability import StabilityOptions, analyse
-from leo.threads import DEFAULT_THREADS, highs_threads, set_threads, using_threads
+from leo.stability.analysis import StabilityOptions, analyse
+from leo.core.threads import DEFAULT_THREADS, highs_threads, set_threads, using_threads
 from tests.conftest import random_mlp
 
 SIZES = [6, 16, 16, 16, 2]
@@ -34,7 +34,7 @@ def _net():
 def _spy(monkeypatch) -> dict[str, list[int]]:
     """Record torch's threads inside each local search (which it replaces) and the
     threads of each HiGHS model."""
-    import leo.stability
+    import leo.stability.analysis
     from solvers.highs_backend import HighsModel
 
     seen: dict[str, list[int]] = {"torch": [], "highs": []}
@@ -50,7 +50,7 @@ def _spy(monkeypatch) -> dict[str, list[int]]:
         seen["highs"].append(threads)
         init(self, formulation, relax, threads)
 
-    monkeypatch.setattr(leo.stability, "local_search", spy_search)
+    monkeypatch.setattr(leo.stability.analysis, "local_search", spy_search)
     monkeypatch.setattr(HighsModel, "__init__", spy_init)
     return seen
 
@@ -93,7 +93,7 @@ def test_default_is_one_thread():
 
 @pytest.mark.parametrize("flag, expected", [([], 1), (["--threads", "2"], 2)])
 def test_cli_threads_option(flag, expected, tmp_path, monkeypatch):
-    from leo.cli import main
+    from leo.cli.main import main
     from leo.io.save import save_network
 
     path = save_network(_net(), tmp_path / "net.pt", float64=True)
@@ -108,7 +108,7 @@ def test_cli_threads_option(flag, expected, tmp_path, monkeypatch):
 
 
 def test_cli_rejects_negative_threads(tmp_path, capsys):
-    from leo.cli import main
+    from leo.cli.main import main
     from leo.io.save import save_network
 
     path = save_network(_net(), tmp_path / "net.pt")
@@ -123,7 +123,7 @@ def test_threads_set_before_torch_is_imported_reach_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from leo.threads import set_threads; set_threads(2); "
+    code = ("import sys; from leo.core.threads import set_threads; set_threads(2); "
             "assert 'torch' not in sys.modules; import torch; print(torch.get_num_threads())")
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
@@ -134,8 +134,8 @@ def test_highs_runs_after_the_thread_count_changes_in_one_process():
     """HiGHS starts one scheduler per process; a model asking for another thread count than the
     first run's ended "Not Set" without running, so an analysis with threads=2 after one with 1
     proved nothing by MILP. Both counts, in either order, now solve, and the analyses agree."""
-    from leo.encoding import build_prefix
-    from leo.verdicts import Verdict
+    from leo.bounds.encoding import build_prefix
+    from leo.core.verdicts import Verdict
     from solvers.highs_backend import HighsModel
     from solvers.result import SolveStatus
 

@@ -6,8 +6,8 @@ import json
 import re
 from pathlib import Path
 
-from leo.report import UnitProof
-from leo.verdicts import Method, Verdict
+from leo.stability.report import UnitProof
+from leo.core.verdicts import Method, Verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from leo.domain import make_box
-from leo.network import mlp
+from leo.core.domain import make_box
+from leo.core.network import mlp
 from tests.conftest import vnncomp_dir
 
 

@@ -13,8 +13,8 @@ import pytest
 
 from leo.errors import LeoInputError
 from leo.io.vnnlib import V1_NETWORK, read_vnnlib, read_vnnlib_query
-from leo.network import Network
-from leo.property import Answer
+from leo.core.network import Network
+from leo.queries.property import Answer
 from leo.queries.check import check_query, query_networks
 from tests.conftest import random_mlp, vnncomp_answer, vnncomp_dir
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from leo.core.spec import Case, InputRegion, NetworkDecl, Query, TensorDecl
-from leo.property import Answer
-from leo.vnnlib_cli import Variable, assignment_text, main
+from leo.queries.property import Answer
+from leo.cli.vnnlib import Variable, assignment_text, main
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -121,7 +121,7 @@ def test_bad_usage_is_one_line_and_exit_2(capsys, argv):
 
 
 def test_name_and_version_through_the_installed_entry_point():
-    p = subprocess.run([sys.executable, "-m", "leo.vnnlib_cli", "--name"], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "leo.cli.vnnlib", "--name"], capture_output=True, text=True)
     assert (p.returncode, p.stdout) == (0, "leo\n")
 
 

@@ -3,9 +3,9 @@ crossings that one start misses."""
 
 import numpy as np
 
-from leo.domain import make_box
-from leo.network import Layer, Network
-from leo.witnesses import local_search
+from leo.core.domain import make_box
+from leo.core.network import Layer, Network
+from leo.search.witnesses import local_search
 from tests.conftest import random_mlp
 
 

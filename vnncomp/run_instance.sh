@@ -33,7 +33,7 @@ GUARD="$(awk -v t="$TIMEOUT" 'BEGIN { printf "%d", t + 10 }')"
 if is_vnnlib2 "$VNNLIB"; then
     NAME="$(first_network "$VNNLIB")"
     TMP="$(mktemp "$(dirname -- "$RESULTS")/.leo-results.XXXXXX")"
-    timeout --kill-after=5 "$GUARD" "$PY" -m leo.vnnlib_cli verify "$VNNLIB" --network "$NAME=$ONNX" \
+    timeout --kill-after=5 "$GUARD" "$PY" -m leo.cli.vnnlib verify "$VNNLIB" --network "$NAME=$ONNX" \
         --timeout "$LIMIT" > "$TMP"
     code=$?
     if [ "$code" -ne 0 ]; then
@@ -45,7 +45,7 @@ if is_vnnlib2 "$VNNLIB"; then
     mv -n -- "$TMP" "$RESULTS"
     exit 0
 fi
-timeout --kill-after=5 "$GUARD" "$PY" -m leo.cli property "$ONNX" "$VNNLIB" --time-limit "$LIMIT" \
+timeout --kill-after=5 "$GUARD" "$PY" -m leo.cli.main property "$ONNX" "$VNNLIB" --time-limit "$LIMIT" \
     --results "$RESULTS" -q > /dev/null
 code=$?
 case "$code" in

@@ -1,7 +1,7 @@
 """Approximate compression: smaller networks that agree with the original on data,
 without a proof. Every method returns a NEW Network and an ApproxReport whose
 ``lossless`` is always False; for chains with the exact (certified) method see
-:mod:`leo.compose`.
+:mod:`leo.reduction.compose`.
 
 * :func:`linearity_fusion` — fuse (nearly) always-active units into skip connections
   (Dobler & Lemmerich 2025); exact on the box for units the stability analysis proved active.

@@ -71,7 +71,7 @@ from leo.approx.editing import Editable
 from leo.approx.finetune import FinetuneOptions, finetune
 from leo.approx.report import ApproxReport, DataSplit, make_report, split_data
 from leo.errors import LeoInputError
-from leo.network import Network
+from leo.core.network import Network
 
 _RIDGE = 1e-12  # regularises the screening Gram matrix (residuals are recomputed exactly)
 _SCREEN_SLACK = 1e-4  # the ridge screen overestimates residuals by ~sqrt(_RIDGE) (1 + |alpha|)

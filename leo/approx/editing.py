@@ -1,6 +1,6 @@
 """A mutable working copy of a Network for the approximate methods.
 
-Layers are numbered as in :mod:`leo.network`: layer ``k`` (1-based) is source ``k``
+Layers are numbered as in :mod:`leo.core.network`: layer ``k`` (1-based) is source ``k``
 of the layers that read it; source 0 is the input. ``origin[k]`` remembers, per live
 unit, its index in the network the copy was made from, so reports can name units.
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leo.network import Layer, Network
+from leo.core.network import Layer, Network
 
 
 @dataclass

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from leo.errors import LeoInputError
-from leo.network import Layer, Network
+from leo.core.network import Layer, Network
 
 
 @dataclass(frozen=True)

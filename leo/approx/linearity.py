@@ -53,8 +53,8 @@ import numpy as np
 from leo.approx.editing import Editable
 from leo.approx.report import ApproxReport, DataSplit, make_report, split_data
 from leo.errors import LeoInputError
-from leo.network import Network
-from leo.report import StabilityReport
+from leo.core.network import Network
+from leo.stability.report import StabilityReport
 
 ProvenActive = StabilityReport | Mapping[int, Iterable[int]] | None
 

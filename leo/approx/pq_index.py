@@ -46,7 +46,7 @@ from leo.approx.editing import Editable
 from leo.approx.finetune import FinetuneOptions, finetune
 from leo.approx.report import ApproxReport, DataSplit, make_report, split_data
 from leo.errors import LeoInputError
-from leo.network import Layer, Network
+from leo.core.network import Layer, Network
 
 Masks = dict[tuple[int, int], np.ndarray]  # (layer 1-based, source) -> True where the weight is kept
 SCOPES = ("global", "layer", "neuron")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from leo.errors import LeoInputError
-from leo.network import Network
+from leo.core.network import Network
 
 
 # -- data --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ hidden layer, or output layers that differ in their ReLU), the networks are laid
 another instead and a final linear layer gathers their outputs.
 
 ``closeness`` answers ε-closeness of two networks: the product's counterexample searches first
-(cheap, and what finds a pruned copy's differences), then ``leo.equivalence.compare_exact``,
+(cheap, and what finds a pruned copy's differences), then ``leo.queries.equivalence.compare_exact``,
 whose units shared between f and g leave few binaries when g is close to a copy of f (input
 splitting on the product bounds f and g apart, and cannot see that their difference is small).
 """
@@ -29,10 +29,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from leo.domain import Box
+from leo.core.domain import Box
 from leo.errors import LeoInputError
-from leo.network import ARCHITECTURE_SOURCE, INPUT_SHAPE, Layer, Network, shape_text
-from leo.property import Answer, Inequality, OutputProperty, PropertyResult, check_property
+from leo.core.network import ARCHITECTURE_SOURCE, INPUT_SHAPE, Layer, Network, shape_text
+from leo.queries.property import Answer, Inequality, OutputProperty, PropertyResult, check_property
 
 #: Metadata key holding the product's layout (JSON: per network its input group, input and
 #: output slices and where it came from), so a product says what it is.
@@ -269,8 +269,8 @@ def _shared_units(f: Network, g: Network, prod: Network, box: Box, eps: float, d
                   progress: Callable[[str], None] | None, t0: float) -> PropertyResult:
     """``compare_exact`` within the time left: max |f - g| <= the float just below eps proves that no
     point reaches eps; a point it confirms above that float reaches it."""
-    from leo.equivalence import Verdict, compare_exact
-    from leo.stability import StabilityOptions, analyse
+    from leo.queries.equivalence import Verdict, compare_exact
+    from leo.stability.analysis import StabilityOptions, analyse
 
     say = progress or (lambda _line: None)
     left = deadline - time.perf_counter()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from leo.domain import Box
+from leo.core.domain import Box
 from leo.errors import LeoInputError
 
 #: A polytope's bounding box from LP optima is widened by this, relative to max(1, |bound|),

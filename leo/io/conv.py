@@ -6,8 +6,8 @@ to its output's, and a MaxPool becomes the window's candidates (selection matric
 that the reader combines with ReLUs, max(a, b) = a + relu(b - a). The matrices are
 built with index arithmetic (no sampling of the op), then densified: ``Layer.weights``
 stays dense for every reader, while the hot paths use cached views of it (scipy.sparse in
-``leo.bounds``; ``conv_kernel``'s read-back kernel, checked entry for entry, for torch
-forward passes in ``leo.witnesses``).
+``leo.bounds.propagate``; ``conv_kernel``'s read-back kernel, checked entry for entry, for torch
+forward passes in ``leo.search.witnesses``).
 """
 
 from __future__ import annotations

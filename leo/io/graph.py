@@ -32,7 +32,7 @@ from torch import nn
 
 from leo.errors import LeoInputError
 from leo.io.shape import HOW_TO_GIVE_SHAPE, check_recorded
-from leo.network import Layer, Network, shape_text
+from leo.core.network import Layer, Network, shape_text
 
 
 def _dtype(module: nn.Module) -> torch.dtype:

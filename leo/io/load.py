@@ -11,7 +11,7 @@ from pathlib import Path
 
 from leo.errors import LeoInputError
 from leo.io.shape import parse_input_shape, with_input_shape
-from leo.network import SOURCE_PATH, Network
+from leo.core.network import SOURCE_PATH, Network
 
 BUILTIN_PREFIX = "builtin:"
 _MODELS = Path(__file__).resolve().parent.parent / "models"

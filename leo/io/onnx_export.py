@@ -1,6 +1,6 @@
 """ONNX output built node by node (MatMul/Add, Relu), so it needs no exporter and keeps
 the network exactly as leo sees it. A layer that is a convolution (its ``structure``
-rebuilds its weights exactly, ``leo.structured.conv_kernels``) becomes Conv nodes on a
+rebuilds its weights exactly, ``leo.reduction.structured.conv_kernels``) becomes Conv nodes on a
 (batch, C, H, W) tensor, Reshape before and Flatten after only where a neighbour is
 dense; every other layer MatMul/Add. Float64 models keep MatMul everywhere: onnxruntime's
 CPU provider has no float64 Conv, and a file it cannot run helps no one. The model takes the input shape the original took
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from leo.network import Layer, Network
-from leo.structured import channel_bias, conv_kernels
+from leo.core.network import Layer, Network
+from leo.reduction.structured import channel_bias, conv_kernels
 
 OPSET = 17
 

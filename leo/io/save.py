@@ -6,7 +6,7 @@ from pathlib import Path
 
 from leo.errors import LeoInputError
 from leo.io.files import Replace, atomic_write, plan_outputs
-from leo.network import SOURCE_PATH, Network
+from leo.core.network import SOURCE_PATH, Network
 
 FORMATS = (".pt", ".onnx")
 

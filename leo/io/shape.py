@@ -7,7 +7,7 @@ import operator
 from collections.abc import Sequence
 
 from leo.errors import LeoInputError
-from leo.network import INPUT_SHAPE, Network, shape_text
+from leo.core.network import INPUT_SHAPE, Network, shape_text
 
 #: How to give the input shape, for messages that need one (the CLI and the API read the same).
 HOW_TO_GIVE_SHAPE = "give one input's shape with --input-shape C,H,W (input_shape=(C, H, W) in Python)"

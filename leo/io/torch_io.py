@@ -26,7 +26,7 @@ from torch import nn
 
 from leo.errors import LeoInputError
 from leo.io.shape import with_input_shape
-from leo.network import ARCHITECTURE_SOURCE, INPUT_SHAPE, Layer, Network, mlp, shape_text
+from leo.core.network import ARCHITECTURE_SOURCE, INPUT_SHAPE, Layer, Network, mlp, shape_text
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +339,7 @@ class ConvBlock(nn.Module):
     buffer); any other is a flat parameter ``bias``."""
 
     def __init__(self, layer: Layer, kernels: dict[int, np.ndarray], dtype: torch.dtype) -> None:
-        from leo.structured import channel_bias
+        from leo.reduction.structured import channel_bias
 
         super().__init__()
         st = layer.structure
@@ -391,7 +391,7 @@ class ConvNet(nn.Module):
     so the archive needs no leo."""
 
     def __init__(self, network: Network, dtype: torch.dtype = torch.float32) -> None:
-        from leo.structured import conv_kernels
+        from leo.reduction.structured import conv_kernels
 
         super().__init__()
         blocks: list[nn.Module] = []
@@ -408,7 +408,7 @@ class ConvNet(nn.Module):
 
 
 def _has_conv(network: Network) -> bool:
-    from leo.structured import conv_kernels
+    from leo.reduction.structured import conv_kernels
 
     return any(layer.structure is not None and conv_kernels(layer) is not None for layer in network.layers)
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from leo.core.spec import (BOX_MARGIN, Case, InputRegion, Inequality, NetworkDecl, OutputProperty, Query, TensorDecl,
                            bounding_box)
-from leo.domain import Box
+from leo.core.domain import Box
 from leo.errors import LeoInputError
 from leo.io.vnnlib_syntax import INTEGER_TYPES, Atom, Linear, SList, conjoin, dnf, error, number, parse, tokens
 

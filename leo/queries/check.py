@@ -1,4 +1,4 @@
-"""Answer a ``Query``: every input region through ``leo.property.check_property``.
+"""Answer a ``Query``: every input region through ``leo.queries.property.check_property``.
 
 Cases that share an input region are checked in one call, with the disjunction of their
 output rows. A polytope region is checked on its bounding box (proofs on a superset hold
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from leo.core.spec import REGION_TOL, InputRegion, Inequality, OutputProperty, Query, RegionGroup
-from leo.domain import Box
+from leo.core.domain import Box
 from leo.errors import LeoInputError
-from leo.network import Network
-from leo.property import CHECK_TOL, Answer, PropertyResult, Say, check_property
+from leo.core.network import Network
+from leo.queries.property import CHECK_TOL, Answer, PropertyResult, Say, check_property
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ def _named(query: Query, v: np.ndarray, side: str) -> dict[str, np.ndarray]:
 
 
 def as_property_result(query: Query, result: QueryResult) -> tuple[PropertyResult, OutputProperty, Box]:
-    """``result`` in ``leo.property``'s terms, for its report and results file: the answer
+    """``result`` in ``leo.queries.property``'s terms, for its report and results file: the answer
     with the flat point, the cases as one property (disjunct i is case i) and the box
     around every region."""
     disjuncts = tuple(tuple(Inequality(np.array(r), float(v)) for r, v in zip(c.a, c.c)) for c in query.cases)

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from leo.cli import main
+from leo.cli.main import main
 
 
 @pytest.mark.parametrize("method", ["linearity", "pq-index", "dependence"])

@@ -20,7 +20,7 @@ import pytest
 import torch
 from torch import nn
 
-from leo.cli import main
+from leo.cli.main import main
 from leo.exitcodes import ExitCode
 
 

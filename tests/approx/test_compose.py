@@ -9,11 +9,11 @@ import pytest
 
 from leo.approx.linearity import LinearityOptions
 from leo.approx.report import ApproxReport
-from leo.compose import METHODS, ChainOptions, ExactReport, chain_summary, interference, run_chain
-from leo.domain import make_box
+from leo.reduction.compose import METHODS, ChainOptions, ExactReport, chain_summary, interference, run_chain
+from leo.core.domain import make_box
 from leo.errors import LeoInputError
-from leo.network import Network, mlp
-from leo.stability import StabilityOptions
+from leo.core.network import Network, mlp
+from leo.stability.analysis import StabilityOptions
 
 FAST = StabilityOptions(time_limit=10, samples=256)
 

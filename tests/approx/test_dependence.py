@@ -10,7 +10,7 @@ import pytest
 from leo.approx.dependence import DependenceOptions, dependence_elimination, dependence_training, eliminate_dependent
 from leo.approx.finetune import FinetuneOptions
 from leo.errors import LeoInputError
-from leo.network import Network, mlp
+from leo.core.network import Network, mlp
 
 
 def _planted(rng: np.random.Generator) -> tuple[Network, np.ndarray]:

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from leo.approx.linearity import LinearityOptions, activation_rates, fuse_units, linearity_fusion, paper_size
-from leo.domain import make_box
+from leo.core.domain import make_box
 from leo.errors import LeoInputError
 from leo.io.torch_io import to_module
-from leo.network import Layer, Network, mlp
-from leo.stability import StabilityOptions, analyse
+from leo.core.network import Layer, Network, mlp
+from leo.stability.analysis import StabilityOptions, analyse
 
 
 def _mixed_net(rng: np.random.Generator) -> Network:

@@ -14,7 +14,7 @@ from leo.approx.finetune import FinetuneOptions, finetune
 from leo.approx.pq_index import (PQOptions, apply_masks, drop_dead_units, full_masks, keep_count, magnitude_round,
                                  pq_index, pq_prune, prune_count, prune_round, retain_bound, sap_round, unit_scores)
 from leo.errors import LeoInputError
-from leo.network import Layer, Network, mlp
+from leo.core.network import Layer, Network, mlp
 
 
 def test_pq_index_by_hand() -> None:

@@ -17,12 +17,12 @@ from torch import nn
 
 import leo
 import leo.io.load
-from leo.cli import main
+from leo.cli.main import main
 from leo.errors import LeoInputError
 from leo.io.onnx_import import load_onnx
-from leo.network import Layer, Network, channel_summary
-from leo.report import ACTIVE, INACTIVE, UNSTABLE
-from leo.stability import StabilityOptions
+from leo.core.network import Layer, Network, channel_summary
+from leo.stability.report import ACTIVE, INACTIVE, UNSTABLE
+from leo.stability.analysis import StabilityOptions
 from tests.conftest import seeded_module as _seeded
 
 torch.set_num_threads(1)
@@ -334,7 +334,7 @@ def test_custom_residual_module_through_the_cli(tmp_path: Path, capsys: pytest.C
 # -- local boxes ---------------------------------------------------------------------------
 
 def test_center_eps_box_is_the_clipped_ball(tmp_path: Path) -> None:
-    from leo.domain import ball, make_box
+    from leo.core.domain import ball, make_box
 
     x = np.array([[0.0, 0.5], [0.98, 0.3]])
     box = ball(x, 0.05, 4, make_box(0, 1, 4))
@@ -454,8 +454,8 @@ def _reduction_record(reduction) -> dict:  # noqa: ANN001 - the certificate's fo
 
 @pytest.mark.parametrize("case", ["residual", "maxpool", "batchnorm", "concat-transpose"])
 def test_bypass_removes_every_stable_unit_and_audit_replays_it(case: str) -> None:
-    from leo.audit import compare, replay
-    from leo.reduce import reduce
+    from leo.certify.audit import compare, replay
+    from leo.reduction.reduce import reduce
 
     module, shape = _cases()[case]
     module = _seeded(module, seed=12)
@@ -476,8 +476,8 @@ def test_bypass_removes_every_stable_unit_and_audit_replays_it(case: str) -> Non
 
 
 def test_audit_refutes_a_bypassed_unit_not_claimed_active() -> None:
-    from leo.audit import Refuted, replay
-    from leo.reduce import reduce
+    from leo.certify.audit import Refuted, replay
+    from leo.reduction.reduce import reduce
 
     module, shape = _cases()["residual"]
     module = _seeded(module, seed=12)
@@ -494,8 +494,8 @@ def test_audit_refutes_a_bypassed_unit_not_claimed_active() -> None:
 
 @pytest.mark.parametrize("shift", [-3.0, 0.0, 3.0])  # whole layers inactive, mixed, whole layers active
 def test_bypass_on_mlps_equals_the_original_and_replays(shift: float) -> None:
-    from leo.audit import compare, replay
-    from leo.reduce import reduce
+    from leo.certify.audit import compare, replay
+    from leo.reduction.reduce import reduce
     from tests.conftest import random_mlp
 
     for seed in range(4):

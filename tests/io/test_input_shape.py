@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 import leo
-from leo.cli import main
+from leo.cli.main import main
 from leo.errors import LeoInputError
-from leo.stability import StabilityOptions
+from leo.stability.analysis import StabilityOptions
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")

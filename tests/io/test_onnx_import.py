@@ -15,14 +15,14 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from leo.domain import make_box
+from leo.core.domain import make_box
 from leo.errors import LeoInputError
 from leo.io.load import load_network
 from leo.io.onnx_export import save_onnx
 from leo.io.onnx_import import load_onnx
-from leo.network import Network
-from leo.reduce import reduce
-from leo.stability import StabilityOptions, analyse
+from leo.core.network import Network
+from leo.reduction.reduce import reduce
+from leo.stability.analysis import StabilityOptions, analyse
 
 F32 = TensorProto.FLOAT
 

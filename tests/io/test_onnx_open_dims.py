@@ -12,7 +12,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from leo.cli import main  # noqa: E402
+from leo.cli.main import main  # noqa: E402
 from leo.errors import LeoInputError  # noqa: E402
 from leo.io.load import load_network  # noqa: E402
 

@@ -389,7 +389,7 @@ def test_an_op_version_newer_than_the_table_is_refused_by_name(monkeypatch: pyte
 
 def test_opset_9_slice_model_through_the_cli(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     """The issue's case: an opset-9 Slice (attributes, not inputs) ended in exit 4."""
-    from leo.cli import main
+    from leo.cli.main import main
 
     nodes = [_n("Slice", ["x"], ["s"], starts=[1], ends=[7], axes=[1]), _n("Flatten", ["s"], ["f"]),
              _n("Gemm", ["f", "W1", "b1"], ["h"], transB=1), _n("Relu", ["h"], ["r"]),

@@ -20,7 +20,7 @@ import leo
 from leo.io.graph import conv_module_path
 from leo.io.prune_module import dead_channels_from_report, prune_module
 from leo.io.torch_io import from_module
-from leo.stages import StabilityOptions
+from leo.stability.stages import StabilityOptions
 
 pytest.importorskip("torch_pruning")  # the ``prune`` extra (in ``test``); imported lazily by leo
 

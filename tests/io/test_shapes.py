@@ -17,13 +17,13 @@ from torch import nn
 
 import leo
 from leo.api import _shape_candidates, as_network
-from leo.domain import make_box
+from leo.core.domain import make_box
 from leo.errors import LeoInputError
 from leo.io.load import load_network
 from leo.io.save import save_network
-from leo.network import Network
-from leo.reduce import reduce
-from leo.stability import StabilityOptions, analyse
+from leo.core.network import Network
+from leo.reduction.reduce import reduce
+from leo.stability.analysis import StabilityOptions, analyse
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")

@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 import leo
-from leo.cli import main
+from leo.cli.main import main
 from leo.errors import LeoInputError
 from leo.io.load import load_network
 from leo.io.torch_io import STATE_DICT_SOURCE, from_module
-from leo.network import Network
+from leo.core.network import Network
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
@@ -168,7 +168,7 @@ def test_state_dict_note_on_stderr_even_quiet(tmp_path: Path) -> None:
     torch.manual_seed(0)
     path = tmp_path / "sd.pt"
     torch.save(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).state_dict(), path)
-    proc = subprocess.run([sys.executable, "-m", "leo.cli", "verify", str(path), "--lower", "0", "--upper", "1",
+    proc = subprocess.run([sys.executable, "-m", "leo.cli.main", "verify", str(path), "--lower", "0", "--upper", "1",
                            "-q"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     notes = [ln for ln in proc.stderr.splitlines() if "as a state_dict" in ln]

@@ -17,7 +17,7 @@ from leo.io.conv import TooLarge
 from leo.io.onnx.table import NOT_PIECEWISE_LINEAR, UnknownVersion, handler_for, supported_ops
 from leo.io.onnx.values import Affine, Graph, Node, to_float
 from leo.io.shape import HOW_TO_GIVE_SHAPE
-from leo.network import ARCHITECTURE_SOURCE, INPUT_SHAPE, Network, shape_text
+from leo.core.network import ARCHITECTURE_SOURCE, INPUT_SHAPE, Network, shape_text
 
 #: The opset assumed for a model that declares none for the default domain (onnx's own default).
 DEFAULT_OPSET = 1

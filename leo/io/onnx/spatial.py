@@ -203,7 +203,7 @@ def max_pool(g: Graph, node: Node) -> list[Value]:
         pairs = [(candidates[i], candidates[i + 1]) for i in range(0, len(candidates) - 1, 2)]
         diffs = stack([b.plus(negate(a)) for a, b in pairs], (len(pairs) * pairs[0][0].size,))  # type: ignore[misc]
         r = g.emit(diffs, relu=True)
-        # marked so reports tell these ReLU layers from the user's hidden layers (leo.report.internal_op)
+        # marked so reports tell these ReLU layers from the user's hidden layers (leo.stability.report.internal_op)
         g.layers[-1] = replace(g.layers[-1], structure={"op": "MaxPool", "node": node.name})
         n = pairs[0][0].size
         merged = [a.plus(r.rows(np.arange(i * n, (i + 1) * n), shape)) for i, (a, _) in enumerate(pairs)]

@@ -19,7 +19,7 @@ import numpy as np
 
 from leo.errors import LeoInputError
 from leo.io.conv import check_size
-from leo.network import Layer
+from leo.core.network import Layer
 
 
 @dataclass(frozen=True)

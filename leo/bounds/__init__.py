@@ -1,0 +1,1 @@
+"""Sound bounds on pre-activations: interval, symbolic (CROWN-style) and MILP encodings."""

@@ -1,0 +1,1 @@
+"""From a stability report to a smaller network computing the same function: the forms."""

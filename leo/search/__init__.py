@@ -1,0 +1,1 @@
+"""Points that decide questions without proofs: witnesses, attacks, region walks."""
