@@ -11,11 +11,13 @@ check: 10^6 box points, no unit claimed stable by either may be seen with the ot
 
     python -m benchmarks.acasxu --json benchmarks/results/acasxu.json --markdown benchmarks/results/acasxu.md
     python -m benchmarks.acasxu --quick      # 1_1 only
+    python -m benchmarks.acasxu --networks 1,9 --no-compare   # 1_1 and 1_9, the default analysis only
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -79,20 +81,24 @@ def _analysis(net: Network, box: Box, budget: float, branch: bool) -> tuple[dict
             "open_units": [list(u) for u in left]}, report
 
 
-def run_network(name: str, budget: float, samples: int) -> dict[str, Any]:
+def run_network(name: str, budget: float, samples: int, compare: bool = True) -> dict[str, Any]:
+    """One network: the analysis with the phase and (``compare``) without it, the load average
+    when it started, and the sampling check of every stable claim."""
     root = data_dir() / "vnncomp2021" / "acasxu"
     net = as_network(str(root / name))
     box, _ = read_vnnlib(root / "prop_7.vnnlib", net.input_dim)
+    load = _load()
     with_phase, report = _analysis(net, box, budget, branch=True)
-    without, plain = _analysis(net, box, budget, branch=False)
-    row: dict[str, Any] = {"network": name, "units": sum(net.hidden), **with_phase, "no_branch": without}
+    without, plain = _analysis(net, box, budget, branch=False) if compare else (None, None)
+    row: dict[str, Any] = {"network": name, "units": sum(net.hidden), "load": load, **with_phase, "no_branch": without}
     signs = sampled_signs(net, box, samples, seed=1)
     row["samples"] = samples
-    row["contradicted"] = contradicted(claims_of(report) | claims_of(plain), signs)
+    row["contradicted"] = contradicted(claims_of(report) | (claims_of(plain) if plain else {}), signs)
     row["sampled_can_be_stable"] = int(sum(((lo >= 0) | (hi <= 0)).sum() for lo, hi in signs))
+    other = f"; without the phase {without['seconds']:.1f} s, stable {without['stable']}, open {without['open']}" \
+        if without else ""
     print(f"{name}: {row['seconds']:.1f} s, stable {row['stable']} ({row['by_branch']} by branch and bound), "
-          f"open {row['open']}; without the phase {without['seconds']:.1f} s, stable {without['stable']}, "
-          f"open {without['open']}; contradicted {len(row['contradicted'])}", file=sys.stderr, flush=True)
+          f"open {row['open']}{other}; contradicted {len(row['contradicted'])}; load {load}", file=sys.stderr, flush=True)
     return row
 
 
@@ -104,28 +110,29 @@ def markdown(rows: list[dict[str, Any]], command: str, budget: float) -> str:
              "phase (leo/bab/input_split.py `search_each`: one input-splitting tree per layer for all its open units, CROWN "
              "bounds, an in-leaf gradient attack confirmed by the forward pass) before the MILPs; and without it "
              "(`--no-branch`; the default runs the phase on layers whose MILPs carry 24+ binaries). 10^6 samples check every stable claim of both. "
-             f"Load average at the start: {_load()}.", "",
-             "| network | units | seconds | stable | by branch | unstable (witnessed) | open | "
+             "Load average (1, 5, 15 min) at each network's start in its row.", "",
+             "| network | load | units | seconds | stable | by branch | unstable (witnessed) | open | "
              "no-branch seconds | no-branch stable | no-branch open | sampling: can be stable | contradicted |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        nb = r["no_branch"]
-        lines.append(f"| {r['network']} | {r['units']} | {r['seconds']:.1f} | {r['stable']} | {r['by_branch']} | "
-                     f"{r['unstable_shown']} | {r['open']} | {nb['seconds']:.1f} | {nb['stable']} | {nb['open']} | "
+        nb = r["no_branch"] or {}
+        cells = [f"{nb['seconds']:.1f}", str(nb["stable"]), str(nb["open"])] if nb else ["—"] * 3
+        lines.append(f"| {r['network']} | {r.get('load', '—')} | {r['units']} | {r['seconds']:.1f} | {r['stable']} | "
+                     f"{r['by_branch']} | {r['unstable_shown']} | {r['open']} | {' | '.join(cells)} | "
                      f"{r['sampled_can_be_stable']} | {len(r['contradicted'])} |")
     return "\n".join(lines) + "\n"
 
 
 def _load() -> str:
     """The machine's load average (1, 5, 15 min): the timings are wall-clock on a shared machine."""
-    import os
-
     return ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="network 1_1 only")
+    ap.add_argument("--networks", default=None, help="comma-separated j of ACAS Xu 1_j (default: 1-9)")
+    ap.add_argument("--no-compare", action="store_true", help="skip the analysis without the phase")
     ap.add_argument("--budget", type=float, default=60.0, help="--time-budget of the analysis, per network")
     ap.add_argument("--samples", type=int, default=1_000_000)
     ap.add_argument("--json", default=None)
@@ -133,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     names = NETWORKS[:1] if args.quick else NETWORKS
-    rows = [run_network(n, args.budget, args.samples) for n in names]
+    if args.networks:
+        names = [NETWORKS[int(j) - 1] for j in args.networks.split(",")]
+    rows = [run_network(n, args.budget, args.samples, compare=not args.no_compare) for n in names]
     command = "python -m benchmarks.acasxu " + " ".join(argv if argv is not None else sys.argv[1:])
     payload = {"command": command, "networks": rows}
     if args.json:

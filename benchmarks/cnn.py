@@ -28,6 +28,9 @@ network (ONNX with its Conv nodes, as torch exports it) and on leo's flat-compre
 subprocess with the same time-out on the same machine (``benchmarks.vnncomp``'s runners).
 Answers must be identical; seconds are wall clock, start-up included.
 
+Users' own CNNs end to end (a traced LeNet-like MaxPool model, a CIFAR-sized residual CNN:
+seconds, peak memory and written size per command) are measured by ``benchmarks.cnn_user``.
+
     python -m benchmarks.cnn --quick                      # one net, 1 image per eps, budget 60 s
     python -m benchmarks.cnn --images 2 --marabou-images 3 --marabou-timeout 60 --budget 60 \
         --json benchmarks/results/cnn.json --markdown benchmarks/results/cnn.md   # ~35 min on the shared machine

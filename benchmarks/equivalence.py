@@ -6,7 +6,7 @@ their weights magnitude-pruned (per layer, the smallest |w| set to 0, written as
 onnx helpers) and against leo's own compressed copies (``leo.compress`` over the domain). Each
 instance is written as a VNN-LIB 2.0 file (g ``isomorphic-to`` f, inputs tied by ``==``, the unsafe
 set "some |f_i - g_i| >= ε") and answered through the standard entry point ``leo-vnnlib verify``
-and/or ``leo.core.product.closeness`` (``--entries``; each row says which). Every sat is
+and/or ``leo.queries.closeness.closeness`` (``--entries``; each row says which). Every sat is
 confirmed by onnxruntime on both ONNX files; every unsat is cross-checked by dense sampling and,
 where it finishes in the time, by ``leo check --exact``.
 
@@ -152,7 +152,7 @@ def dense_diff(f: Path, g: Path, lower: np.ndarray, upper: np.ndarray, n: int) -
     """max |f - g| over ``n`` random domain points and the corners, by leo's float64 forward pass."""
     from leo.api import as_network
     from leo.core.domain import Box
-    from leo.queries.equivalence import sample_points
+    from leo.core.domain import sample_points
 
     nf, ng = as_network(str(f)), as_network(str(g))
     pts = sample_points(Box(lower, upper), n, np.random.default_rng(7))
@@ -163,7 +163,7 @@ class Entry(enum.Enum):
     """How an instance is answered."""
 
     VNNLIB = "leo-vnnlib verify"  # the standard entry point, as a subprocess: check_query on the product
-    CLOSENESS = "leo.core.product.closeness"  # product searches, then compare_exact's shared-unit MILPs
+    CLOSENESS = "leo.queries.closeness.closeness"  # product searches, then compare_exact's shared-unit MILPs
 
 
 def solve(entry: Entry, f: Path, g: Path, query: Path, lower: np.ndarray, upper: np.ndarray, eps: float,
@@ -190,7 +190,7 @@ def _solve_vnnlib(f: Path, g: Path, query: Path, lower: np.ndarray, upper: np.nd
 def _solve_closeness(f: Path, g: Path, query: Path, lower: np.ndarray, upper: np.ndarray, eps: float,
                      timeout: float) -> tuple[str, float, str, np.ndarray | None]:
     from leo.api import as_network
-    from leo.core.product import closeness
+    from leo.queries.closeness import closeness
     from leo.core.domain import Box
 
     res = closeness(as_network(str(f)), as_network(str(g)), Box(lower, upper), eps, timeout)
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compress-budget", type=float, default=60.0, help="leo.compress's time budget per network")
     ap.add_argument("--no-exact", action="store_true", help="skip the leo check --exact cross-check")
     ap.add_argument("--entries", default="vnnlib,closeness", help="comma-separated: vnnlib (leo-vnnlib verify), "
-                    "closeness (leo.core.product.closeness)")
+                    "closeness (leo.queries.closeness.closeness)")
     ap.add_argument("--out", default=str(RESULTS / "equivalence"), help="results path without suffix")
     ap.add_argument("--only", default=None, help="comma-separated instance names to run (e.g. '1_5 vs pruned 5%%')")
     ap.add_argument("--update", action="store_true", help="replace the rows of the instances run in the "

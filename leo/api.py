@@ -15,11 +15,12 @@ import numpy as np
 from leo.certify.certificate import build_certificate
 from leo.core.domain import Box, make_box
 from leo.queries.equivalence import CheckResult, compare_sampled
+from leo.core.choices import Form, choose
 from leo.io.files import Replace
 from leo.io.load import BUILTIN_PREFIX, builtin_models, load_network, resolve_path  # noqa: F401 - public here too
 from leo.io.shape import parse_input_shape, with_input_shape
 from leo.core.network import SOURCE_PATH, Network
-from leo.reduction.reduce import Reduction, reduce
+from leo.reduction.reduce import Reduction, reduce_form
 from leo.stability.report import StabilityReport
 from leo.stability.analysis import ProgressFn, StabilityOptions, analyse
 
@@ -156,10 +157,11 @@ def original_path(out: Path) -> Path:
 def compress(model: ModelLike, lower: Any, upper: Any, options: StabilityOptions = StabilityOptions(),
              data: np.ndarray | None = None, progress: ProgressFn | None = None,
              check_points: int = 10_000, model_path: Path | None = None,
-             out_path: Path | None = None, form: str = "leo", input_shape: Any = None) -> Compression:
+             out_path: Path | None = None, form: Form | str = Form.LEO, input_shape: Any = None) -> Compression:
     """Prove stability, reduce, and check the result on sampled points of the box.
-    ``form`` (see ``FORMS``): how stable units are removed; ``input_shape``: one input's
-    shape, for a model that records none (see ``as_network``)."""
+    ``form`` (a ``Form`` or its name, see ``FORMS``): how stable units are removed;
+    ``input_shape``: one input's shape, for a model that records none (see ``as_network``)."""
+    form = choose(Form, form, "form")
     net = as_network(model, like=_array(lower), input_shape=input_shape)
     step = exact_step(net, as_box(net, lower, upper), options, data, progress, check_points, form)
     source = model_path if model_path is not None else (
@@ -167,7 +169,7 @@ def compress(model: ModelLike, lower: Any, upper: Any, options: StabilityOptions
     cert = build_certificate(net, step.report, step.reduction, step.check, source,  # sealed by save()
                              time_budget=options.time_budget)
     pruned = _pruned_module(model, net, step, as_box(net, lower, upper), check_points) \
-        if form == "structured" else None
+        if form is Form.STRUCTURED else None
     return Compression(net, step.reduction.network, step.report, step.reduction, step.check, cert, pruned)
 
 
@@ -206,7 +208,7 @@ def _pruned_module(model: ModelLike, net: Network, step: ExactStep, box: Box, ch
 #: "structured" (``leo.reduction.structured``): conv layers lose whole channels whose units are all
 #: stably inactive and stay convolutions (written as Conv nodes / nn.Conv2d), dense layers
 #: as "leo"; ``reduction.dead_channels`` names the channels removed.
-FORMS = ("leo", "flat", "structured")
+FORMS = tuple(Form)
 
 
 @dataclass(frozen=True)
@@ -221,22 +223,14 @@ class ExactStep:
 
 def exact_step(net: Network, box: Box, options: StabilityOptions = StabilityOptions(),
                data: np.ndarray | None = None, progress: ProgressFn | None = None,
-               check_points: int = 10_000, form: str = "leo") -> ExactStep:
+               check_points: int = 10_000, form: Form | str = Form.LEO) -> ExactStep:
     """Prove stability on the box, reduce, and check the result on sampled points of the
     box. The one exact step: ``compress`` and the chains of ``leo.reduction.compose`` both run it,
     so they cannot drift apart. A reduced network that differs on a sampled point is a
     bug in leo (RuntimeError), never a result."""
-    if form not in FORMS:
-        from leo.errors import LeoInputError
-
-        raise LeoInputError(f"unknown form {form!r}; choose one of {', '.join(FORMS)}")
+    form = choose(Form, form, "form")
     report = analyse(net, box, _within_budget(net, box, options, check_points), data=data, progress=progress)
-    if form == "structured":
-        from leo.reduction.structured import reduce_structured
-
-        reduction = reduce_structured(net, report)
-    else:
-        reduction = reduce(net, report, bypass_active=form == "flat")
+    reduction = reduce_form(net, report, form)
     check = compare_sampled(net, reduction.network, box, n=check_points, tolerance=1e-6 * (1 + _scale(net, box)))
     if not check.equivalent:
         raise RuntimeError(

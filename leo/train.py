@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leo.errors import LeoInputError
+from leo.bounds.relaxation import interval_step
 from leo.core.network import Network
+from leo.errors import LeoInputError
 
 PAPER_STEPS = 56_250  # 120 epochs x 60,000 images / batch 128 (468.75 steps per epoch)
 _DROPS = (50 / 120, 100 / 120)  # fractions of the steps at which lr is multiplied by 0.1
@@ -115,18 +116,19 @@ def interval_bounds(module: nn.Sequential, lower: torch.Tensor,
                     upper: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Interval bounds [l, u] of the pre-activations of every Linear layer followed by a ReLU.
 
-    Per sample (rows of ``lower``/``upper``), by centre-radius interval arithmetic; the
-    bounds stay differentiable so the RS loss can train on them.
+    Per sample (rows of ``lower``/``upper``), by the interval step every bound engine uses
+    (``leo.bounds.relaxation.interval_step``); the bounds stay differentiable so the RS loss
+    can train on them.
     """
     bounds: list[tuple[torch.Tensor, torch.Tensor]] = []
     mods = list(module)
     lo, hi = lower, upper
     for i, mod in enumerate(mods):
         if isinstance(mod, nn.Linear):
-            centre, radius = (hi + lo) / 2, (hi - lo) / 2
-            mid = mod(centre)
-            rad = radius @ mod.weight.abs().T
-            lo, hi = mid - rad, mid + rad
+            w, w_abs = mod.weight, mod.weight.abs()
+            bias = mod.bias if mod.bias is not None else torch.zeros(mod.out_features, dtype=w.dtype)
+            lo, hi = interval_step(bias, [(lo, hi, lambda v, w=w: v @ w.T, lambda v, wa=w_abs: v @ wa.T)],
+                                   widen=False)
             if i + 1 < len(mods) and isinstance(mods[i + 1], nn.ReLU):
                 bounds.append((lo, hi))
         elif isinstance(mod, nn.ReLU):

@@ -39,13 +39,31 @@ _MODULES = {"highs": "solvers.highs_backend", "scip": "solvers.scip_backend", "g
 _PACKAGES = {"highs": "highspy", "scip": "pyscipopt", "gurobi": "gurobipy"}
 
 
+class Tuning(enum.Enum):
+    """How a back-end is set up for the solves a caller will ask of it."""
+
+    DEFAULT = "default"
+    #: many re-solves of one LP after bound changes (ReLU-split branch and bound): dual simplex
+    #: from the last basis, no presolve, no scaling (on MNIST 256x2's LP, HiGHS's default
+    #: scaling took 4-10 s for a root solve that takes 0.1 s without it)
+    RESOLVE = "resolve"
+
+
 @runtime_checkable
 class Model(Protocol):
     """What leo asks of a solver: one persistent model of a problem whose objective,
-    column bounds and trailing rows change between solves."""
+    column bounds, row bounds and trailing rows change between solves.
+
+    Warm starts: a MIP takes a ``start`` point; an LP re-solve starts from the last basis
+    (the model is persistent). After an LP optimum ``row_duals`` gives the duals, after an
+    LP the solver calls infeasible ``dual_ray`` may give a Farkas ray: either only *proposes*
+    a certificate, which the caller recomputes (weak duality) before it proves anything."""
 
     @property
     def num_rows(self) -> int: ...
+
+    @property
+    def num_cols(self) -> int: ...
 
     def minimise(self, cost: np.ndarray, threshold: float | None, time_limit: float,
                  start: np.ndarray | None = None,
@@ -55,7 +73,18 @@ class Model(Protocol):
         column vectors) where the back-end can report them."""
         ...
 
+    def feasibility(self, time_limit: float) -> SolveResult:
+        """Whether the model has a point: ``proven_infeasible`` (the solver's word that none
+        exists), a ``point`` (on ``x_cols``; ``solution()`` has every column), or neither (a
+        time limit or an error: no answer)."""
+        ...
+
     def set_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None: ...
+
+    def set_row_bounds(self, rows: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+        """Change the sides of existing rows (kept relaxations of leo's rows where tiny
+        entries were removed: each side is widened as the row's was)."""
+        ...
 
     def add_rows(self, matrix: sp.spmatrix, lower: np.ndarray, upper: np.ndarray) -> None: ...
 
@@ -64,6 +93,10 @@ class Model(Protocol):
     def solution(self) -> np.ndarray: ...
 
     def row_duals(self) -> np.ndarray: ...
+
+    def dual_ray(self) -> np.ndarray | None:
+        """Row multipliers proposed as a proof that the last LP is infeasible (None: none)."""
+        ...
 
 
 def _missing(solver: str) -> str:
@@ -127,12 +160,10 @@ def _module(solver: str) -> Any:
         raise ValueError(f"{_missing(solver)} ({exc})") from exc
 
 
-def new_model(problem: Any, relax: bool = False, threads: int = 1, solver: str = "highs") -> Model:
+def new_model(problem: Any, relax: bool = False, threads: int = 1, solver: Solver | str = Solver.HIGHS,
+              tuning: Tuning = Tuning.DEFAULT) -> Model:
     """A persistent model of ``problem`` (its LP relaxation with ``relax``) in ``solver``."""
-    module = _module(solver)
-    if solver == "highs":
-        return module.HighsModel(problem, relax=relax, threads=threads)
-    return module.new_model(problem, relax=relax, threads=threads)
+    return _module(str(solver)).new_model(problem, relax=relax, threads=threads, tuning=tuning)
 
 
 def backend_version(solver: str) -> str:

@@ -27,40 +27,52 @@ import numpy as np
 import scipy.sparse as sp
 from gurobipy import GRB
 
-from solvers.highs_backend import MIP_FEASIBILITY_TOLERANCE, relax_tiny
-from solvers.result import SolveResult, SolveStatus, proven_bound
+from solvers.backend import Tuning
+from solvers.highs_backend import MIP_FEASIBILITY_TOLERANCE, tiny_widening
+from solvers.result import CONCLUSION, Raw, SolveResult, SolveStatus, Termination, as_feasibility, conclude
 
 _S = GRB.Status
-#: Every Gurobi status (the members of ``GRB.Status``), mapped to what leo may conclude.
-#: A stop on a limit leo sets (time, BestObjStop/BestBdStop, an interrupt) keeps Gurobi's
-#: ObjBound of a MIP, which Gurobi proved; CUTOFF proves the cutoff and is handled before
-#: this table, where one was set; everything else proves nothing, as does a status
-#: unknown to this table.
-STATUS_OUTCOME: dict[int, SolveStatus] = {
-    _S.OPTIMAL: SolveStatus.OPTIMAL,
-    _S.TIME_LIMIT: SolveStatus.TIME_LIMIT,
-    _S.USER_OBJ_LIMIT: SolveStatus.INTERRUPTED,
-    _S.INTERRUPTED: SolveStatus.INTERRUPTED,
-    _S.CUTOFF: SolveStatus.ERROR,  # without a cutoff set by leo: not a proof it has checked
-    _S.LOADED: SolveStatus.ERROR,
-    _S.INFEASIBLE: SolveStatus.ERROR,  # without a cutoff: every box point is feasible, so a numerical failure
-    _S.INF_OR_UNBD: SolveStatus.ERROR,
-    _S.UNBOUNDED: SolveStatus.ERROR,
-    _S.ITERATION_LIMIT: SolveStatus.ERROR,
-    _S.NODE_LIMIT: SolveStatus.ERROR,
-    _S.SOLUTION_LIMIT: SolveStatus.ERROR,
-    _S.NUMERIC: SolveStatus.ERROR,
-    _S.SUBOPTIMAL: SolveStatus.ERROR,
-    _S.INPROGRESS: SolveStatus.ERROR,
-    _S.WORK_LIMIT: SolveStatus.ERROR,
-    _S.MEM_LIMIT: SolveStatus.ERROR,
-    _S.LOCALLY_OPTIMAL: SolveStatus.ERROR,
-    _S.LOCALLY_INFEASIBLE: SolveStatus.ERROR,
+#: Every Gurobi status (the members of ``GRB.Status``), mapped to why Gurobi stopped;
+#: ``CONCLUSION`` says what leo may conclude. A stop on a limit leo sets (time,
+#: BestObjStop/BestBdStop, an interrupt) keeps Gurobi's ObjBound of a MIP, which Gurobi
+#: proved; CUTOFF (and INFEASIBLE: Gurobi's presolve turns the cutoff into a row) proves a
+#: cutoff leo set (``solvers.result.conclude``); everything else proves nothing, as does a
+#: status unknown to this table (UNKNOWN).
+TERMINATION: dict[int, Termination] = {
+    _S.OPTIMAL: Termination.OPTIMAL,
+    _S.TIME_LIMIT: Termination.TIME_LIMIT,
+    _S.USER_OBJ_LIMIT: Termination.INTERRUPTED,
+    _S.INTERRUPTED: Termination.INTERRUPTED,
+    _S.CUTOFF: Termination.CUTOFF,
+    _S.LOADED: Termination.ERROR,
+    _S.INFEASIBLE: Termination.INFEASIBLE,
+    _S.INF_OR_UNBD: Termination.INFEASIBLE_OR_UNBOUNDED,
+    _S.UNBOUNDED: Termination.UNBOUNDED,
+    _S.ITERATION_LIMIT: Termination.OTHER_LIMIT,
+    _S.NODE_LIMIT: Termination.OTHER_LIMIT,
+    _S.SOLUTION_LIMIT: Termination.OTHER_LIMIT,
+    _S.NUMERIC: Termination.NUMERICAL_ERROR,
+    _S.SUBOPTIMAL: Termination.NUMERICAL_ERROR,  # Gurobi's word for an optimum it could not verify numerically
+    _S.INPROGRESS: Termination.ERROR,
+    _S.WORK_LIMIT: Termination.OTHER_LIMIT,
+    _S.MEM_LIMIT: Termination.OTHER_LIMIT,
+    _S.LOCALLY_OPTIMAL: Termination.UNKNOWN,  # nonconvex solves only
+    _S.LOCALLY_INFEASIBLE: Termination.UNKNOWN,
+}
+
+#: What leo may conclude from each Gurobi status (``TERMINATION`` then ``CONCLUSION``).
+STATUS_OUTCOME: dict[int, SolveStatus] = {s: CONCLUSION[t] for s, t in TERMINATION.items()}
+
+#: Gurobi parameters per tuning (``solvers.backend.Tuning``).
+_TUNING: dict[Tuning, tuple[tuple[str, object], ...]] = {
+    Tuning.DEFAULT: (),
+    Tuning.RESOLVE: (("Method", 1), ("Presolve", 0), ("ScaleFlag", 0)),
 }
 
 
-#: Statuses that, under a cutoff set by leo, prove that nothing lies below it.
-_PROVES_CUTOFF = (_S.CUTOFF, _S.INFEASIBLE)
+def termination(status: int) -> Termination:
+    """Why Gurobi stopped (an unknown status: UNKNOWN)."""
+    return TERMINATION.get(status, Termination.UNKNOWN)
 
 
 def outcome(status: int) -> SolveStatus:
@@ -81,7 +93,7 @@ def _inf(values: np.ndarray) -> np.ndarray:
 class GurobiModel:
     """One Gurobi model holding a problem (as MILP, or as its LP relaxation)."""
 
-    def __init__(self, problem: Any, relax: bool = False, threads: int = 1) -> None:
+    def __init__(self, problem: Any, relax: bool = False, threads: int = 1, tuning: Tuning = Tuning.DEFAULT) -> None:
         self.problem = problem
         self.is_mip = (not relax) and problem.num_binaries > 0
         self.env = gp.Env(empty=True)
@@ -93,29 +105,35 @@ class GurobiModel:
         m.Params.MIPGapAbs = 0.0
         m.Params.FeasibilityTol = MIP_FEASIBILITY_TOLERANCE
         m.Params.IntFeasTol = MIP_FEASIBILITY_TOLERANCE
+        if not self.is_mip:
+            m.Params.InfUnbdInfo = 1  # a Farkas proof with an infeasible LP (``dual_ray``)
+        for name, value in _TUNING[tuning]:
+            m.setParam(name, value)
         integer = np.asarray(problem.integer, bool) & self.is_mip
         vtype = np.where(integer, GRB.INTEGER, GRB.CONTINUOUS)
         self.x = m.addMVar(problem.num_cols, lb=_inf(problem.col_lower), ub=_inf(problem.col_upper), vtype=vtype)
         self.model = m
         self._rows: list[tuple[Any, ...]] = []  # Gurobi constraints per leo row
+        self._widen = np.zeros(0)
+        self._a = sp.csr_matrix((0, problem.num_cols))  # the rows as Gurobi holds them (for set_row_bounds)
         self._x_cols = getattr(problem, "x_cols", None)
         self._on_point: Callable[[np.ndarray], None] | None = None
         self._last: np.ndarray | None = None
         self._duals: np.ndarray | None = None
+        self._ray: np.ndarray | None = None
         self.add_rows(problem.matrix, problem.row_lower, problem.row_upper)
 
     @property
     def num_rows(self) -> int:
         return len(self._rows)
 
-    def add_rows(self, matrix: sp.spmatrix, lower: np.ndarray, upper: np.ndarray) -> None:
-        """Append rows ``lower <= matrix @ v <= upper`` (tiny entries removed, rows widened)."""
-        p = self.problem
-        a, lo, hi = relax_tiny(matrix, np.asarray(lower, float), np.asarray(upper, float), p.col_lower, p.col_upper)
-        n = a.shape[0]
-        if n == 0:
-            return
-        per_row: list[list[Any]] = [[] for _ in range(n)]
+    @property
+    def num_cols(self) -> int:
+        return int(self.problem.num_cols)
+
+    def _constraints(self, a: sp.csr_matrix, lo: np.ndarray, hi: np.ndarray) -> list[tuple[Any, ...]]:
+        """Gurobi constraints for rows ``lo <= a @ x <= hi``: one per finite side (one for an equation)."""
+        per_row: list[list[Any]] = [[] for _ in range(a.shape[0])]
         equal = np.isfinite(lo) & (lo == hi)
         for sense, rows, rhs in (("=", equal, lo), ("<", ~equal & np.isfinite(hi), hi),
                                  (">", ~equal & np.isfinite(lo), lo)):
@@ -124,7 +142,17 @@ class GurobiModel:
                 cons = self.model.addMConstr(a[idx], self.x, sense, rhs[idx]).tolist()
                 for i, c in zip(idx, cons):
                     per_row[i].append(c)
-        self._rows.extend(tuple(c) for c in per_row)
+        return [tuple(c) for c in per_row]
+
+    def add_rows(self, matrix: sp.spmatrix, lower: np.ndarray, upper: np.ndarray) -> None:
+        """Append rows ``lower <= matrix @ v <= upper`` (tiny entries removed, rows widened)."""
+        p = self.problem
+        a, widen = tiny_widening(matrix, p.col_lower, p.col_upper)
+        if a.shape[0] == 0:
+            return
+        self._rows.extend(self._constraints(a, np.asarray(lower, float) - widen, np.asarray(upper, float) + widen))
+        self._widen = np.concatenate([self._widen, widen])
+        self._a = sp.vstack([self._a, a]).tocsr()
         self.model.update()
 
     def truncate_rows(self, count: int) -> None:
@@ -132,6 +160,8 @@ class GurobiModel:
         if len(self._rows) > count:
             self.model.remove([c for cons in self._rows[count:] for c in cons])
             del self._rows[count:]
+            self._widen = self._widen[:count]
+            self._a = self._a[:count]
             self.model.update()
 
     def set_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
@@ -141,6 +171,19 @@ class GurobiModel:
             self.x[cols].LB = _inf(lower)
             self.x[cols].UB = _inf(upper)
             self.model.update()
+
+    def set_row_bounds(self, rows: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+        """Change the sides of existing rows, widened as those rows were: each row's Gurobi
+        constraints are made again (a side may open or close)."""
+        rows = np.asarray(rows, dtype=int)
+        if not rows.size:
+            return
+        widen = self._widen[rows]
+        lo, hi = np.asarray(lower, float) - widen, np.asarray(upper, float) + widen
+        self.model.remove([c for r in rows for c in self._rows[r]])
+        for r, cons in zip(rows, self._constraints(self._a[rows], lo, hi)):
+            self._rows[r] = cons
+        self.model.update()
 
     def solution(self) -> np.ndarray:
         """The full column vector of the last incumbent."""
@@ -154,14 +197,18 @@ class GurobiModel:
             raise RuntimeError("no row duals: the last solve was not an LP solved to optimality")
         return self._duals.copy()
 
-    def _row_duals(self) -> np.ndarray:
-        """Per leo row, the sum of the duals of its Gurobi constraints."""
+    def dual_ray(self) -> np.ndarray | None:
+        """Gurobi's Farkas dual of the last LP it called infeasible (None: none)."""
+        return None if self._ray is None else self._ray.copy()
+
+    def _per_row(self, attr: str) -> np.ndarray:
+        """Per leo row, the sum of attribute ``attr`` (Pi, FarkasDual) over its Gurobi constraints."""
         flat = [c for cons in self._rows for c in cons]
         owner = np.repeat(np.arange(len(self._rows)), [len(cons) for cons in self._rows])
-        duals = np.zeros(len(self._rows))
+        values = np.zeros(len(self._rows))
         if flat:
-            np.add.at(duals, owner, np.asarray(self.model.getAttr("Pi", flat), dtype=np.float64))
-        return duals
+            np.add.at(values, owner, np.asarray(self.model.getAttr(attr, flat), dtype=np.float64))
+        return values
 
     def _callback(self, model: gp.Model, where: int) -> None:
         if where == GRB.Callback.MIPSOL and self._on_point is not None:
@@ -196,33 +243,47 @@ class GurobiModel:
         m = self.model
         cutoff = self._prepare(cost, threshold, time_limit, start)
         self._on_point = on_point
-        self._last, self._duals = None, None
+        self._last, self._duals, self._ray = None, None, None
         t0 = time.perf_counter()
         m.optimize(self._callback if (self.is_mip and on_point is not None) else None)
         seconds = time.perf_counter() - t0
         self._on_point = None
-        status = m.Status
+        why = termination(m.Status)
         incumbent, point = math.inf, None
-        proved = cutoff and status in _PROVES_CUTOFF
-        if m.SolCount > 0 and not proved:
+        if m.SolCount > 0 and not (cutoff and why in (Termination.CUTOFF, Termination.INFEASIBLE)):
             incumbent = float(m.ObjVal)
             self._last = np.asarray(self.x.X, dtype=np.float64).copy()
             point = (self._last[self._x_cols] if self._x_cols is not None else self._last).copy()
         nodes = int(m.NodeCount) if self.is_mip else 0
-        if proved:
-            return SolveResult(SolveStatus.OPTIMAL, float(threshold), math.inf, None, seconds, nodes)
-        kind = outcome(status)
-        if kind is SolveStatus.ERROR:
-            bound = -math.inf
-        elif self.is_mip:
-            bound = float(m.ObjBound)
-        else:  # an LP optimum is a proven bound only when Gurobi says optimal
-            bound = incumbent if kind is SolveStatus.OPTIMAL else -math.inf
-            if kind is SolveStatus.OPTIMAL:
-                self._duals = self._row_duals()
-        bound = proven_bound(bound, threshold if cutoff else None, GRB.INFINITY)
-        return SolveResult(kind, bound, incumbent, point, seconds, nodes)
+        dual = float(m.ObjBound) if self.is_mip and why in (Termination.OPTIMAL, Termination.TIME_LIMIT,
+                                                           Termination.INTERRUPTED) else -math.inf
+        res = conclude(Raw(why, self.is_mip, dual, incumbent, point, seconds, nodes),
+                       float(threshold) if cutoff else None, GRB.INFINITY)
+        if not self.is_mip and res.status is SolveStatus.OPTIMAL:
+            self._duals = self._per_row("Pi")
+        elif not self.is_mip and why is Termination.INFEASIBLE:
+            self._ray = self._farkas()
+        return res
+
+    def _farkas(self) -> np.ndarray | None:
+        try:
+            return self._per_row("FarkasDual")
+        except gp.GurobiError:  # no proof kept (e.g. presolve decided it)
+            return None
+
+    def feasibility(self, time_limit: float) -> SolveResult:
+        """Whether the model has a point (``Model.feasibility``); "infeasible or unbounded" is
+        asked again without dual reductions (every column is bounded, so it is one or the other)."""
+        zero = np.zeros(self.num_cols)
+        res = as_feasibility(self.minimise(zero, None, time_limit))
+        if res.termination is Termination.INFEASIBLE_OR_UNBOUNDED:
+            self.model.Params.DualReductions = 0
+            try:
+                res = as_feasibility(self.minimise(zero, None, time_limit))
+            finally:
+                self.model.Params.DualReductions = 1
+        return res
 
 
-def new_model(problem: Any, relax: bool = False, threads: int = 1) -> GurobiModel:
-    return GurobiModel(problem, relax=relax, threads=threads)
+def new_model(problem: Any, relax: bool = False, threads: int = 1, tuning: Tuning = Tuning.DEFAULT) -> GurobiModel:
+    return GurobiModel(problem, relax=relax, threads=threads, tuning=tuning)

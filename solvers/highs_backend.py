@@ -1,5 +1,5 @@
-"""A persistent HiGHS model of one formulation; only the objective changes between
-solves. A solve stops as soon as its question is answered: the proven bound reaches
+"""A persistent HiGHS model of one formulation; the objective, bounds and trailing rows
+change between solves. A solve stops as soon as its question is answered: the proven bound reaches
 the threshold (the answer is yes) or an incumbent falls below it (the answer can no
 longer be yes).
 
@@ -23,39 +23,46 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
+from solvers.backend import Tuning
 from solvers.problem import Problem
-from solvers.result import SolveResult, SolveStatus, proven_bound
+from solvers.result import (CONCLUSION, Raw, SolveResult, SolveStatus, Termination, as_feasibility, conclude)
 
 _INF = highspy.kHighsInf
 
 _S = highspy.HighsModelStatus
-#: Every HiGHS model status, mapped explicitly to what leo may conclude from it. Only
-#: OPTIMAL (and, for a MIP, the dual bound of INTERRUPTED/TIME_LIMIT) is a proven bound;
-#: "infeasible" under an objective cutoff is handled before this table (it proves the
-#: cutoff); everything else proves nothing (bound -inf). A status added by a newer HiGHS
-#: and missing here also proves nothing (see ``outcome``).
-STATUS_OUTCOME: dict[object, SolveStatus] = {
-    _S.kOptimal: SolveStatus.OPTIMAL,
-    _S.kInterrupt: SolveStatus.INTERRUPTED,
-    _S.kHighsInterrupt: SolveStatus.INTERRUPTED,
-    _S.kTimeLimit: SolveStatus.TIME_LIMIT,
-    _S.kIterationLimit: SolveStatus.ERROR,
-    _S.kSolutionLimit: SolveStatus.ERROR,
-    _S.kMemoryLimit: SolveStatus.ERROR,
-    _S.kObjectiveBound: SolveStatus.ERROR,  # leo never asks an LP for it; not a proof it has checked
-    _S.kObjectiveTarget: SolveStatus.ERROR,
-    _S.kInfeasible: SolveStatus.ERROR,  # without a cutoff: every box point is feasible, so a numerical failure
-    _S.kUnbounded: SolveStatus.ERROR,
-    _S.kUnboundedOrInfeasible: SolveStatus.ERROR,
-    _S.kNotset: SolveStatus.ERROR,
-    _S.kLoadError: SolveStatus.ERROR,
-    _S.kModelError: SolveStatus.ERROR,
-    _S.kModelEmpty: SolveStatus.ERROR,
-    _S.kPresolveError: SolveStatus.ERROR,
-    _S.kSolveError: SolveStatus.ERROR,
-    _S.kPostsolveError: SolveStatus.ERROR,
-    _S.kUnknown: SolveStatus.ERROR,
+#: Every HiGHS model status, mapped explicitly to why the solve stopped; ``CONCLUSION`` says
+#: what leo may conclude from that. A status added by a newer HiGHS and missing here is
+#: UNKNOWN and proves nothing (see ``termination``).
+TERMINATION: dict[object, Termination] = {
+    _S.kOptimal: Termination.OPTIMAL,
+    _S.kInterrupt: Termination.INTERRUPTED,
+    _S.kHighsInterrupt: Termination.INTERRUPTED,
+    _S.kTimeLimit: Termination.TIME_LIMIT,
+    _S.kIterationLimit: Termination.OTHER_LIMIT,
+    _S.kSolutionLimit: Termination.OTHER_LIMIT,
+    _S.kMemoryLimit: Termination.OTHER_LIMIT,
+    _S.kObjectiveBound: Termination.OTHER_LIMIT,  # leo never asks an LP for it; not a proof it has checked
+    _S.kObjectiveTarget: Termination.OTHER_LIMIT,
+    _S.kInfeasible: Termination.INFEASIBLE,
+    _S.kUnbounded: Termination.UNBOUNDED,
+    _S.kUnboundedOrInfeasible: Termination.INFEASIBLE_OR_UNBOUNDED,
+    _S.kNotset: Termination.ERROR,
+    _S.kLoadError: Termination.ERROR,
+    _S.kModelError: Termination.ERROR,
+    _S.kModelEmpty: Termination.ERROR,
+    _S.kPresolveError: Termination.ERROR,
+    _S.kSolveError: Termination.NUMERICAL_ERROR,
+    _S.kPostsolveError: Termination.NUMERICAL_ERROR,
+    _S.kUnknown: Termination.UNKNOWN,
 }
+
+#: What leo may conclude from each HiGHS status (``TERMINATION`` then ``CONCLUSION``).
+STATUS_OUTCOME: dict[object, SolveStatus] = {s: CONCLUSION[t] for s, t in TERMINATION.items()}
+
+
+def termination(status: object) -> Termination:
+    """Why HiGHS stopped (an unknown status: UNKNOWN)."""
+    return TERMINATION.get(status, Termination.UNKNOWN)
 
 
 def outcome(status: object) -> SolveStatus:
@@ -125,32 +132,45 @@ MIP_FEASIBILITY_TOLERANCE = 1e-7
 TINY = 1e-8
 
 
-def relax_tiny(matrix: sp.spmatrix, row_lower: np.ndarray, row_upper: np.ndarray,
-               col_lower: np.ndarray, col_upper: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-    """``matrix`` without entries below TINY, with its row bounds widened to stay a relaxation."""
+def tiny_widening(matrix: sp.spmatrix, col_lower: np.ndarray, col_upper: np.ndarray
+                  ) -> tuple[sp.csr_matrix, np.ndarray]:
+    """``matrix`` without entries below TINY, and per row the most those entries can
+    contribute over the columns' bounds (what each side must be widened by)."""
     m = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
     tiny = (np.abs(m.data) < TINY) & (m.data != 0)
     if not tiny.any():
-        return m, np.asarray(row_lower, float), np.asarray(row_upper, float)
+        return m, np.zeros(m.shape[0])
     rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
     cols = m.indices
     reach = np.abs(m.data[tiny]) * np.maximum(np.abs(col_lower[cols[tiny]]), np.abs(col_upper[cols[tiny]]))
     widen = np.bincount(rows[tiny], weights=reach, minlength=m.shape[0])
     m.data[tiny] = 0.0
     m.eliminate_zeros()
+    return m, widen
+
+
+def relax_tiny(matrix: sp.spmatrix, row_lower: np.ndarray, row_upper: np.ndarray,
+               col_lower: np.ndarray, col_upper: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """``matrix`` without entries below TINY, with its row bounds widened to stay a relaxation."""
+    m, widen = tiny_widening(matrix, col_lower, col_upper)
     return m, np.asarray(row_lower, float) - widen, np.asarray(row_upper, float) + widen
 
 
-def _to_highs(f: Problem, relax: bool) -> highspy.HighsLp:
-    matrix, row_lower, row_upper = relax_tiny(f.matrix, f.row_lower, f.row_upper, f.col_lower, f.col_upper)
+def _sides(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row or column sides in HiGHS's terms (its infinity for an open side)."""
+    lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+    return np.where(np.isfinite(lower), lower, -_INF), np.where(np.isfinite(upper), upper, _INF)
+
+
+def _to_highs(f: Problem, relax: bool) -> tuple[highspy.HighsLp, np.ndarray]:
+    """The problem as a HighsLp, and each row's widening (``tiny_widening``)."""
+    matrix, widen = tiny_widening(f.matrix, f.col_lower, f.col_upper)
     lp = highspy.HighsLp()
     lp.num_col_ = f.num_cols
     lp.num_row_ = int(f.row_lower.size)
     lp.col_cost_ = np.zeros(f.num_cols)
-    lp.col_lower_ = np.where(np.isfinite(f.col_lower), f.col_lower, -_INF)
-    lp.col_upper_ = np.where(np.isfinite(f.col_upper), f.col_upper, _INF)
-    lp.row_lower_ = np.where(np.isfinite(row_lower), row_lower, -_INF)
-    lp.row_upper_ = np.where(np.isfinite(row_upper), row_upper, _INF)
+    lp.col_lower_, lp.col_upper_ = _sides(f.col_lower, f.col_upper)
+    lp.row_lower_, lp.row_upper_ = _sides(np.asarray(f.row_lower, float) - widen, np.asarray(f.row_upper, float) + widen)
     csc = sp.csc_matrix(matrix)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.start_ = csc.indptr.astype(np.int32)
@@ -162,13 +182,21 @@ def _to_highs(f: Problem, relax: bool) -> highspy.HighsLp:
         lp.integrality_ = [
             highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous for i in f.integer
         ]
-    return lp
+    return lp, widen
+
+
+#: HiGHS options per tuning (``solvers.backend.Tuning``), set once when a model is made.
+_TUNING: dict[Tuning, tuple[tuple[str, object], ...]] = {
+    Tuning.DEFAULT: (),
+    Tuning.RESOLVE: (("presolve", "off"), ("solver", "simplex"), ("simplex_scale_strategy", 0)),
+}
 
 
 class HighsModel:
     """One HiGHS instance holding a problem (as MILP, or as its LP relaxation)."""
 
-    def __init__(self, formulation: Problem, relax: bool = False, threads: int = 1) -> None:
+    def __init__(self, formulation: Problem, relax: bool = False, threads: int = 1,
+                 tuning: Tuning = Tuning.DEFAULT) -> None:
         self.formulation = formulation
         self.is_mip = (not relax) and formulation.num_binaries > 0
         self.highs = new_highs()
@@ -179,10 +207,15 @@ class HighsModel:
         # badly scaled network (the soak's seed 0, network 384: weights to 9.5e3 on a box 1e-3
         # wide), so the network-wide MILP "proved" two unstable units stable
         self.highs.setOptionValue("mip_feasibility_tolerance", MIP_FEASIBILITY_TOLERANCE)
-        self.highs.passModel(_to_highs(formulation, relax))
+        for name, value in _TUNING[tuning]:
+            self.highs.setOptionValue(name, value)
+        lp, self._widen = _to_highs(formulation, relax)
+        self.highs.passModel(lp)
         self._threshold: float | None = None
         self._cutoff = False
         self._on_point: Callable[[np.ndarray], None] | None = None
+        self._cost: np.ndarray | None = None
+        self._last: highspy.HighsSolution | None = None
         if self.is_mip:
             self.highs.setCallback(self._callback, None)
             self.highs.startCallback(highspy.cb.HighsCallbackType.kCallbackMipInterrupt)
@@ -210,52 +243,66 @@ class HighsModel:
     def num_rows(self) -> int:
         return int(self.highs.getNumRow())
 
+    @property
+    def num_cols(self) -> int:
+        return self.formulation.num_cols
+
     def add_rows(self, matrix: sp.spmatrix, lower: np.ndarray, upper: np.ndarray) -> None:
         """Append rows ``lower <= matrix @ v <= upper`` (e.g. globally valid cuts)."""
         count = int(matrix.shape[0])
         if count:
             f = self.formulation
-            m, lower, upper = relax_tiny(matrix, np.asarray(lower, float), np.asarray(upper, float),
-                                         f.col_lower, f.col_upper)
-            lower = np.where(np.isfinite(lower), lower, -_INF)
-            upper = np.where(np.isfinite(upper), upper, _INF)
+            m, widen = tiny_widening(matrix, f.col_lower, f.col_upper)
+            lower, upper = _sides(np.asarray(lower, float) - widen, np.asarray(upper, float) + widen)
             self.highs.addRows(count, lower, upper, m.nnz,
                                m.indptr[:-1].astype(np.int32), m.indices.astype(np.int32), m.data.astype(float))
+            self._widen = np.concatenate([self._widen, widen])
 
     def truncate_rows(self, count: int) -> None:
         """Delete every row after the first ``count`` (the cuts added since)."""
         extra = self.num_rows - count
         if extra > 0:
             self.highs.deleteRows(extra, np.arange(count, count + extra, dtype=np.int32))
+            self._widen = self._widen[:count]
 
     def set_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
         """Change column bounds in place (e.g. fix resolved indicators to 0)."""
         cols = np.asarray(cols, dtype=np.int32)
         if cols.size:
-            self.highs.changeColsBounds(cols.size, cols, np.asarray(lower, float), np.asarray(upper, float))
+            lower, upper = _sides(lower, upper)
+            self.highs.changeColsBounds(cols.size, cols, lower, upper)
+
+    def set_row_bounds(self, rows: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+        """Change the sides of existing rows, widened as those rows were (``tiny_widening``)."""
+        rows = np.asarray(rows, dtype=np.int32)
+        if rows.size:
+            widen = self._widen[rows]
+            lower, upper = _sides(np.asarray(lower, float) - widen, np.asarray(upper, float) + widen)
+            self.highs.changeRowsBounds(rows.size, rows, lower, upper)
 
     def solution(self) -> np.ndarray:
-        """The full column vector of the last incumbent."""
-        return np.asarray(self.highs.getSolution().col_value)
+        """The full column vector of the last solve's point."""
+        sol = self._last if self._last is not None else self.highs.getSolution()
+        return np.asarray(sol.col_value)
 
     def row_duals(self) -> np.ndarray:
         """The row duals of the last LP optimum (nonzero where a row binds the optimum)."""
-        return np.asarray(self.highs.getSolution().row_dual)
+        sol = self._last if self._last is not None else self.highs.getSolution()
+        return np.asarray(sol.row_dual)
 
-    def minimise(
-        self,
-        cost: np.ndarray,
-        threshold: float | None,
-        time_limit: float,
-        start: np.ndarray | None = None,
-        on_point: Callable[[np.ndarray], None] | None = None,
-    ) -> SolveResult:
-        # on_point receives the full column vector of every improving incumbent
-        """Minimise ``cost @ v``, stopping once bound >= threshold or incumbent < threshold
-        (the question "is the minimum >= threshold?" is then answered); ``None``
-        solves to optimality."""
+    def dual_ray(self) -> np.ndarray | None:
+        """HiGHS's dual ray of the last LP it called infeasible (None: it has none)."""
+        _, has, ray = self.highs.getDualRay()
+        return np.asarray(ray, dtype=np.float64) if has else None
+
+    def _prepare(self, cost: np.ndarray, threshold: float | None, time_limit: float,
+                 start: np.ndarray | None) -> bool:
+        """Set objective, limits and warm start for the next solve; whether a cutoff is set."""
         h = self.highs
-        h.changeColsCost(self.formulation.num_cols, np.arange(self.formulation.num_cols, dtype=np.int32), cost)
+        cost = np.asarray(cost, dtype=np.float64)
+        if self._cost is None or not np.array_equal(cost, self._cost):
+            h.changeColsCost(self.num_cols, np.arange(self.num_cols, dtype=np.int32), cost)
+            self._cost = cost.copy()
         # HiGHS 1.15 compares an LP's time_limit with the run time summed over every run
         # of this instance (after 2 s in all, each further 2 s LP stopped at once), a MIP's
         # with its own run only; so an LP's limit counts from the time already used
@@ -264,7 +311,6 @@ class HighsModel:
         cutoff = self.is_mip and threshold is not None
         self._threshold = threshold
         self._cutoff = cutoff
-        self._on_point = on_point
         if self.is_mip:
             h.setOptionValue("objective_bound", float(threshold) if cutoff else _INF)
             h.clearSolver()
@@ -274,7 +320,11 @@ class HighsModel:
             sol.value_valid = True
             h.setSolution(sol)
         use_threads(h, self.threads)  # another model may have restarted the scheduler with another count
-        t0 = time.perf_counter()
+        return cutoff
+
+    def _run(self) -> object:
+        """Run HiGHS; its model status."""
+        h = self.highs
         h.run()
         status = h.getModelStatus()
         if status == highspy.HighsModelStatus.kNotset:
@@ -282,52 +332,59 @@ class HighsModel:
             h.clearSolver()
             h.run()
             status = h.getModelStatus()
+        return status
+
+    def minimise(
+        self,
+        cost: np.ndarray,
+        threshold: float | None,
+        time_limit: float,
+        start: np.ndarray | None = None,
+        on_point: Callable[[np.ndarray], None] | None = None,
+    ) -> SolveResult:
+        """Minimise ``cost @ v``, stopping once bound >= threshold or incumbent < threshold
+        (the question "is the minimum >= threshold?" is then answered); ``None``
+        solves to optimality. ``on_point`` receives the full column vector of every
+        improving incumbent."""
+        cutoff = self._prepare(cost, threshold, time_limit, start)
+        self._on_point = on_point
+        self._last = None
+        t0 = time.perf_counter()
+        status = self._run()
         seconds = time.perf_counter() - t0
-        info = h.getInfo()
-        point = None
+        self._on_point = None
+        info = self.highs.getInfo()
         if self.is_mip:
-            bound = float(info.mip_dual_bound)
+            dual = float(info.mip_dual_bound)
             incumbent = float(info.objective_function_value) if info.primal_solution_status == 2 else math.inf
             nodes = int(info.mip_node_count)
-        else:
-            # An LP optimum is a proven bound only when HiGHS says optimal.
-            optimal = status == highspy.HighsModelStatus.kOptimal
-            incumbent = float(info.objective_function_value) if optimal else math.inf
-            bound = incumbent if optimal else -math.inf
-            nodes = 0
+        else:  # an LP's objective is an incumbent (and a bound) only at an optimum
+            dual, nodes = -math.inf, 0
+            incumbent = float(info.objective_function_value) if status == _S.kOptimal else math.inf
+        point = None
         if math.isfinite(incumbent):
-            point = self._point(np.asarray(h.getSolution().col_value))
-        if cutoff and status == highspy.HighsModelStatus.kInfeasible:
-            # nothing below the cutoff: the threshold is a proven bound
-            kind, bound, incumbent, point = SolveStatus.OPTIMAL, float(threshold), math.inf, None
-        else:
-            kind = outcome(status)
-            if kind is SolveStatus.ERROR:
-                bound = -math.inf
-        bound = proven_bound(bound, threshold if cutoff else None)
-        return SolveResult(kind, bound, incumbent, point, seconds, nodes)
+            self._last = self.highs.getSolution()
+            point = self._point(np.asarray(self._last.col_value))
+        raw = Raw(termination(status), self.is_mip, dual, incumbent, point, seconds, nodes)
+        return conclude(raw, float(threshold) if cutoff else None)
+
+    def feasibility(self, time_limit: float) -> SolveResult:
+        """Whether the model has a point (``Model.feasibility``); a run whose presolve cannot
+        tell infeasible from unbounded is asked again without presolve (every column is
+        bounded, so it is one or the other)."""
+        zero = np.zeros(self.num_cols)
+        res = as_feasibility(self.minimise(zero, None, time_limit))
+        if res.termination is Termination.INFEASIBLE_OR_UNBOUNDED:
+            _, presolve = self.highs.getOptionValue("presolve")
+            self.highs.setOptionValue("presolve", "off")
+            try:
+                res = as_feasibility(self.minimise(zero, None, time_limit))
+            finally:
+                self.highs.setOptionValue("presolve", presolve)
+        return res
 
 
-def solve_feasibility(problem: Problem, time_limit: float, threads: int = 1) -> tuple[str, np.ndarray | None]:
-    """Whether ``problem`` (every column bounded) has a feasible point: ("feasible", its
-    point on ``x_cols``), ("infeasible", None), ("timeout", None) when HiGHS stopped at the
-    time limit, or (why unknown, None). Only "infeasible" is a proof of anything."""
-    h = new_highs()
-    use_threads(h, threads)
-    h.setOptionValue("time_limit", float(max(time_limit, 1e-3)))
-    h.passModel(_to_highs(problem, relax=False))
-    h.run()
-    status = h.getModelStatus()
-    if status == highspy.HighsModelStatus.kUnboundedOrInfeasible:
-        # Presolve could not tell which; every column is bounded, so ask without it.
-        h.setOptionValue("presolve", "off")
-        h.run()
-        status = h.getModelStatus()
-    if status == highspy.HighsModelStatus.kInfeasible:
-        return "infeasible", None
-    if status == highspy.HighsModelStatus.kOptimal:  # zero objective: any feasible point is optimal
-        values = np.asarray(h.getSolution().col_value)
-        return "feasible", (values if problem.x_cols is None else values[problem.x_cols]).copy()
-    if status == highspy.HighsModelStatus.kTimeLimit:
-        return "timeout", None
-    return f"solver status {h.modelStatusToString(status)}", None
+def new_model(problem: Problem, relax: bool = False, threads: int = 1, tuning: Tuning = Tuning.DEFAULT
+              ) -> HighsModel:
+    return HighsModel(problem, relax=relax, threads=threads, tuning=tuning)
+

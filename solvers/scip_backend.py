@@ -32,37 +32,52 @@ import pyscipopt
 import scipy.sparse as sp
 from pyscipopt.scip import Expr, ExprCons, Term
 
-from solvers.highs_backend import MIP_FEASIBILITY_TOLERANCE, relax_tiny
-from solvers.result import SolveResult, SolveStatus, proven_bound
+from solvers.backend import Tuning
+from solvers.highs_backend import MIP_FEASIBILITY_TOLERANCE, tiny_widening
+from solvers.result import CONCLUSION, Raw, SolveResult, SolveStatus, Termination, as_feasibility, conclude
 
 #: Every SCIP status (``Model.getStatus()`` gives the lowercased name of a member of
-#: ``pyscipopt.SCIP_STATUS``), mapped to what leo may conclude. A stop leo asks for (the
-#: time limit, an interrupt on an incumbent below the threshold) keeps SCIP's dual bound,
-#: which SCIP proved; limits leo never sets prove nothing it has checked; "infeasible"
-#: proves the objective limit and is handled before this table, where a limit was set;
-#: a status unknown to this table proves nothing.
-STATUS_OUTCOME: dict[str, SolveStatus] = {
-    "optimal": SolveStatus.OPTIMAL,
-    "timelimit": SolveStatus.TIME_LIMIT,
-    "userinterrupt": SolveStatus.INTERRUPTED,  # an incumbent below the threshold (see _BestSolutions)
-    "primallimit": SolveStatus.ERROR,  # limits/primal and limits/dual are never set by leo
-    "duallimit": SolveStatus.ERROR,
-    "nodelimit": SolveStatus.ERROR,
-    "totalnodelimit": SolveStatus.ERROR,
-    "stallnodelimit": SolveStatus.ERROR,
-    "gaplimit": SolveStatus.ERROR,
-    "memlimit": SolveStatus.ERROR,
-    "sollimit": SolveStatus.ERROR,
-    "bestsollimit": SolveStatus.ERROR,
-    "restartlimit": SolveStatus.ERROR,
-    "infeasible": SolveStatus.ERROR,  # without an objective limit: every box point is feasible, so a failure
-    "unbounded": SolveStatus.ERROR,
-    "inforunbd": SolveStatus.ERROR,
-    "unknown": SolveStatus.ERROR,
+#: ``pyscipopt.SCIP_STATUS``), mapped to why SCIP stopped; ``CONCLUSION`` says what leo may
+#: conclude. A stop leo asks for (the time limit, an interrupt on an incumbent below the
+#: threshold) keeps SCIP's dual bound, which SCIP proved; limits leo never sets prove nothing
+#: it has checked; a status unknown to this table is UNKNOWN.
+TERMINATION: dict[str, Termination] = {
+    "optimal": Termination.OPTIMAL,
+    "timelimit": Termination.TIME_LIMIT,
+    "userinterrupt": Termination.INTERRUPTED,  # an incumbent below the threshold (see _BestSolutions)
+    "primallimit": Termination.OTHER_LIMIT,  # limits/primal and limits/dual are never set by leo
+    "duallimit": Termination.OTHER_LIMIT,
+    "nodelimit": Termination.OTHER_LIMIT,
+    "totalnodelimit": Termination.OTHER_LIMIT,
+    "stallnodelimit": Termination.OTHER_LIMIT,
+    "gaplimit": Termination.OTHER_LIMIT,
+    "memlimit": Termination.OTHER_LIMIT,
+    "sollimit": Termination.OTHER_LIMIT,
+    "bestsollimit": Termination.OTHER_LIMIT,
+    "restartlimit": Termination.OTHER_LIMIT,
+    "infeasible": Termination.INFEASIBLE,
+    "unbounded": Termination.UNBOUNDED,
+    "inforunbd": Termination.INFEASIBLE_OR_UNBOUNDED,
+    "unknown": Termination.UNKNOWN,
+}
+
+#: What leo may conclude from each SCIP status (``TERMINATION`` then ``CONCLUSION``).
+STATUS_OUTCOME: dict[str, SolveStatus] = {s: CONCLUSION[t] for s, t in TERMINATION.items()}
+
+#: SCIP parameters per tuning (``solvers.backend.Tuning``); a relaxed model already runs
+#: without presolve (see ScipModel).
+_TUNING: dict[Tuning, tuple[tuple[str, object], ...]] = {
+    Tuning.DEFAULT: (),
+    Tuning.RESOLVE: (("lp/scaling", 0), ("lp/initalgorithm", "d"), ("lp/resolvealgorithm", "d")),
 }
 
 #: Stages in which SCIP accepts an interrupt from an event handler.
 _INTERRUPTIBLE = (pyscipopt.SCIP_STAGE.PRESOLVING, pyscipopt.SCIP_STAGE.SOLVING)
+
+
+def termination(status: str) -> Termination:
+    """Why SCIP stopped (an unknown status: UNKNOWN)."""
+    return TERMINATION.get(status, Termination.UNKNOWN)
 
 
 def outcome(status: str) -> SolveStatus:
@@ -104,7 +119,7 @@ class _BestSolutions(pyscipopt.Eventhdlr):
 class ScipModel:
     """One SCIP instance holding a problem (as MILP, or as its LP relaxation)."""
 
-    def __init__(self, problem: Any, relax: bool = False, threads: int = 1) -> None:
+    def __init__(self, problem: Any, relax: bool = False, threads: int = 1, tuning: Tuning = Tuning.DEFAULT) -> None:
         self.problem = problem
         self.is_mip = (not relax) and problem.num_binaries > 0
         m = pyscipopt.Model()
@@ -119,6 +134,8 @@ class ScipModel:
             m.setSeparating(pyscipopt.SCIP_PARAMSETTING.OFF)
             m.setParam("propagating/maxrounds", 0)
             m.setParam("propagating/maxroundsroot", 0)
+        for name, value in _TUNING[tuning]:
+            m.setParam(name, value)
         self.scip = m
         self._inf = m.infinity()
         integer = np.asarray(problem.integer, bool) & self.is_mip
@@ -128,11 +145,13 @@ class ScipModel:
             for i, (lo, hi) in enumerate(zip(problem.col_lower, problem.col_upper))
         ]
         self._cons: list[Any] = []
+        self._widen = np.zeros(0)
         self._x_cols = getattr(problem, "x_cols", None)
         self._on_point: Callable[[np.ndarray], None] | None = None
         self._threshold: float | None = None
         self._last: np.ndarray | None = None
         self._duals: np.ndarray | None = None
+        self._ray: np.ndarray | None = None
         self.add_rows(problem.matrix, problem.row_lower, problem.row_upper)
         if self.is_mip:
             m.includeEventhdlr(_BestSolutions(self), "leo_best", "reports incumbents to leo")
@@ -144,10 +163,15 @@ class ScipModel:
     def num_rows(self) -> int:
         return len(self._cons)
 
+    @property
+    def num_cols(self) -> int:
+        return len(self._vars)
+
     def add_rows(self, matrix: sp.spmatrix, lower: np.ndarray, upper: np.ndarray) -> None:
         """Append rows ``lower <= matrix @ v <= upper`` (tiny entries removed, rows widened)."""
         p = self.problem
-        a, lo, hi = relax_tiny(matrix, np.asarray(lower, float), np.asarray(upper, float), p.col_lower, p.col_upper)
+        a, widen = tiny_widening(matrix, p.col_lower, p.col_upper)
+        lo, hi = np.asarray(lower, float) - widen, np.asarray(upper, float) + widen
         if a.shape[0] == 0:
             return
         self.scip.freeTransform()
@@ -159,6 +183,7 @@ class ScipModel:
             if lhs is None and rhs is None:
                 rhs = self._inf  # a free row: kept so that row numbers stay aligned
             self._cons.append(self.scip.addCons(ExprCons(expr, lhs=lhs, rhs=rhs), name=f"r{len(self._cons)}"))
+        self._widen = np.concatenate([self._widen, widen])
 
     def truncate_rows(self, count: int) -> None:
         """Delete every row after the first ``count``."""
@@ -167,6 +192,7 @@ class ScipModel:
             for c in self._cons[count:]:
                 self.scip.delCons(c)
             del self._cons[count:]
+            self._widen = self._widen[:count]
 
     def set_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
         """Change column bounds in place."""
@@ -176,6 +202,16 @@ class ScipModel:
             for c, lo, hi in zip(cols, np.asarray(lower, float), np.asarray(upper, float)):
                 self.scip.chgVarLb(self._vars[c], self._finite(lo))
                 self.scip.chgVarUb(self._vars[c], self._finite(hi))
+
+    def set_row_bounds(self, rows: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+        """Change the sides of existing rows, widened as those rows were."""
+        rows = np.asarray(rows, dtype=int)
+        if rows.size:
+            self.scip.freeTransform()
+            widen = self._widen[rows]
+            for r, lo, hi in zip(rows, np.asarray(lower, float) - widen, np.asarray(upper, float) + widen):
+                self.scip.chgLhs(self._cons[r], self._finite(lo))
+                self.scip.chgRhs(self._cons[r], self._finite(hi))
 
     def solution(self) -> np.ndarray:
         """The full column vector of the last incumbent."""
@@ -188,6 +224,19 @@ class ScipModel:
         if self._duals is None:
             raise RuntimeError("no row duals: the last solve was not an LP solved to optimality")
         return self._duals.copy()
+
+    def dual_ray(self) -> np.ndarray | None:
+        """SCIP's Farkas multipliers of the last LP it called infeasible, where it kept them."""
+        return None if self._ray is None else self._ray.copy()
+
+    def _farkas(self) -> np.ndarray | None:
+        """The rows' Farkas values after an infeasible LP (None: SCIP kept none; it reads zeros
+        where it decided infeasibility without an LP, e.g. from activity bounds)."""
+        try:
+            ray = np.array([self.scip.getDualfarkasLinear(c) for c in self._cons], dtype=np.float64)
+        except Exception:  # noqa: BLE001 - pyscipopt raises its own types for a wrong stage
+            return None
+        return ray if np.any(ray != 0) else None
 
     def _prepare(self, cost: np.ndarray, threshold: float | None, time_limit: float,
                  start: np.ndarray | None) -> bool:
@@ -221,11 +270,11 @@ class ScipModel:
         m = self.scip
         cutoff = self._prepare(cost, threshold, time_limit, start)
         self._on_point = on_point
-        self._last, self._duals = None, None
+        self._last, self._duals, self._ray = None, None, None
         t0 = time.perf_counter()
         m.optimize()
         seconds = time.perf_counter() - t0
-        status = m.getStatus()
+        why = termination(m.getStatus())
         self._on_point = None
         incumbent, point = math.inf, None
         if m.getNSols() > 0:
@@ -236,20 +285,31 @@ class ScipModel:
                 self._last = np.array([m.getSolVal(sol, v) for v in self._vars], dtype=np.float64)
                 point = (self._last[self._x_cols] if self._x_cols is not None else self._last).copy()
         nodes = int(m.getNTotalNodes()) if self.is_mip else 0
-        if cutoff and status == "infeasible":
-            return SolveResult(SolveStatus.OPTIMAL, float(threshold), math.inf, None, seconds, nodes)
-        kind = outcome(status)
-        if kind is SolveStatus.ERROR:
-            bound = -math.inf
-        elif self.is_mip:
-            bound = float(m.getDualbound())
-        else:  # an LP optimum is a proven bound only when SCIP says optimal
-            bound = incumbent if kind is SolveStatus.OPTIMAL else -math.inf
-            if kind is SolveStatus.OPTIMAL:
-                self._duals = np.array([m.getDualsolLinear(c) for c in self._cons], dtype=np.float64)
-        bound = proven_bound(bound, threshold if cutoff else None, self._inf)
-        return SolveResult(kind, bound, incumbent, point, seconds, nodes)
+        dual = float(m.getDualbound()) if self.is_mip else -math.inf
+        res = conclude(Raw(why, self.is_mip, dual, incumbent, point, seconds, nodes),
+                       float(threshold) if cutoff else None, self._inf)
+        if not self.is_mip and res.status is SolveStatus.OPTIMAL:
+            self._duals = np.array([m.getDualsolLinear(c) for c in self._cons], dtype=np.float64)
+        elif not self.is_mip and why is Termination.INFEASIBLE:
+            self._ray = self._farkas()
+        return res
+
+    def feasibility(self, time_limit: float) -> SolveResult:
+        """Whether the model has a point (``Model.feasibility``); "infeasible or unbounded" is
+        asked again without presolve (every column is bounded, so it is one or the other)."""
+        zero = np.zeros(self.num_cols)
+        res = as_feasibility(self.minimise(zero, None, time_limit))
+        if res.termination is Termination.INFEASIBLE_OR_UNBOUNDED:
+            self.scip.freeTransform()
+            self.scip.setPresolve(pyscipopt.SCIP_PARAMSETTING.OFF)
+            try:
+                res = as_feasibility(self.minimise(zero, None, time_limit))
+            finally:
+                self.scip.freeTransform()
+                if self.is_mip:
+                    self.scip.setPresolve(pyscipopt.SCIP_PARAMSETTING.DEFAULT)
+        return res
 
 
-def new_model(problem: Any, relax: bool = False, threads: int = 1) -> ScipModel:
-    return ScipModel(problem, relax=relax, threads=threads)
+def new_model(problem: Any, relax: bool = False, threads: int = 1, tuning: Tuning = Tuning.DEFAULT) -> ScipModel:
+    return ScipModel(problem, relax=relax, threads=threads, tuning=tuning)

@@ -127,3 +127,42 @@ def test_solvers_import_nothing_from_leo():
 def test_cuts_and_the_highs_backend_are_independent(a, b):
     graph = import_graph()
     assert b not in graph[a] and a not in graph[b]
+
+
+#: Layers that must not reach into others: io reads and writes networks whatever is asked of
+#: them; the audit re-checks a certificate with none of the prover's code.
+FORBIDDEN = {
+    "leo.io": ("leo.reduction", "leo.queries", "leo.stability", "leo.bab", "leo.search"),
+    "leo.certify.audit": ("leo.bounds", "leo.search", "leo.bab", "leo.stability", "leo.reduction", "leo.queries",
+                          "solvers"),
+    "leo.core": ("leo.io", "leo.bounds", "leo.search", "leo.bab", "leo.stability", "leo.queries", "leo.reduction",
+                 "leo.certify", "leo.cli", "leo.api"),
+}
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layers_import_only_downwards(layer):
+    graph = import_graph()
+    bad = sorted(f"{m} -> {t}" for m, ts in graph.items() if m == layer or m.startswith(layer)
+                 for t in ts for f in FORBIDDEN[layer] if t == f or t.startswith(f + "."))
+    assert not bad, bad
+
+
+#: One concept per module, one idea per function: the sizes at which a review asks for a split.
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_module_is_over_the_size_limit():
+    long = {m: n for m, p in _modules().items() if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, long
+
+
+def test_no_function_is_over_the_size_limit():
+    long = {}
+    for m, p in _modules().items():
+        for node in ast.walk(ast.parse(p.read_text(), str(p))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if (n := node.end_lineno - node.lineno + 1) > MAX_FUNCTION_LINES:
+                    long[f"{m}.{node.name}"] = n
+    assert not long, long

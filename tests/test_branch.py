@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from leo.bab.input_split import Goal, Status, goal_bounds, property_goal, search, unit_sign
+from leo.bab.input_split import Status, property_goal, search, unit_sign
+from leo.bounds.batched import goal_bounds
+from leo.core.deadline import Deadline, now
 from leo.core.domain import Box, make_box
 from leo.core.network import Layer, Network, mlp
 
@@ -92,8 +93,8 @@ def test_search_agrees_with_the_exact_minimum(seed: int, make: int) -> None:
     g = rng.normal(size=net.output_dim)
     m = _exact_min(net, box, g, 0.0)
     for t, expected in ((m - GAP, Status.PROVEN), (m + GAP, Status.COUNTEREXAMPLE)):
-        # unsafe: g . y - t <= 0; it is empty exactly when min g . y > t
-        r = search(net, box, Goal.of([(g[None, :], np.array([-t]))]), time.perf_counter() + 60)
+        # unsafe: g . y <= t; it is empty exactly when min g . y > t
+        r = search(net, box, property_goal([(g[None, :], np.array([t]))]), Deadline.after(60))
         assert r.status is expected, (t, m, r)
         if expected is Status.COUNTEREXAMPLE:
             assert box.contains(r.x)[0] and float(net(r.x[None, :])[0] @ g) - t <= 0
@@ -114,11 +115,11 @@ def test_disjunctions_and_conjunctions_against_brute_force(seed: int) -> None:
     e0, e1 = np.eye(2)
     # both disjuncts out of reach: y0 <= lo0 - GAP never holds, y1 >= hi1 + GAP never holds
     holds = [((np.vstack([e0, e1]), np.array([lo0 - GAP, 10.0]))), ((-e1)[None, :], np.array([-(hi1 + GAP)]))]
-    r = search(net, box, property_goal(holds), time.perf_counter() + 60)
+    r = search(net, box, property_goal(holds), Deadline.after(60))
     assert r.status is Status.PROVEN and r.proven == {0, 1}
     # the second disjunct reachable: a confirmed point in it
     broken = [holds[0], ((-e1)[None, :], np.array([-(hi1 - GAP)]))]
-    r = search(net, box, property_goal(broken), time.perf_counter() + 60)
+    r = search(net, box, property_goal(broken), Deadline.after(60))
     y = net(r.x[None, :])[0]
     assert r.status is Status.COUNTEREXAMPLE and r.disjunct == 1 and y[1] >= hi1 - GAP and box.contains(r.x)[0]
     assert lo1 <= y[1] <= hi1 + 1e-9
@@ -129,7 +130,7 @@ def test_deadline_gives_timeout_never_a_proof() -> None:
     net = _net(rng, [5, 30, 30, 30, 1])
     box = make_box(-1, 1, 5)
     m = net(box.sample(200_000, rng))[:, 0].min()
-    r = search(net, box, Goal.of([(np.ones((1, 1)), np.array([-(m - 1e-3)]))]), time.perf_counter() - 1.0)
+    r = search(net, box, property_goal([(np.ones((1, 1)), np.array([m - 1e-3]))]), Deadline(now() - 1.0))
     assert r.status is Status.TIMEOUT and r.proven == frozenset()
 
 
@@ -138,8 +139,8 @@ def test_open_budget_gives_unknown_and_names_no_disjunct_proven() -> None:
     net = _net(rng, [5, 30, 30, 30, 1])
     box = make_box(-1, 1, 5)
     m = net(box.sample(200_000, rng))[:, 0].min()
-    goal = Goal.of([(np.ones((1, 1)), np.array([-(m - 1e-4)]))])  # just below the sampled minimum
-    r = search(net, box, goal, time.perf_counter() + 60, max_open=4, batch=2)
+    goal = property_goal([(np.ones((1, 1)), np.array([m - 1e-4]))])  # just below the sampled minimum
+    r = search(net, box, goal, Deadline.after(60), max_open=4, batch=2)
     assert r.status in (Status.UNKNOWN, Status.PROVEN, Status.COUNTEREXAMPLE)
     if r.status is Status.UNKNOWN:
         assert r.proven == frozenset()
@@ -153,11 +154,11 @@ def test_confirm_rejects_a_point_so_no_counterexample_is_claimed() -> None:
     rng = np.random.default_rng(9)
     net = _net(rng, [2, 4, 1])
     box = make_box(-1, 1, 2)
-    goal = Goal.of([(np.ones((1, 1)), np.array([1e6]))])  # y + 1e6 <= 0: unreachable...
-    r = search(net, box, goal, time.perf_counter() + 10)
+    goal = property_goal([(np.ones((1, 1)), np.array([-1e6]))])  # y <= -1e6: unreachable...
+    r = search(net, box, goal, Deadline.after(10))
     assert r.status is Status.PROVEN
-    goal = Goal.of([(np.ones((1, 1)), np.array([-1e6]))])  # y - 1e6 <= 0: everywhere
-    r = search(net, box, goal, time.perf_counter() + 2, confirm=lambda x: None, max_open=64)
+    goal = property_goal([(np.ones((1, 1)), np.array([1e6]))])  # y <= 1e6: everywhere
+    r = search(net, box, goal, Deadline.after(2), confirm=lambda x: None, max_open=64)
     assert r.status in (Status.UNKNOWN, Status.TIMEOUT) and r.x is None
 
 
@@ -171,7 +172,7 @@ def test_unit_sign_matches_exact_unit_ranges(seed: int) -> None:
         g[j] = 1.0
         sub = Network(2, (net.layers[0], Layer(dict(net.layers[1].weights), net.layers[1].bias, relu=False)))
         lo, hi = _exact_min(sub, box, g, 0.0), -_exact_min(sub, box, -g, 0.0)
-        sign = unit_sign(net, box, 2, j, time.perf_counter() + 30)
+        sign = unit_sign(net, box, 2, j, Deadline.after(30))
         if sign == "active":
             assert lo >= 0
         elif sign == "inactive":
@@ -217,27 +218,27 @@ def test_searcher_in_slices_answers_as_one_search_and_exclude_drops_a_disjunct(s
     net = _net(rng, [2, 6, 5, 1])
     box = make_box(-1, 1, 2)
     m = _exact_min(net, box, np.ones(1), 0.0)
-    goal = Goal.of([(np.ones((1, 1)), np.array([-(m - GAP)]))])  # empty: min y > m - GAP
-    whole = search(net, box, goal, time.perf_counter() + 60)
+    goal = property_goal([(np.ones((1, 1)), np.array([m - GAP]))])  # empty: min y > m - GAP
+    whole = search(net, box, goal, Deadline.after(60))
     searcher, slices = Searcher(net, box, goal), 0
     while True:
-        r = searcher.run(time.perf_counter() + 0.002)
+        r = searcher.run(Deadline.after(0.002))
         slices += 1
         if r.status is not Status.TIMEOUT:
             break
     assert whole.status is r.status is Status.PROVEN and r.proven == {0}
     assert r.leaves == whole.leaves and slices > 1
-    assert searcher.run(time.perf_counter() + 60) is r  # decided: no more work
+    assert searcher.run(Deadline.after(60)) is r  # decided: no more work
     # two empty disjuncts; the caller proved the first itself: the search proves the second and
     # reports only that one as its own
-    two = Goal.of([(np.ones((1, 1)), np.array([-(m - 2 * GAP)])), (np.ones((1, 1)), np.array([-(m - GAP)]))])
+    two = property_goal([(np.ones((1, 1)), np.array([m - 2 * GAP])), (np.ones((1, 1)), np.array([m - GAP]))])
     s2 = Searcher(net, box, two)
     s2.exclude([0])
-    r2 = s2.run(time.perf_counter() + 60)
+    r2 = s2.run(Deadline.after(60))
     assert r2.status is Status.PROVEN and r2.proven == {1}
     # a reachable disjunct: a confirmed point ends the search whatever the caller excluded
-    s3 = Searcher(net, box, Goal.of([(np.ones((1, 1)), np.array([-(m + GAP)]))]))
-    r3 = s3.run(time.perf_counter() + 60)
+    s3 = Searcher(net, box, property_goal([(np.ones((1, 1)), np.array([m + GAP]))]))
+    r3 = s3.run(Deadline.after(60))
     assert r3.status is Status.COUNTEREXAMPLE and float(net(r3.x[None, :])[0, 0]) <= m + GAP
 
 
@@ -248,7 +249,8 @@ def test_floors_from_exact_ranges_keep_the_answer_exact(seed: int) -> None:
     are within the floors."""
     import torch
 
-    from leo.bab.input_split import Searcher, _layer_bounds, _Net
+    from leo.bab.input_split import Searcher
+    from leo.bounds.batched import Net as _Net, layer_bounds as _layer_bounds
     from tests.conftest import exact_ranges
 
     rng = np.random.default_rng(400 + seed)
@@ -257,8 +259,8 @@ def test_floors_from_exact_ranges_keep_the_answer_exact(seed: int) -> None:
     floors = [exact_ranges(net, box.lower, box.upper, k) for k in range(len(net.layers) - 1)]
     m = _exact_min(net, box, np.ones(1), 0.0)
     for t, expected in ((m - GAP, Status.PROVEN), (m + GAP, Status.COUNTEREXAMPLE)):
-        r = Searcher(net, box, Goal.of([(np.ones((1, 1)), np.array([-t]))]), floors=floors).run(
-            time.perf_counter() + 60)
+        r = Searcher(net, box, property_goal([(np.ones((1, 1)), np.array([t]))]), floors=floors).run(
+            Deadline.after(60))
         assert r.status is expected, (t, m, r)
     # the floors reach the bounding step: the root box's layer bounds lie within them
     pre, _ = _layer_bounds(_Net(net, floors), *(torch.from_numpy(v[None, :]) for v in (box.lower, box.upper)))
@@ -272,19 +274,31 @@ def test_check_property_second_search_after_the_milps_answers_exactly(seed: int,
     out here) decides, the second search, with the analysis's bounds, does: UNSAT only where
     the exact range says so, SAT only with a point the forward pass confirms; the time-outs in
     between prove nothing."""
-    import leo.bab.input_split
-    import leo.queries.property
-    from leo.queries.property import Answer, Inequality, OutputProperty, _Outcome, check_property
+    import dataclasses
 
-    monkeypatch.setattr(leo.bab.input_split, "budget_share", lambda _dim: 0.0)
-    monkeypatch.setattr(leo.queries.property, "_solve_disjunct", lambda *a, **k: _Outcome("timeout", reason="made to"))
+    import leo.queries.property
+    import leo.queries.schedules as schedules
+    from leo.core.schedule import Decision
+    from leo.queries.property import Answer, Inequality, OutputProperty, _Outcome, check_property
+    from leo.queries.strategies import DisjunctStatus, StepName
+
+    # the first search's share lives in a frozen Step of the preset: patch the preset, not the constant
+    steps = tuple(dataclasses.replace(s, share=0.0) if s.name == StepName.INPUT_SPLIT else s
+                  for s in schedules.FEW_INPUTS.steps)
+    monkeypatch.setattr(schedules, "FEW_INPUTS", dataclasses.replace(schedules.FEW_INPUTS, steps=steps))
+    monkeypatch.setattr(leo.queries.property, "_solve_disjunct",
+                        lambda *a, **k: _Outcome(DisjunctStatus.TIMEOUT, reason="made to"))
+    records: list = []
     rng = np.random.default_rng(500 + seed)
     net = _net(rng, [3, 6, 4, 1])
     box = make_box(-1, 1, 3)
     lo = _exact_min(net, box, np.ones(1), 0.0)
     holds = OutputProperty(1, ((Inequality(np.array([1.0]), lo - GAP),),))  # y <= lo - GAP: never
-    result = check_property(net, box, holds, 30.0, samples=16)
+    result = check_property(net, box, holds, 30.0, samples=16, observe=records.append)
     assert result.answer is Answer.UNSAT and result.how == "branch and bound", result
+    decided = {r.name: r.decision for r in records}
+    assert decided[StepName.INPUT_SPLIT] is Decision.NOTHING, records  # the patched share: the first search ran out
+    assert Decision.CLOSED_ALL in (decided.get(StepName.FLOORS_RACE), decided.get(StepName.LAST_RACE)), records
     broken = OutputProperty(1, ((Inequality(np.array([1.0]), lo + 1e-3),),))  # y <= lo + 1e-3: somewhere
     result = check_property(net, box, broken, 30.0, samples=16)
     assert result.answer is Answer.SAT, result

@@ -7,14 +7,14 @@ networks, ``conftest.exact_ranges``) and numpy's forward pass of the network."""
 from __future__ import annotations
 
 import functools
-import time
 
 import numpy as np
 import pytest
 import torch
 
 from tests.conftest import exact_ranges, random_mlp
-from leo.bab.input_split import Goal, Status, search, search_each, unit_network
+from leo.bab.input_split import Status, property_goal, search, search_each, unit_network
+from leo.core.deadline import Deadline, now
 from leo.core.domain import make_box
 from leo.stability.analysis import _branch_units
 
@@ -47,8 +47,8 @@ def test_each_disjunct_is_proven_or_reached_as_the_exact_range_says(seed: int, s
     width = sub.output_dim
     below = np.arange(width) % 2 == 0
     t = np.where(below, lo - GAP, lo + GAP)
-    goal = Goal.of([(np.eye(width)[[j]], np.array([-t[j]])) for j in range(width)])
-    r = search_each(sub, box, goal, time.perf_counter() + 60)
+    goal = property_goal([(np.eye(width)[[j]], np.array([t[j]])) for j in range(width)])
+    r = search_each(sub, box, goal, Deadline.after(60))
     assert r.proven == frozenset(np.flatnonzero(below).tolist())
     assert set(r.found) == set(np.flatnonzero(~below).tolist())
     for j, x in r.found.items():
@@ -82,8 +82,8 @@ def test_branch_units_claims_match_exact_ranges_and_witnesses_show_the_other_sig
 def test_a_deadline_leaves_every_disjunct_open() -> None:
     net, box, k, (lo, _) = _layer(*NETS[0])
     sub = unit_network(net, k + 1)
-    goal = Goal.of([(np.eye(sub.output_dim)[[j]], np.array([-(lo[j] - GAP)])) for j in range(sub.output_dim)])
-    r = search_each(sub, box, goal, time.perf_counter() - 1.0)
+    goal = property_goal([(np.eye(sub.output_dim)[[j]], np.array([lo[j] - GAP])) for j in range(sub.output_dim)])
+    r = search_each(sub, box, goal, Deadline(now() - 1.0))
     assert r.status is Status.TIMEOUT and r.proven == frozenset() and r.found == {}
     proofs, points = _branch_units(sub, box, np.arange(sub.output_dim), np.ones(sub.output_dim), 1e-6, 0.0)
     assert proofs == {} and len(points) == 0
@@ -92,8 +92,8 @@ def test_a_deadline_leaves_every_disjunct_open() -> None:
 def test_a_check_that_refuses_every_point_claims_nothing_reached() -> None:
     net, box, k, (lo, _) = _layer(*NETS[1])
     sub = unit_network(net, k + 1)
-    goal = Goal.of([(np.eye(sub.output_dim)[[j]], np.array([-(lo[j] + 1.0)])) for j in range(sub.output_dim)])
-    r = search_each(sub, box, goal, time.perf_counter() + 3, confirm=lambda x, i: False, max_open=64)
+    goal = property_goal([(np.eye(sub.output_dim)[[j]], np.array([lo[j] + 1.0])) for j in range(sub.output_dim)])
+    r = search_each(sub, box, goal, Deadline.after(3), confirm=lambda x, i: False, max_open=64)
     assert r.found == {} and r.proven == frozenset() and r.status in (Status.TIMEOUT, Status.UNKNOWN)
 
 
@@ -110,13 +110,13 @@ def test_the_in_leaf_attack_finds_counterexamples_that_splitting_alone_does_not(
         sub = unit_network(net, 3)  # the output, as a linear layer
         m = exact_ranges(net, box.lower, box.upper, 2)[0][0]
         t = m + 1e-3
-        goal = Goal.of([(np.ones((1, 1)), np.array([-t]))])  # unsafe: y <= t
+        goal = property_goal([(np.ones((1, 1)), np.array([t]))])  # unsafe: y <= t
 
         def confirm(x: np.ndarray) -> int | None:
             return 0 if box.contains(x)[0] and float(sub(x[None, :])[0, 0]) <= t else None  # noqa: B023
 
-        plain = search(sub, box, goal, time.perf_counter() + 30, confirm=confirm, attack_steps=0, max_open=2, batch=1)
-        r = search(sub, box, goal, time.perf_counter() + 30, confirm=confirm, max_open=2, batch=1)
+        plain = search(sub, box, goal, Deadline.after(30), confirm=confirm, attack_steps=0, max_open=2, batch=1)
+        r = search(sub, box, goal, Deadline.after(30), confirm=confirm, max_open=2, batch=1)
         assert plain.status in (Status.UNKNOWN, Status.COUNTEREXAMPLE)
         assert r.status in (Status.UNKNOWN, Status.COUNTEREXAMPLE)
         if plain.status is Status.COUNTEREXAMPLE:

@@ -22,8 +22,8 @@ from leo.core.domain import make_box
 from leo.io.save import certificate_path
 from leo.core.network import Network
 from leo.stability.report import StabilityReport
-from leo.stability.analysis import BRANCH, StabilityOptions, analyse
-from leo.stability.stages import BRANCH_BINARIES
+from leo.stability.analysis import StabilityOptions, analyse
+from leo.stability.stages import BRANCH_BINARIES, Phase
 from leo.core.verdicts import Verdict
 
 torch.set_num_threads(1)
@@ -114,7 +114,7 @@ def test_no_branch_changes_nothing_and_runs_no_branch_phase() -> None:
         net, box = _net(seed, sizes, shift)
         events: list = []
         off = _claims(analyse(net, box, StabilityOptions(branch=False, **OPTS), progress=events.append))
-        assert all(e.phase != BRANCH for e in events)
+        assert all(e.phase != Phase.BRANCH for e in events)
         assert all(method != "branch" for _, method in off.values())
         _agrees(off, seed, net)
         on = _claims(analyse(net, box, StabilityOptions(branch=True, **OPTS)))
@@ -130,7 +130,7 @@ def test_auto_turns_the_phase_on_for_few_inputs_and_hard_milps_only() -> None:
     net = random_mlp(np.random.default_rng(3), [20, 8, 8, 1], bias_shift=0.3)
     events: list = []
     report = analyse(net, make_box(-1, 1, 20), StabilityOptions(branch=None, **OPTS), progress=events.append)
-    assert all(e.phase != BRANCH for e in events)
+    assert all(e.phase != Phase.BRANCH for e in events)
     assert all(str(p.method) != "branch" for lr in report.layers for p in lr.proofs)
 
 
@@ -216,7 +216,7 @@ def test_auto_runs_the_phase_by_default_on_a_layer_with_many_binaries_before_it(
     events: list = []
     report = analyse(net, box, StabilityOptions(**OPTS), progress=events.append)
     assert sum(v == Verdict.UNSTABLE for v in report.layers[0].states) >= BRANCH_BINARIES
-    assert {e.layer for e in events if e.phase == BRANCH} == {2}
+    assert {e.layer for e in events if e.phase == Phase.BRANCH} == {2}
     z = net.pre_activations(box.sample(20_000, np.random.default_rng(0)))
     for k, lr in enumerate(report.layers):  # every stable claim holds on dense samples
         for j, v in enumerate(lr.states):

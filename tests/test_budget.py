@@ -188,6 +188,7 @@ def test_whole_command_within_budget_acasxu(tmp_path, engine):
 
 def test_local_search_stops_at_its_deadline():
     """The local search (no solver, no time limit of its own) ends at its deadline."""
+    from leo.core.deadline import Deadline, now
     from leo.search.witnesses import local_search
 
     net, box = _hard()
@@ -195,7 +196,7 @@ def test_local_search_stops_at_its_deadline():
     starts = box.sample(units.size, np.random.default_rng(0))
     directions = np.ones(units.size)
     start = time.time()
-    out = local_search(net, box, 0, units, starts, directions, deadline=time.time() - 1.0)
+    out = local_search(net, box, 0, units, starts, directions, deadline=Deadline(now() - 1.0))
     assert time.time() - start < 0.5 and out.shape == (units.size, box.dim)
 
 
@@ -204,7 +205,7 @@ def test_local_search_stops_at_its_deadline():
 def test_progress_names_each_phase(capsys):
     """Progress events carry the phase running, in order per layer, and the display
     shows it with no rate (units are decided in bursts, a rate means nothing)."""
-    from leo.cli.main import _ProgressDisplay
+    from leo.cli.progress import ProgressDisplay as _ProgressDisplay
 
     net = random_mlp(np.random.default_rng(7), [6, 16, 16, 16, 2], bias_shift=-0.2)
     box = make_box(0, 1, 6)

@@ -22,7 +22,9 @@ import torch
 from torch import nn
 
 import leo
-from leo.cli.main import _ProgressDisplay, bound_text, main
+from leo.cli.check import bound_text
+from leo.cli.main import main
+from leo.cli.progress import ProgressDisplay as _ProgressDisplay
 from leo.core.domain import make_box
 from leo.io.load import load_network
 from leo.io.save import save_network

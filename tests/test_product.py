@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import random_mlp
-from leo.core.product import PRODUCT, closeness, closeness_eps, closeness_property, layout, parallel
+from leo.core.product import PRODUCT, layout, parallel
+from leo.queries.closeness import closeness, closeness_eps, closeness_property
 from leo.core.domain import make_box
 from leo.errors import LeoInputError
 from leo.core.network import ARCHITECTURE_SOURCE, Layer, Network

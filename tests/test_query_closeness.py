@@ -1,5 +1,5 @@
 """ε-closeness of two networks on one tied input, through a VNN-LIB 2.0 file and check_query,
-goes to the shared-unit MILPs (leo.core.product.closeness). The truth is exact by construction:
+goes to the shared-unit MILPs (leo.queries.closeness.closeness). The truth is exact by construction:
 g is f with its output bias shifted by DELTA on one output, so max |f - g| over any box is DELTA."""
 
 from __future__ import annotations

@@ -3,11 +3,11 @@ whose minimum is known, and the real instance it was built for (through ``check_
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
 
+from leo.core.deadline import Deadline
 from leo.core.domain import Box, make_box
 from leo.core.network import Layer, Network, mlp
 from leo.search.region_walk import descend, region, starts, walk_search
@@ -61,7 +61,7 @@ def test_walk_reaches_the_known_minimum_of_a_convex_case():
     net, box = _diamond()
     a, c = np.array([[1.0]]), np.array([0.0])
     for start in ([0.0, 0.0], [1.0, 0.0], [0.9, 0.95]):
-        x, value = descend(net, box, a, c, np.array(start), time.perf_counter() + 30, stall=100)
+        x, value = descend(net, box, a, c, np.array(start), Deadline.after(30), stall=100)
         assert value < 0
         assert value == pytest.approx(float(net(x[None, :])[0, 0]), abs=0)  # the value is the forward pass's
         assert box.contains(x, tol=0.0)[0]
@@ -78,7 +78,7 @@ def test_walk_never_ends_above_its_start(seed):
     a, c = rng.normal(size=(2, 3)), rng.normal(size=2)
     for x in box.sample(5, rng):
         start = float((net(x[None, :])[0] @ a.T - c).max())
-        end_x, end = descend(net, box, a, c, x, time.perf_counter() + 30)
+        end_x, end = descend(net, box, a, c, x, Deadline.after(30))
         assert end <= start
         assert end == pytest.approx(float((net(end_x[None, :])[0] @ a.T - c).max()), abs=0)
         assert box.contains(end_x, tol=0.0)[0]
@@ -98,11 +98,11 @@ def test_walk_search_only_returns_what_confirm_accepts():
         seen.append(x)
         return None
 
-    assert walk_search(net, box, disjuncts, time.perf_counter() + 30, never, samples=50) is None
+    assert walk_search(net, box, disjuncts, Deadline.after(30), never, samples=50) is None
     assert seen and all(box.contains(x, tol=0.0)[0] and net(x[None, :])[0, 0] <= 0 for x in seen)
-    found = walk_search(net, box, disjuncts, time.perf_counter() + 30, lambda x: 0, samples=50)
+    found = walk_search(net, box, disjuncts, Deadline.after(30), lambda x: 0, samples=50)
     assert found is not None and net(found[0][None, :])[0, 0] < 0
-    assert walk_search(net, box, disjuncts, time.perf_counter() + 30, lambda x: 0, skip=[0]) is None
+    assert walk_search(net, box, disjuncts, Deadline.after(30), lambda x: 0, skip=[0]) is None
 
 
 @pytest.mark.skipif(vnncomp_dir() is None, reason="VNN-COMP 2021 data not found (LEO_DATA)")

@@ -5,7 +5,6 @@ production path through ``check_property`` on a network with image-size (> 32) i
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from leo.bounds.propagate import cheap_bounds
+from leo.core.deadline import Deadline, now
 from leo.core.domain import Box, make_box
 from leo.core.network import Network, mlp
 from leo.queries.property import Answer, Inequality, OutputProperty, check_property
@@ -62,9 +62,9 @@ def test_search_decides_thresholds_around_the_exact_minimum(seed: int) -> None:
     bounds = cheap_bounds(net, box, symbolic=False)
     states = _unstable_states(net)
     if seed % 4 < 2:  # as in production: later layers' bounds tightened by LP first
-        bounds = tighten(net, box, bounds, states, time.perf_counter() + 30)
+        bounds = tighten(net, box, bounds, states, Deadline.after(30))
     for c, expect in ((lo - gap, SplitStatus.PROVEN), (lo + gap, SplitStatus.COUNTEREXAMPLE)):
-        r = search(net, box, bounds, states, a[None, :], np.array([c]), time.perf_counter() + 60,
+        r = search(net, box, bounds, states, a[None, :], np.array([c]), Deadline.after(60),
                    _confirm(net, box, a, c))
         assert r.status is expect, (seed, c, lo, r)
         if expect is SplitStatus.COUNTEREXAMPLE:
@@ -83,7 +83,7 @@ def test_two_row_disjunct_against_sampling(seed: int) -> None:
     y = net(g)
     a, c = np.eye(2), np.quantile(y, 0.3, axis=0)
     r = search(net, box, cheap_bounds(net, box, symbolic=False), _unstable_states(net), a, c,
-               time.perf_counter() + 60, lambda x: 0 if (net(x[None, :])[0] <= c + 1e-6).all() else None)
+               Deadline.after(60), lambda x: 0 if (net(x[None, :])[0] <= c + 1e-6).all() else None)
     inside = ((y <= c).all(axis=1)).any()
     if r.status is SplitStatus.PROVEN:
         assert not inside
@@ -144,7 +144,7 @@ def test_tighten_keeps_every_bound_valid(seed: int) -> None:
     net = random_mlp(rng, [3, 4, 4, 3, 2])
     box = make_box(-1.0, 1.0, 3)
     bounds = cheap_bounds(net, box, symbolic=False)
-    tight = tighten(net, box, bounds, _unstable_states(net), time.perf_counter() + 30)
+    tight = tighten(net, box, bounds, _unstable_states(net), Deadline.after(30))
     for k in range(1, len(net.layers) - 1):
         lo, hi = exact_ranges(net, box.lower, box.upper, k)
         assert (tight[k].lower <= lo + 1e-9).all() and (tight[k].upper >= hi - 1e-9).all()
@@ -158,7 +158,7 @@ def test_decide_stops_at_its_deadline_without_a_proof() -> None:
     box = make_box(-1.0, 1.0, 3)
     a = np.array([[1.0, -1.0]])
     d = decide(net, box, [(a, np.array([-100.0]))], [0], cheap_bounds(net, box, symbolic=False),
-               _unstable_states(net), time.perf_counter() - 1, lambda x: None)
+               _unstable_states(net), Deadline(now() - 1.0), lambda x: None)
     assert d.proven == frozenset() and d.x is None
 
 

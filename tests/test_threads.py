@@ -34,7 +34,7 @@ def _net():
 def _spy(monkeypatch) -> dict[str, list[int]]:
     """Record torch's threads inside each local search (which it replaces) and the
     threads of each HiGHS model."""
-    import leo.stability.analysis
+    import leo.stability.run_state
     from solvers.highs_backend import HighsModel
 
     seen: dict[str, list[int]] = {"torch": [], "highs": []}
@@ -46,11 +46,11 @@ def _spy(monkeypatch) -> dict[str, list[int]]:
         seen["torch"].append(torch.get_num_threads())
         return np.asarray(starts)
 
-    def spy_init(self, formulation, relax=False, threads=1):  # noqa: ANN001, ANN202
+    def spy_init(self, formulation, relax=False, threads=1, **kwargs):  # noqa: ANN001, ANN003, ANN202
         seen["highs"].append(threads)
-        init(self, formulation, relax, threads)
+        init(self, formulation, relax, threads, **kwargs)
 
-    monkeypatch.setattr(leo.stability.analysis, "local_search", spy_search)
+    monkeypatch.setattr(leo.stability.run_state, "local_search", spy_search)
     monkeypatch.setattr(HighsModel, "__init__", spy_init)
     return seen
 

@@ -30,18 +30,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import highspy
 import numpy as np
-import scipy.sparse as sp
 
+from leo.bab.relu_lp import LinearProgram, Relaxation as _Relaxation, Unit as _Unit, safe_bound
 from leo.bounds.propagate import LayerBounds
+from leo.core.deadline import Deadline
 from leo.core.domain import Box
-from leo.core.network import Network, excess_and_gradient
+from leo.core.network import Network
 from leo.core.verdicts import Verdict
+from leo.search.attack import AttackOptions, Objective, Schedule, attack
+from solvers.backend import Solver, Tuning, new_model
+from solvers.problem import Problem
+from solvers.result import SolveStatus, Termination
 
-#: Relative widening of the recomputed dual bound for float rounding (the sums have at most
-#: ~10^5 terms, each rounding error ~1e-16 of the magnitudes: 1e-10 covers them many times).
-DUAL_SLACK = 1e-10
 #: Projected-gradient steps tried from each node's LP optimum when its bound is <= 0.
 PGD_STEPS = 8
 #: Give up (UNKNOWN) when this many nodes are waiting.
@@ -73,163 +74,6 @@ class SplitResult:
 
 
 @dataclass(frozen=True)
-class LinearProgram:
-    """``min cost . v`` s.t. ``row_lo <= A v <= row_hi``, ``col_lo <= v <= col_hi``."""
-
-    a: sp.csr_matrix
-    cost: np.ndarray
-    col_lo: np.ndarray
-    col_hi: np.ndarray
-    row_lo: np.ndarray
-    row_hi: np.ndarray
-
-    @property
-    def abs_a_t(self) -> sp.csr_matrix:
-        """|A|^T, for the rounding slack (made once)."""
-        if "_abs_a_t" not in self.__dict__:
-            object.__setattr__(self, "_abs_a_t", abs(self.a).T.tocsr())
-        return self.__dict__["_abs_a_t"]
-
-
-def safe_bound(lp: LinearProgram, row_dual: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray,
-               row_lo: np.ndarray, row_hi: np.ndarray, cost: np.ndarray | None = None) -> float:
-    """A proven lower bound on ``lp``'s objective (with these bounds) from any row duals, by
-    weak duality: ``c.v = y.(A v) + (c - A^T y).v``, each part bounded below over the bounds,
-    widened for rounding. A dual on an infinite side counts as 0 (still a valid dual vector).
-    With ``cost`` = 0 and a dual ray, a bound > 0 is a Farkas proof of infeasibility."""
-    c = lp.cost if cost is None else cost
-    y = np.where(np.isfinite(row_dual), row_dual, 0.0)
-    y = np.where((y > 0) & ~np.isfinite(row_lo), 0.0, y)
-    y = np.where((y < 0) & ~np.isfinite(row_hi), 0.0, y)
-    row_side = np.where(y > 0, row_lo, np.where(y < 0, row_hi, 0.0))
-    row_terms = np.where(y != 0, y * row_side, 0.0)
-    reduced = c - lp.a.T @ y
-    col_side = np.where(reduced > 0, col_lo, np.where(reduced < 0, col_hi, 0.0))
-    if not np.isfinite(col_side[reduced != 0]).all():
-        return -np.inf
-    col_terms = np.where(reduced != 0, reduced * col_side, 0.0)
-    scale = np.maximum(np.abs(col_lo), np.abs(col_hi))
-    err = float(np.abs(row_terms).sum() + ((np.abs(c) + lp.abs_a_t @ np.abs(y)) * scale).sum())
-    return float(row_terms.sum() + col_terms.sum()) - DUAL_SLACK * err
-
-
-@dataclass(frozen=True)
-class _Unit:
-    """An unstable unit: its z and h columns and its ``h - z >= 0`` row."""
-
-    z: int
-    h: int
-    row: int
-    lower: float
-    upper: float
-
-
-class _Relaxation:
-    """The network's LP relaxation for one disjunct, as arrays (see LinearProgram), with the
-    unstable units and the columns of the inputs and of ``t``."""
-
-    def __init__(self, network: Network, box: Box, bounds: Sequence[LayerBounds],
-                 states: Sequence[Sequence[Verdict]], a: np.ndarray, c: np.ndarray) -> None:
-        self.col_lo: list[float] = list(box.lower)
-        self.col_hi: list[float] = list(box.upper)
-        self.entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (rows, cols, values)
-        self.row_lo: list[float] = []
-        self.row_hi: list[float] = []
-        self.units: list[_Unit] = []
-        outs: list[np.ndarray] = [np.arange(box.dim)]  # per layer: column of each output (-1: zero)
-        self.z_cols: list[np.ndarray] = []
-        for k, layer in enumerate(network.layers):
-            lb = bounds[k]
-            st = states[k] if k < len(states) and len(states[k]) else [Verdict.UNSTABLE] * layer.width
-            # a stably inactive unit is constantly 0 and its row is implied by the box: neither is in
-            # the LP (dropping rows only relaxes it; the dense first-layer rows cost the simplex most)
-            live = np.ones(layer.width, dtype=bool) if not layer.relu else \
-                ~((np.asarray(st) == Verdict.INACTIVE) | (np.asarray(lb.upper) <= 0))
-            z = np.full(layer.width, -1)
-            z[live] = self._cols(lb.lower[live], lb.upper[live])
-            self.z_cols.append(z)
-            rows = np.full(layer.width, -1)
-            rows[live] = np.arange(len(self.row_lo), len(self.row_lo) + int(live.sum()))
-            self._add(rows[live], z[live], np.ones(int(live.sum())))
-            for s, w in layer.weights.items():
-                coo = sp.coo_matrix(w[live])
-                keep = outs[s][coo.col] >= 0
-                self._add(rows[live][coo.row[keep]], outs[s][coo.col[keep]], -coo.data[keep])
-            self.row_lo += list(layer.bias[live])
-            self.row_hi += list(layer.bias[live])
-            outs.append(self._relus(z, lb, st) if layer.relu else z)
-        self.y = outs[-1]
-        self.t = self._t_column(lb_out=bounds[-1], final_relu=network.layers[-1].relu, a=a, c=c)
-
-    def _cols(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        start = len(self.col_lo)
-        self.col_lo += list(np.asarray(lo, dtype=np.float64))
-        self.col_hi += list(np.asarray(hi, dtype=np.float64))
-        return np.arange(start, len(self.col_lo))
-
-    def _add(self, rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> None:
-        self.entries.append((np.asarray(rows), np.asarray(cols), np.asarray(values, dtype=np.float64)))
-
-    def _row(self, cols: Sequence[int], values: Sequence[float], lo: float, hi: float) -> int:
-        r = len(self.row_lo)
-        self._add(np.full(len(cols), r), np.asarray(cols), np.asarray(values))
-        self.row_lo.append(lo)
-        self.row_hi.append(hi)
-        return r
-
-    def _relus(self, z: np.ndarray, lb: LayerBounds, states: Sequence[Verdict]) -> np.ndarray:
-        """Columns of the layer's outputs: z itself (active), -1 (inactive: no z column either) or a new h."""
-        out = np.full(z.size, -1)
-        for j, zj in enumerate(z):
-            if zj < 0:  # stably inactive: no column
-                continue
-            lo, hi = float(lb.lower[j]), float(lb.upper[j])
-            if states[j] == Verdict.ACTIVE or lo >= 0:
-                self.col_lo[zj] = max(lo, 0.0)
-                out[j] = zj
-            else:
-                out[j] = self._unstable(int(zj), lo, hi)
-        return out
-
-    def _unstable(self, z: int, lo: float, hi: float) -> int:
-        """h in [0, hi], h >= z, and the triangle's upper side h - s z <= rhs, with rhs the
-        largest of h - s z over the two kinks (so the rounded row cuts off no true point)."""
-        h = int(self._cols(np.array([0.0]), np.array([hi]))[0])
-        row = self._row([h, z], [1.0, -1.0], 0.0, np.inf)
-        s = hi / (hi - lo)
-        rhs = max(-s * lo, hi - s * hi)
-        self._row([h, z], [1.0, -s], -np.inf, rhs * (1 + 1e-12) + 1e-15)
-        self.units.append(_Unit(z, h, row, lo, hi))
-        return h
-
-    def _t_column(self, lb_out: LayerBounds, final_relu: bool, a: np.ndarray, c: np.ndarray) -> int:
-        """``t >= a_r . y - c_r`` for every row r; t's bounds hold for every true point."""
-        ylo, yhi = np.asarray(lb_out.lower, dtype=np.float64), np.asarray(lb_out.upper, dtype=np.float64)
-        if final_relu:
-            ylo, yhi = np.maximum(ylo, 0.0), np.maximum(yhi, 0.0)
-        least = (np.minimum(a * ylo, a * yhi).sum(axis=1) - c)
-        most = (np.maximum(a * ylo, a * yhi).sum(axis=1) - c)
-        err = 1e-9 * (np.abs(a) * np.maximum(np.abs(ylo), np.abs(yhi))).sum(axis=1) + 1e-9 * np.abs(c) + 1e-12
-        t = int(self._cols(np.array([float((least - err).max())]), np.array([float((most + err).max()) + 1.0]))[0])
-        live = self.y >= 0
-        for ar, cr in zip(a, c):
-            self._row(list(self.y[live]) + [t], list(ar[live]) + [-1.0], -np.inf, float(cr))
-        return t
-
-    def program(self) -> LinearProgram:
-        """The relaxation as one sparse LP minimising ``t``."""
-        rows = np.concatenate([e[0] for e in self.entries])
-        cols = np.concatenate([e[1] for e in self.entries])
-        vals = np.concatenate([e[2] for e in self.entries])
-        n = len(self.col_lo)
-        a = sp.csr_matrix((vals, (rows, cols)), shape=(len(self.row_lo), n))
-        cost = np.zeros(n)
-        cost[self.t] = 1.0
-        return LinearProgram(a, cost, np.array(self.col_lo), np.array(self.col_hi),
-                             np.array(self.row_lo), np.array(self.row_hi))
-
-
-@dataclass(frozen=True)
 class _Solved:
     """One node's LP: a proven bound (-inf: none), and the optimum when there is one."""
 
@@ -240,35 +84,18 @@ class _Solved:
 
 
 class _Solver:
-    """One HiGHS model; a node is solved by changing the bounds that differ from the last one."""
+    """One LP model (``solvers``, warm-started dual simplex without presolve or scaling:
+    ``Tuning.RESOLVE``); a node is solved by changing the bounds that differ from the last one."""
 
-    def __init__(self, lp: LinearProgram, units: Sequence[_Unit]) -> None:
+    def __init__(self, lp: LinearProgram, units: Sequence[_Unit], solver: Solver | str = Solver.HIGHS) -> None:
         self.lp, self.units = lp, units
-        self.h = highspy.Highs()
-        # no scaling: on MNIST 256x2's LP, HiGHS's default scaling took 4-10 s (7,000-22,000
-        # iterations, some stopped at 10 s) for a root solve that takes 0.1 s (700) without it
-        for name, value in (("output_flag", False), ("threads", 1), ("presolve", "off"),
-                            ("solver", "simplex"), ("simplex_scale_strategy", 0)):
-            self.h.setOptionValue(name, value)
-        inf = highspy.kHighsInf
-        a = lp.a.tocsc()
-        self.h.passModel(self._model(a, inf))
+        n = lp.cost.size
+        problem = Problem(matrix=lp.a, row_lower=lp.row_lo, row_upper=lp.row_hi, col_lower=lp.col_lo,
+                          col_upper=lp.col_hi, integer=np.zeros(n, dtype=bool), names=tuple(f"v{i}" for i in range(n)))
+        self.model = new_model(problem, relax=True, threads=1, solver=solver, tuning=Tuning.RESOLVE)
         self.col_lo, self.col_hi = lp.col_lo.copy(), lp.col_hi.copy()
         self.row_lo, self.row_hi = lp.row_lo.copy(), lp.row_hi.copy()
         self.fixed: dict[int, int] = {}
-
-    def _model(self, a: sp.csc_matrix, inf: float) -> highspy.HighsLp:
-        m = highspy.HighsLp()
-        m.num_col_, m.num_row_ = a.shape[1], a.shape[0]
-        m.col_cost_ = self.lp.cost
-        m.col_lower_, m.col_upper_ = self.lp.col_lo, self.lp.col_hi
-        m.row_lower_ = np.where(np.isfinite(self.lp.row_lo), self.lp.row_lo, -inf)
-        m.row_upper_ = np.where(np.isfinite(self.lp.row_hi), self.lp.row_hi, inf)
-        m.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        m.a_matrix_.start_ = a.indptr
-        m.a_matrix_.index_ = a.indices
-        m.a_matrix_.value_ = a.data
-        return m
 
     def _set_unit(self, i: int, phase: int) -> None:
         """phase +1: active, -1: inactive, 0: free (the relaxation)."""
@@ -278,49 +105,37 @@ class _Solver:
         rhi = 0.0 if phase > 0 else np.inf
         self.col_lo[u.z], self.col_hi[u.z], self.col_hi[u.h] = zlo, zhi, hhi
         self.row_hi[u.row] = rhi
-        self.h.changeColBounds(u.z, zlo, zhi)
-        self.h.changeColBounds(u.h, 0.0, hhi)
-        self.h.changeRowBounds(u.row, 0.0, highspy.kHighsInf if rhi == np.inf else rhi)
+        self.model.set_bounds(np.array([u.z, u.h]), np.array([zlo, 0.0]), np.array([zhi, hhi]))
+        self.model.set_row_bounds(np.array([u.row]), np.array([0.0]), np.array([rhi]))
 
     def solve(self, fixed: dict[int, int], seconds: float) -> _Solved:
         """The node whose fixed phases are ``fixed`` (unit index -> +1 active / -1 inactive),
-        warm from the last basis; its bound is the numpy-recomputed one, never HiGHS's objective."""
+        warm from the last basis; its bound is the numpy-recomputed one, never the solver's objective."""
         for i in set(self.fixed) | set(fixed):
             if self.fixed.get(i, 0) != fixed.get(i, 0):
                 self._set_unit(i, fixed.get(i, 0))
         self.fixed = dict(fixed)
-        self._limit(seconds)
-        self.h.run()
-        status = self.h.getModelStatus()
-        if status == highspy.HighsModelStatus.kInfeasible:
+        res = self.model.minimise(self.lp.cost, None, seconds)
+        if res.termination is Termination.INFEASIBLE:
             return _Solved(self._farkas(), None, False)
-        if status != highspy.HighsModelStatus.kOptimal:
+        if res.status is not SolveStatus.OPTIMAL:
             return _Solved(-np.inf, None, False)
-        sol = self.h.getSolution()
-        duals = np.asarray(sol.row_dual)
+        duals = self.model.row_duals()
         bound = safe_bound(self.lp, duals, self.col_lo, self.col_hi, self.row_lo, self.row_hi)
-        return _Solved(bound, np.asarray(sol.col_value), True, duals)
-
-    def _limit(self, seconds: float) -> None:
-        """HiGHS's time_limit counts the object's run time over all its solves, not this one's."""
-        self.h.setOptionValue("time_limit", self.h.getRunTime() + max(seconds, 1e-3))
+        return _Solved(bound, self.model.solution(), True, duals)
 
     def minimise(self, cost: np.ndarray, seconds: float) -> float:
         """A proven lower bound on ``cost . v`` over the relaxation (-inf: none)."""
-        self.h.changeColsCost(cost.size, np.arange(cost.size, dtype=np.int32), cost)
-        self._limit(seconds)
-        self.h.run()
-        if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        if self.model.minimise(cost, None, seconds).status is not SolveStatus.OPTIMAL:
             return -np.inf
-        duals = np.asarray(self.h.getSolution().row_dual)
+        duals = self.model.row_duals()
         return safe_bound(self.lp, duals, self.col_lo, self.col_hi, self.row_lo, self.row_hi, cost)
 
     def _farkas(self) -> float:
-        """+inf when HiGHS's dual ray, recomputed in numpy, proves the node infeasible."""
-        _, has, ray = self.h.getDualRay()
-        if not has:
+        """+inf when the solver's dual ray, recomputed in numpy, proves the node infeasible."""
+        ray = self.model.dual_ray()
+        if ray is None:
             return -np.inf
-        ray = np.asarray(ray)
         zero = np.zeros_like(self.lp.cost)
         for y in (ray, -ray):
             if safe_bound(self.lp, y, self.col_lo, self.col_hi, self.row_lo, self.row_hi, zero) > 0:
@@ -329,7 +144,7 @@ class _Solver:
 
 
 def tighten(network: Network, box: Box, bounds: Sequence[LayerBounds], states: Sequence[Sequence[Verdict]],
-            deadline: float) -> list[LayerBounds]:
+            deadline: Deadline) -> list[LayerBounds]:
     """The analysis's bounds, with each unstable unit of the ReLU layers after the first
     bounded again by the LP relaxation (min and max of its z, each a safe dual bound), layer
     by layer (a tightened layer makes the next one's LP tighter), until ``deadline``. On MNIST
@@ -349,7 +164,7 @@ def tighten(network: Network, box: Box, bounds: Sequence[LayerBounds], states: S
                 continue
             col = relax.z_cols[k][j]
             for sign in (1.0, -1.0):
-                left = deadline - time.perf_counter()
+                left = deadline.left()
                 if left <= 0:
                     out[k] = _tightened(out[k], lo, hi)
                     return out
@@ -372,24 +187,19 @@ def _tightened(old: LayerBounds, lo: np.ndarray, hi: np.ndarray) -> LayerBounds:
     return old.tightened(lo, hi, "lp")
 
 
+#: The attack from a node's LP optimum: PGD_STEPS signed-gradient steps, the first 2 % of each
+#: input's width, times 0.7 each step; a point within 1e-5 of the disjunct goes to the caller's
+#: forward pass (the judge; this network's excess only saves its calls).
+PGD_OPTIONS = AttackOptions(Schedule(PGD_STEPS, 0.02, 0.7), stop_below=None, accept_below=1e-5)
+
+
 def _pgd(network: Network, box: Box, x: np.ndarray, a: np.ndarray, c: np.ndarray,
          confirmed: Confirm) -> tuple[np.ndarray, int] | None:
-    """``x``, then a few signed-gradient steps on the disjunct's excess from it; the first
-    point that ``confirmed`` accepts, if any (asked only when this network's excess is about
-    <= 0: the caller's forward pass is the judge, this one only saves its calls)."""
-    lo, hi = box.lower, box.upper
-    for step in range(PGD_STEPS + 1):
-        excesses, grads = excess_and_gradient(network, x[None, :], a, c)
-        excess, grad = float(excesses[0]), grads[0]
-        if excess <= 1e-5:
-            hit = confirmed(x)
-            if hit is not None:
-                return x, hit
-        if step == PGD_STEPS:
-            return None
-        rate = 0.02 * 0.7 ** step
-        x = np.minimum(np.maximum(x - rate * (hi - lo) * np.sign(grad), lo), hi)
-    return None
+    """``x``, then a few signed-gradient steps on the disjunct's excess from it
+    (``leo.search.attack``); the first point that ``confirmed`` accepts, if any."""
+    r = attack(network, x[None, :], Objective.disjunct(a, c, 1), PGD_OPTIONS, lower=box.lower, upper=box.upper,
+               accept=confirmed)
+    return None if r.accepted is None else (r.accepted[0], int(r.accepted[1]))
 
 
 def _branch_unit(node: _Solved, units: Sequence[_Unit], fixed: dict[int, int]) -> int | None:
@@ -436,17 +246,17 @@ class Search:
                 reason: str = "") -> SplitResult:
         return SplitResult(status, x, hit, self.nodes, self.seconds, self.lp_seconds, reason)
 
-    def run(self, deadline: float) -> SplitResult:
+    def run(self, deadline: Deadline) -> SplitResult:
         """Continue until a proof, a confirmed counterexample or ``deadline`` (TIMEOUT)."""
         t0 = time.perf_counter()
         r = self._run(deadline)
         self.seconds += time.perf_counter() - t0
         return SplitResult(r.status, r.x, r.disjunct, self.nodes, self.seconds, self.lp_seconds, r.reason)
 
-    def _run(self, deadline: float) -> SplitResult:
+    def _run(self, deadline: Deadline) -> SplitResult:
         heap = self.heap
         while heap:
-            left = deadline - time.perf_counter()
+            left = deadline.left()
             if left <= 0:
                 return self._result(SplitStatus.TIMEOUT, reason=f"the time ran out with {len(heap)} of "
                                     f"{self.nodes + len(heap)} ReLU-split nodes open")
@@ -456,7 +266,7 @@ class Search:
             t1 = time.perf_counter()
             node = self.solver.solve(fixed, left)
             self.lp_seconds += time.perf_counter() - t1
-            if node.v is None and node.bound <= 0 and time.perf_counter() >= deadline:
+            if node.v is None and node.bound <= 0 and deadline.passed():
                 heapq.heappush(heap, (parent_bound, self.counter, fixed))  # cut short by the deadline: again later
                 self.counter += 1
                 continue
@@ -485,7 +295,7 @@ class Search:
 
 
 def search(network: Network, box: Box, bounds: Sequence[LayerBounds], states: Sequence[Sequence[Verdict]],
-           a: np.ndarray, c: np.ndarray, deadline: float, confirmed: Confirm) -> SplitResult:
+           a: np.ndarray, c: np.ndarray, deadline: Deadline, confirmed: Confirm) -> SplitResult:
     """Is ``A y <= c`` reachable from ``box``? (One ``Search`` run to ``deadline``.)"""
     return Search(network, box, bounds, states, a, c, confirmed).run(deadline)
 
@@ -501,13 +311,6 @@ class Decision:
     reasons: tuple[str, ...] = ()
 
 
-#: Of the time left after the stability analysis, ``leo.queries.property.check_property`` gives the
-#: search this share on image-size inputs (the MILPs get the rest).
-PROPERTY_SHARE = 0.8
-#: On image-size inputs ``check_property`` gives the stability analysis this fraction of its usual
-#: share (``leo.queries.property.ANALYSIS_SHARE``): on MNIST 256x2 its layer-2 MILPs decided nothing in 40 s,
-#: while the LP tightening here made 30 units stable in 7 s.
-ANALYSIS_SCALE = 0.3
 #: Rounds of ``decide``: the disjuncts still open after one share the time left in the next.
 ROUNDS = 4
 #: Of the search's time, the LP bound tightening of later layers (shared by the disjuncts) may take this much.
@@ -515,7 +318,7 @@ TIGHTEN_SHARE = 0.15
 
 
 def decide(network: Network, box: Box, disjuncts: Sequence[tuple[np.ndarray, np.ndarray]], pending: Sequence[int],
-           bounds: Sequence[LayerBounds], states: Sequence[Sequence[Verdict]], deadline: float,
+           bounds: Sequence[LayerBounds], states: Sequence[Sequence[Verdict]], deadline: Deadline,
            confirmed: Confirm, say: Callable[[str], None] = lambda _line: None) -> Decision:
     """The search on each disjunct of ``pending`` (``(A, c)`` of ``disjuncts``), after one LP
     tightening of the bounds for all of them: rounds in which the disjuncts still open share
@@ -523,12 +326,12 @@ def decide(network: Network, box: Box, disjuncts: Sequence[tuple[np.ndarray, np.
     time goes to the hard ones)."""
     if not pending:
         return Decision(frozenset())
-    share = TIGHTEN_SHARE * (deadline - time.perf_counter())
+    share = TIGHTEN_SHARE * deadline.left()
     say(f"ReLU split: LP bounds of later layers (up to {share:.1f} s)")
-    bounds = tighten(network, box, bounds, states, time.perf_counter() + share)
+    bounds = tighten(network, box, bounds, states, deadline.share(TIGHTEN_SHARE))
     everyone = {i: Search(network, box, bounds, states, *disjuncts[i], confirmed) for i in pending}
     # the most violated root first: a counterexample is likelier there (prop_0_0.05's is in the last disjunct)
-    roots = {i: everyone[i].root_value(max(deadline - time.perf_counter(), 0.0) / len(pending)) for i in pending}
+    roots = {i: everyone[i].root_value(deadline.left() / len(pending)) for i in pending}
     pending = sorted(pending, key=lambda i: roots[i])
     searches = dict(everyone)
     proven: set[int] = set()
@@ -536,12 +339,12 @@ def decide(network: Network, box: Box, disjuncts: Sequence[tuple[np.ndarray, np.
     for round_ in range(ROUNDS):
         open_now = [i for i in pending if i in searches]
         for k, i in enumerate(open_now):
-            left = deadline - time.perf_counter()
+            left = deadline.left()
             if left <= 0:
                 break
             each = left / ((len(open_now) - k) * (ROUNDS - round_))
             say(f"ReLU split on disjunct {i + 1} of {len(disjuncts)}, up to {each:.1f} s")
-            r = searches[i].run(time.perf_counter() + each)
+            r = searches[i].run(Deadline.after(each))
             say(f"ReLU split on disjunct {i + 1}: {r.status.value} after {r.nodes} nodes, {r.seconds:.1f} s")
             if r.status is SplitStatus.COUNTEREXAMPLE:
                 return Decision(frozenset(proven), r.x, r.disjunct, sum(s.nodes for s in everyone.values()))
@@ -554,7 +357,7 @@ def decide(network: Network, box: Box, disjuncts: Sequence[tuple[np.ndarray, np.
                 proven.add(i)
             else:
                 reasons[i] = f"disjunct {i + 1}: {r.reason}"
-        if not searches or deadline - time.perf_counter() <= 0:
+        if not searches or deadline.passed():
             break
     nodes = sum(s.nodes for s in everyone.values())
     return Decision(frozenset(proven), nodes=nodes, reasons=tuple(reasons[i] for i in sorted(reasons)))

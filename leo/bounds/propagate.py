@@ -9,17 +9,17 @@ every computed bound by ``ROUNDING_SLACK`` times the magnitude of the terms summ
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
+from leo.bounds.relaxation import (ROUNDING_SLACK, Step, back_substitute, interval_step, relu_outputs,  # noqa: F401 (ROUNDING_SLACK: the report states it)
+                                   relu_relaxation)
 from leo.core.domain import Box
 from leo.core.network import Network
 
-#: Relative widening that covers float64 rounding in the sums below (n * 2^-53 for
-#: n up to ~10^4 terms, with a wide safety factor).
-ROUNDING_SLACK = 1e-9
 
 
 @dataclass(frozen=True)
@@ -113,16 +113,15 @@ def _settle(a: np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
     return sp.csr_matrix(a) if sp.issparse(a) else np.asarray(a)
 
 
-def _widen(lo: np.ndarray, hi: np.ndarray, magnitude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    slack = ROUNDING_SLACK * magnitude + 1e-300
-    return lo - slack, hi + slack
-
-
 def output_bounds(layer_relu: bool, bounds: LayerBounds) -> tuple[np.ndarray, np.ndarray]:
     """Bounds on a layer's output ``h`` from bounds on its pre-activation ``z``."""
-    if layer_relu:
-        return np.maximum(bounds.lower, 0.0), np.maximum(bounds.upper, 0.0)
-    return bounds.lower, bounds.upper
+    return relu_outputs(bounds.lower, bounds.upper) if layer_relu else (bounds.lower, bounds.upper)
+
+
+def _apply(op: np.ndarray | sp.csr_matrix) -> tuple[Callable[[np.ndarray], np.ndarray],
+                                                    Callable[[np.ndarray], np.ndarray]]:
+    """``v -> W v`` and ``v -> |W| v`` for the interval step."""
+    return (lambda v: _vec(op @ v)), (lambda v: _vec(abs(op) @ v))
 
 
 def interval_layer(network: Network, k: int, box: Box, previous: list[LayerBounds]) -> LayerBounds:
@@ -131,31 +130,39 @@ def interval_layer(network: Network, k: int, box: Box, previous: list[LayerBound
     outs = [(box.lower, box.upper)] + [
         output_bounds(network.layers[i].relu, previous[i]) for i in range(k)
     ]
-    lo = layer.bias.copy()
-    hi = layer.bias.copy()
-    mag = np.abs(layer.bias)
-    for s, w in layer.weights.items():
-        l, u = outs[s]
-        op = weight_operator(w)
-        wp, wn = _pos(op), _neg(op)
-        lo = lo + _vec(wp @ l) + _vec(wn @ u)
-        hi = hi + _vec(wp @ u) + _vec(wn @ l)
-        mag = mag + _vec(abs(op) @ np.maximum(np.abs(l), np.abs(u)))
-    lo, hi = _widen(lo, hi, mag)
+    lo, hi = interval_step(layer.bias, [(*outs[s], *_apply(weight_operator(w))) for s, w in layer.weights.items()])
     n = layer.width
     return LayerBounds(lo, hi, ("interval",) * n, ("interval",) * n)
 
 
-def _relu_relaxation(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Linear relaxation of relu on [lo, hi]: slope_low*z <= relu(z) <= slope_up*z + icpt_up."""
-    active = lo >= 0
-    inactive = hi <= 0
-    unstable = ~(active | inactive)
-    denom = np.where(unstable, hi - lo, 1.0)
-    slope_up = np.where(active, 1.0, np.where(unstable, hi / denom, 0.0))
-    icpt_up = np.where(unstable, -lo * hi / denom, 0.0)
-    slope_low = np.where(active, 1.0, np.where(unstable & (hi > -lo), 1.0, 0.0))
-    return slope_low, slope_up, icpt_up
+class NumpyOps:
+    """``BackOps`` on one box: (m, n) coefficient blocks, dense or scipy.sparse while sparse."""
+
+    @staticmethod
+    def relax(a: np.ndarray | sp.csr_matrix, relaxation: tuple) -> tuple:
+        low, up, icpt = relaxation
+        pos, neg = _pos(a), _neg(a)
+        az = _settle(_scale_columns(pos, low) + _scale_columns(neg, up))
+        return az, _vec(neg @ icpt), _vec(abs(neg) @ np.abs(icpt))
+
+    @staticmethod
+    def affine(a: np.ndarray | sp.csr_matrix, bias: np.ndarray, abs_bias: np.ndarray) -> tuple:
+        return _vec(a @ bias), _vec(abs(a) @ abs_bias)
+
+    @staticmethod
+    def through(a: np.ndarray | sp.csr_matrix, w: np.ndarray) -> np.ndarray | sp.csr_matrix:
+        return _product(a, w)
+
+    @staticmethod
+    def add(a: np.ndarray | sp.csr_matrix, b: np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
+        return _settle(a + b)
+
+    @staticmethod
+    def concretize(a0: np.ndarray | sp.csr_matrix | None, lo: np.ndarray, hi: np.ndarray) -> tuple:
+        if a0 is None:
+            return 0.0, 0.0
+        low = _vec(_pos(a0) @ lo) + _vec(_neg(a0) @ hi)
+        return low, _vec(abs(a0) @ np.maximum(np.abs(lo), np.abs(hi)))
 
 
 def symbolic_layer(network: Network, k: int, box: Box, previous: list[LayerBounds]) -> LayerBounds:
@@ -169,36 +176,14 @@ def symbolic_layer(network: Network, k: int, box: Box, previous: list[LayerBound
     layer = network.layers[k]
     n = layer.width
     coeffs: dict[int, np.ndarray | sp.csr_matrix] = {}
-    const = np.concatenate([layer.bias, -layer.bias])
-    mag = np.abs(const)
     for s, w in layer.weights.items():
         op = weight_operator(w)
         coeffs[s] = sp.vstack([op, -op], format="csr") if sp.issparse(op) else np.vstack([w, -w])
-    relax = [_relu_relaxation(b.lower, b.upper) if network.layers[i].relu else None
-             for i, b in enumerate(previous)]
-    for s in range(k, 0, -1):  # source s is the output of layer index s-1
-        if s not in coeffs:
-            continue
-        a = coeffs.pop(s)
-        src = network.layers[s - 1]
-        rel = relax[s - 1]
-        if rel is None:
-            az = a
-        else:
-            slope_low, slope_up, icpt_up = rel
-            pos, neg = _pos(a), _neg(a)
-            az = _settle(_scale_columns(pos, slope_low) + _scale_columns(neg, slope_up))
-            const = const + _vec(neg @ icpt_up)
-            mag = mag + _vec(abs(neg) @ np.abs(icpt_up))
-        const = const + _vec(az @ src.bias)
-        mag = mag + _vec(abs(az) @ np.abs(src.bias))
-        for t, w in src.weights.items():
-            contrib = _product(az, w)
-            coeffs[t] = _settle(coeffs[t] + contrib) if t in coeffs else contrib
-    a0 = coeffs.get(0, np.zeros((2 * n, box.dim)))
-    low = const + _vec(_pos(a0) @ box.lower) + _vec(_neg(a0) @ box.upper)
-    mag = mag + _vec(abs(a0) @ np.maximum(np.abs(box.lower), np.abs(box.upper)))
-    low = low - ROUNDING_SLACK * mag - 1e-300
+    steps = [Step(ly.weights, ly.bias, np.abs(ly.bias),
+                  relu_relaxation(previous[i].lower, previous[i].upper) if ly.relu else None)
+             for i, ly in enumerate(network.layers[:k])]
+    low, _ = back_substitute(NumpyOps, steps, coeffs, np.concatenate([layer.bias, -layer.bias]),
+                             box.lower, box.upper)
     lo, hi = low[:n], -low[n:]
     return LayerBounds(lo, hi, ("symbolic",) * n, ("symbolic",) * n)
 

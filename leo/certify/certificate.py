@@ -1,7 +1,7 @@
 """The certificate that ``leo compress`` writes AFTER the compressed model: evidence that
 ``leo audit`` re-checks, each fact stated once.
 
-Layout (schema 2):
+Layout (schema 3):
 
 - ``schema``, ``kind``, ``claim``, ``created``; ``tool`` (leo, python, numpy versions) and
   ``solver`` (the MILP solver that made the proofs);
@@ -11,10 +11,12 @@ Layout (schema 2):
 - ``tolerances``: solver margin, rounding slack, rank tolerance, largest fold residual;
 - ``settings``: the other analysis options (time limits, engine, seed, ...);
 - ``layers``: per ReLU layer, every unit's verdict, proof method and proven bound;
-- ``reduction``: the form (leo, flat, structured), units removed (stably inactive), folds
-  (stably active units whose weight rows are ``alpha``-combinations of ``basis`` rows, with
-  the residual), merged layers, bypassed units (flat), dead channels and layers made linear
-  (structured);
+- ``reduction``: the form (leo, flat, structured) and ``steps``, the reduction's step log
+  in the order applied (``leo.reduction.steps``: each ``op`` with its original layer and
+  units; a fold with its ``alpha`` combination of ``basis`` rows and its residual), which
+  ``leo audit`` replays; then, per layer, what the log did (units removed, folded,
+  bypassed; dead channels; merged layers; layers made linear), for readers: the audit
+  requires them to equal the log's;
 - ``check``: the sampled comparison run before writing.
 """
 
@@ -30,11 +32,12 @@ import numpy as np
 from leo.queries.equivalence import CheckResult
 from leo.io.files import sha256
 from leo.core.network import Network
+from leo.core.choices import Form
 from leo.reduction.reduce import RANK_TOL, Reduction
 from leo.stability.report import StabilityReport
 from leo.bounds.encoding import DROP_TOL
 
-SCHEMA = 2
+SCHEMA = 3
 KIND = "leo lossless compression certificate"
 CLAIM = (
     "For every x in the domain, compressed(x) equals original(x) up to float rounding: "
@@ -76,7 +79,7 @@ def _layers(report: StabilityReport) -> list[dict[str, Any]]:
 def _written(original: Network, reduction: Reduction) -> dict[str, Any]:
     """For the structured form, parameters as written (a conv by its kernels), before and after;
     ``original``/``compressed`` count every entry of the lowered dense matrices."""
-    if reduction.form != "structured":
+    if reduction.form is not Form.STRUCTURED:
         return {}
     from leo.reduction.structured import written_parameters
 
@@ -87,17 +90,14 @@ def _written(original: Network, reduction: Reduction) -> dict[str, Any]:
 def _reduction(original: Network, reduction: Reduction) -> dict[str, Any]:
     before, after = sum(original.hidden), sum(reduction.network.hidden)
     return {
+        "form": str(reduction.form),
+        "steps": reduction.log_json(),
+        # what the steps did, per original layer (dead channels' units are in removed_inactive too)
         "removed_inactive": [list(u) for u in reduction.removed_inactive],
-        "folds": [{"layer": f.layer, "units": list(f.units), "basis": list(f.basis),
-                   "alpha": [list(row) for row in f.alpha], "residual": f.residual} for f in reduction.folds],
-        "merged_layers": list(reduction.merged_layers),
-        # the flat form (leo.api.FORMS): active units routed past their ReLU, per layer
+        "folded_active": [list(u) for u in reduction.folded_active],
         "bypassed_active": [list(u) for u in reduction.bypassed_active],
-        "form": reduction.form,
-        # the structured form: per layer, 0-based output channels deleted whole (every unit
-        # claimed stably inactive; the units are in removed_inactive too), and layers whose
-        # ReLU was dropped because every unit left is claimed stably active
         "dead_channels": [list(c) for c in reduction.dead_channels],
+        "merged_layers": list(reduction.merged_layers),
         "linear_layers": list(reduction.linear_layers),
         **_written(original, reduction),
         "units_removed": before - after,

@@ -1,4 +1,4 @@
-"""``python -m leo.cli.main``: the ``leo`` command."""
+"""``python -m leo.cli``: the ``leo`` command."""
 
 from leo.cli.main import entry
 

@@ -141,3 +141,12 @@ def ball(center: str | np.ndarray, eps: float, dim: int, domain: Box | None = No
                                 f"[{domain.lower[i]}, {domain.upper[i]}]")
         lo, hi = np.maximum(lo, domain.lower), np.minimum(hi, domain.upper)
     return Box(lo, hi)
+
+
+def sample_points(box: Box, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Random points, plus all corners when there are at most 4096 of them."""
+    parts = [box.sample(n, rng), ((box.lower + box.upper) / 2)[None]]
+    corners = box.corners(limit=4096)
+    if corners is not None:
+        parts.append(corners)
+    return np.vstack(parts)

@@ -177,11 +177,12 @@ class Network:
         return all(layer.sources == (k - 1,) for k, layer in enumerate(self.layers, start=1))
 
     # -- evaluation --------------------------------------------------------
-    def pre_activations(self, x: np.ndarray) -> list[np.ndarray]:
-        """Pre-activations ``z_k`` for a batch ``x`` of shape (n, input_dim)."""
+    def pre_activations(self, x: np.ndarray, upto: int | None = None) -> list[np.ndarray]:
+        """Pre-activations ``z_k`` for a batch ``x`` of shape (n, input_dim), of the layers
+        ``0..upto`` (0-based; default all): the one numpy forward pass."""
         outputs = [np.atleast_2d(np.asarray(x, dtype=np.float64))]
         zs: list[np.ndarray] = []
-        for layer in self.layers:
+        for layer in self.layers[: len(self.layers) if upto is None else upto + 1]:
             z = layer.bias + sum(outputs[s] @ w.T for s, w in layer.weights.items())
             zs.append(z)
             outputs.append(np.maximum(z, 0.0) if layer.relu else z)
@@ -221,23 +222,30 @@ def mlp(weights: list[np.ndarray], biases: list[np.ndarray], final_relu: bool = 
     return Network(input_dim=int(np.asarray(weights[0]).shape[1]), layers=layers)
 
 
+def input_gradient(network: Network, zs: list[np.ndarray], cotangent: np.ndarray,
+                   through_last_relu: bool = True) -> np.ndarray:
+    """Per row: the gradient in ``x`` of ``cotangent . v`` where ``v`` is the last layer of ``zs``
+    (``network.pre_activations(x, upto)``), its output (``through_last_relu``) or its
+    pre-activation: back-propagation in numpy (a subgradient: ReLU'(0) = 0)."""
+    last = len(zs)
+    grads = [np.zeros((len(zs[0]), network.input_dim))] + [np.zeros_like(z) for z in zs]
+    grads[last] = np.asarray(cotangent, dtype=np.float64)
+    for k in range(last, 0, -1):
+        layer = network.layers[k - 1]
+        relu = layer.relu and (k < last or through_last_relu)
+        g = grads[k] * (zs[k - 1] > 0) if relu else grads[k]
+        for s, w in layer.weights.items():
+            grads[s] += g @ w
+    return grads[0]
+
+
 def excess_and_gradient(network: Network, x: np.ndarray, a: np.ndarray,
                         c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row of ``x``: the disjunct's excess ``max_r (a_r . y - c_r)`` and its gradient in
     ``x`` (a subgradient: ReLU'(0) = 0), by a forward pass and back-propagation in numpy,
-    so that a counterexample search needs no torch (``leo.queries.property``, ``leo.bab.relu_split``)."""
-    outs, zs = [x], []
-    for layer in network.layers:
-        z = layer.bias + sum(outs[s] @ w.T for s, w in layer.weights.items())
-        zs.append(z)
-        outs.append(np.maximum(z, 0.0) if layer.relu else z)
-    rows = outs[-1] @ a.T - c
+    so that a counterexample search needs no torch (``leo.search.attack``)."""
+    zs = network.pre_activations(x)
+    y = np.maximum(zs[-1], 0.0) if network.layers[-1].relu else zs[-1]
+    rows = y @ a.T - c
     worst = rows.argmax(axis=1)
-    grads = [np.zeros_like(o) for o in outs]
-    grads[-1] = a[worst]
-    for k in range(len(network.layers), 0, -1):
-        layer = network.layers[k - 1]
-        g = grads[k] * (zs[k - 1] > 0) if layer.relu else grads[k]
-        for s, w in layer.weights.items():
-            grads[s] += g @ w
-    return rows[np.arange(len(x)), worst], grads[0]
+    return rows[np.arange(len(rows)), worst], input_gradient(network, zs, a[worst])

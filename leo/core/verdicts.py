@@ -31,6 +31,7 @@ class Method(enum.StrEnum):
     MILP = "milp"  # the per-unit MILP
     MILP_NETWORK = "milp-network"  # the network-wide MILP
     BRANCH = "branch"  # input-splitting branch and bound with CROWN bounds (leo.bab.input_split), beyond the margin
+    RELU_SPLIT = "relu-split"  # ReLU-split branch and bound with safe LP dual bounds (leo.bab.relu_split), beyond the margin
     # witness pairs (unstable units, shown by the forward pass)
     WITNESS = "witness"  # box samples, data, local search
     MILP_WITNESS = "milp-witness"  # MILP incumbents, LP optima and the local search from them

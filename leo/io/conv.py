@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
+from leo.core.network import Layer
+
 #: The largest dense matrix a conv or pool is lowered to (entries; 8 bytes each): a
 #: CIFAR-sized first conv (16 x 32 x 32 outputs of 3 x 32 x 32 inputs) is 5e7.
 MAX_DENSE = 2 * 10**8
@@ -136,6 +138,57 @@ def conv_kernel(matrix: np.ndarray, structure: Mapping[str, Any]) -> np.ndarray 
     if not np.array_equal(conv_matrix(weight, channels, window, group), matrix):
         return None
     return weight
+
+
+def conv_kernels(layer: Layer) -> dict[int, np.ndarray] | None:
+    """Per source, the kernel of a layer that is a conv of each of its sources (see
+    ``conv_kernel``); None when any is not, or the layer records no structure. The writers
+    (``leo.io.onnx_export``, ``leo.io.torch_io``) write such a layer as convolutions."""
+    if layer.structure is None:
+        return None
+    if layer.shape is None or tuple(layer.structure.get("out_shape", ())) != tuple(layer.shape):
+        return None  # the writers shape the conv's output by ``layer.shape``
+    out = {}
+    for s, w in layer.weights.items():
+        kernel = conv_kernel(w, layer.structure)
+        if kernel is None:
+            return None
+        out[s] = kernel
+    return out
+
+
+#: The keys that fix a conv's geometry (a layer's ``structure`` also names its ONNX node).
+_GEOMETRY = ("kernel", "strides", "pads", "dilations", "group", "in_shape", "out_shape")
+
+
+def conv_geometries(layers: tuple[Layer, ...]) -> list[Mapping[str, Any]]:
+    """The distinct conv geometries the layers record, for ``source_kernel``."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for layer in layers:
+        st = layer.structure
+        if st is not None and st.get("op") == "Conv" and all(key in st for key in _GEOMETRY):
+            out.setdefault(repr([st[key] for key in _GEOMETRY]), {"op": "Conv", **{key: st[key] for key in _GEOMETRY}})
+    return list(out.values())
+
+
+def source_kernel(matrix: np.ndarray,
+                  geometries: list[Mapping[str, Any]]) -> tuple[np.ndarray, Mapping[str, Any]] | None:
+    """A kernel and geometry whose conv is exactly ``matrix`` (checked entry for entry by
+    ``conv_kernel``), for a weight that is a conv in a layer that is not all convs (a
+    residual Add: the conv's output plus the block's input); None when none fits."""
+    for st in geometries:
+        kernel = conv_kernel(matrix, st)
+        if kernel is not None:
+            return kernel, st
+    return None
+
+
+def channel_bias(layer: Layer) -> np.ndarray | None:
+    """The per-channel bias of a conv layer when its bias is constant within each channel."""
+    if layer.shape is None or len(layer.shape) < 2:
+        return None
+    b = layer.bias.reshape(layer.shape[0], -1)
+    return b[:, 0].copy() if np.array_equal(b, np.broadcast_to(b[:, :1], b.shape)) else None
 
 
 def average_matrix(channels: int, window: Window, count_include_pad: bool) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 leo's ``Network`` counts every entry of its dense lowering (a 5,194-parameter MNIST CNN
 lowers to 79 million matrix entries; a MaxPool becomes selection matrices), which is not
-the model's size; the file is. Counted: float tensors only (ONNX initializers and
-Constant nodes; a TorchScript or ``torch.export`` module's parameters and buffers; a
-state_dict's tensors), so integer shapes and indices are not parameters.
+the model's size; the file is. Counted: float tensors only (ONNX initializers, Constant
+nodes and the values a sparse initializer stores; a TorchScript or ``torch.export``
+module's parameters and buffers; a state_dict's tensors), so integer shapes and indices
+are not parameters.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def _onnx(path: Path) -> int:
     tensors = list(model.graph.initializer)
     tensors += [a.t for node in model.graph.node if node.op_type == "Constant"
                 for a in node.attribute if a.name == "value"]
+    tensors += [t.values for t in model.graph.sparse_initializer]  # a sparse matrix stores its nonzeros
     return sum(_float_size(numpy_helper.to_array(t)) for t in tensors)
 
 

@@ -1,19 +1,28 @@
 """ONNX output built node by node (MatMul/Add, Relu), so it needs no exporter and keeps
 the network exactly as leo sees it. A layer that is a convolution (its ``structure``
-rebuilds its weights exactly, ``leo.reduction.structured.conv_kernels``) becomes Conv nodes on a
+rebuilds its weights exactly, ``leo.io.conv.conv_kernels``) becomes Conv nodes on a
 (batch, C, H, W) tensor, Reshape before and Flatten after only where a neighbour is
-dense; every other layer MatMul/Add. Float64 models keep MatMul everywhere: onnxruntime's
-CPU provider has no float64 Conv, and a file it cannot run helps no one. The model takes the input shape the original took
-(``Network.input_shape``); with no recorded shape it takes (batch, input_dim)."""
+dense; the ReLU layers leo made of a MaxPool become a MaxPool node again while they are
+still exactly that pool (``leo.io.pool_export``); every other layer MatMul/Add, its
+matrix a sparse initializer when its nonzeros take fewer bytes (``leo.io.sparse``:
+MaxPool selections and bypasses are mostly zeros). Float64 models keep MatMul and the
+pools' ReLU layers: onnxruntime's CPU provider has no float64 Conv, and a file it cannot
+run helps no one. The model takes the input shape the original took
+(``Network.input_shape``); with no recorded shape it takes (batch, input_dim). Read back
+by leo, a written file gives the same layers (``leo audit`` compares them)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from leo.core.network import Layer, Network
-from leo.reduction.structured import channel_bias, conv_kernels
+from leo.io.conv import channel_bias, conv_geometries, conv_kernels, source_kernel
+from leo.io.pool_export import PoolRun, pool_runs
+from leo.io.sparse import smaller_sparse
 
 OPSET = 17
 
@@ -31,6 +40,20 @@ class _Tensors:
         else:
             self.flat[0] = "input"
         self.inits: list = []
+        self.sparse: list = []
+
+    def weight(self, name: str, matrix: np.ndarray) -> None:
+        """``matrix`` as the initializer ``name``: sparse (flat int64 indices) when smaller."""
+        from onnx import helper, numpy_helper
+
+        if not smaller_sparse(matrix, matrix.itemsize, 8):
+            self.inits.append(numpy_helper.from_array(matrix, name))
+            return
+        flat = np.flatnonzero(matrix)
+        values = numpy_helper.from_array(matrix.reshape(-1)[flat], name)
+        self.sparse.append(helper.make_sparse_tensor(values, numpy_helper.from_array(flat.astype(np.int64),
+                                                                                     f"{name}_index"),
+                                                     list(matrix.shape)))
 
     def get_flat(self, s: int) -> str:
         from onnx import helper
@@ -84,13 +107,33 @@ def _conv_layer(k: int, layer: Layer, kernels: dict[int, np.ndarray], tensors: _
     return f"z{k}"
 
 
-def _dense_layer(k: int, layer: Layer, tensors: _Tensors, dtype: type) -> str:
+def _conv_term(k: int, s: int, found: tuple[np.ndarray, Mapping[str, Any]], tensors: _Tensors, dtype: type) -> str:
+    """One source of a layer that is not all convs, written as the conv it is, flattened."""
+    from onnx import helper, numpy_helper
+
+    kernel, st = found
+    wname, out = f"K{k}_{s}", f"conv{k}_{s}"
+    tensors.inits.append(numpy_helper.from_array(kernel.astype(dtype), wname))
+    tensors.nodes.append(helper.make_node(
+        "Conv", [tensors.get_shaped(s, tuple(int(d) for d in st["in_shape"])), wname], [out], name=out,
+        kernel_shape=list(kernel.shape[2:]), strides=list(st["strides"]), pads=list(st["pads"]),
+        dilations=list(st["dilations"]), group=int(st["group"])))
+    tensors.nodes.append(helper.make_node("Flatten", [out], [f"{out}_flat"], name=f"{out}_flat", axis=1))
+    return f"{out}_flat"
+
+
+def _dense_layer(k: int, layer: Layer, tensors: _Tensors, dtype: type, geometries: list[Mapping[str, Any]]) -> str:
+    """MatMul nodes (a source whose matrix is exactly a conv of ``geometries``: a Conv node)."""
     from onnx import helper, numpy_helper
 
     terms = []
     for s, w in layer.weights.items():
+        found = source_kernel(w, geometries) if geometries else None
+        if found is not None:
+            terms.append(_conv_term(k, s, found, tensors, dtype))
+            continue
         wname = f"W{k}_{s}"
-        tensors.inits.append(numpy_helper.from_array(np.ascontiguousarray(w.T).astype(dtype), wname))
+        tensors.weight(wname, np.ascontiguousarray(w.T).astype(dtype))
         out = f"mm{k}_{s}"
         tensors.nodes.append(helper.make_node("MatMul", [tensors.get_flat(s), wname], [out], name=f"matmul{k}_{s}"))
         terms.append(out)
@@ -104,6 +147,17 @@ def _dense_layer(k: int, layer: Layer, tensors: _Tensors, dtype: type) -> str:
     return f"z{k}"
 
 
+def _max_pool(run: PoolRun, tensors: _Tensors) -> int:
+    """One MaxPool node for the layers of ``run``; returns the last of them."""
+    from onnx import helper
+
+    out = f"pool{run.first}"
+    source = tensors.get_shaped(run.source, run.in_shape)
+    tensors.nodes.append(helper.make_node("MaxPool", [source], [out], name=out, **run.attributes))
+    tensors.shaped[run.output] = (out, run.out_shape)
+    return run.output
+
+
 def to_onnx(network: Network, dtype: type = np.float32):  # noqa: ANN201 - onnx.ModelProto, imported lazily
     import onnx
     from onnx import TensorProto, helper
@@ -112,9 +166,19 @@ def to_onnx(network: Network, dtype: type = np.float32):  # noqa: ANN201 - onnx.
     nodes: list = []
     shape = network.input_shape or (network.input_dim,)
     tensors = _Tensors(nodes, shape)
+    runs = pool_runs(network) if dtype == np.float32 else {}
+    geometries = conv_geometries(network.layers) if dtype == np.float32 else []
+    written = 0  # the last layer a MaxPool node stands for
     for k, layer in enumerate(network.layers, start=1):
+        if k in runs:
+            written = _max_pool(runs[k], tensors)
+        if k <= written:
+            continue
         kernels = conv_kernels(layer) if dtype == np.float32 else None  # onnxruntime has no float64 Conv
-        z = _conv_layer(k, layer, kernels, tensors, dtype) if kernels else _dense_layer(k, layer, tensors, dtype)
+        if kernels:
+            z = _conv_layer(k, layer, kernels, tensors, dtype)
+        else:
+            z = _dense_layer(k, layer, tensors, dtype, geometries)
         h = z
         if layer.relu:
             h = f"h{k}"
@@ -129,6 +193,7 @@ def to_onnx(network: Network, dtype: type = np.float32):  # noqa: ANN201 - onnx.
         [helper.make_tensor_value_info("input", elem, ["batch", *shape])],
         [helper.make_tensor_value_info("output", elem, ["batch", network.output_dim])],
         initializer=tensors.inits,
+        sparse_initializer=tensors.sparse,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="leo")
     model.ir_version = 8

@@ -326,7 +326,7 @@ def _check(original: nn.Module, pruned: nn.Module, box: Box, shape: tuple[int, .
     """(max |original - pruned|, tolerance, points) on ``points`` samples of the box, its
     corners (when few, else the lowest and highest) and its centre; a difference over
     the tolerance (scaled like ``leo.api.exact_step``'s) is a RuntimeError."""
-    from leo.queries.equivalence import sample_points
+    from leo.core.domain import sample_points
 
     pts = np.vstack([sample_points(box, points, np.random.default_rng(0)), box.lower[None], box.upper[None],
                      (box.lower + box.upper)[None] / 2])

@@ -44,7 +44,7 @@ def save_network(network: Network, path: str | Path, float64: bool = False, over
         else:
             import torch
 
-            from leo.io.torch_io import save_torchscript
+            from leo.io.torch_write import save_torchscript
 
             save_torchscript(network, tmp, torch.float64 if float64 else torch.float32)
     return p

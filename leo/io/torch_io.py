@@ -26,6 +26,8 @@ from torch import nn
 
 from leo.errors import LeoInputError
 from leo.io.shape import with_input_shape
+# the writer's entry points are re-exported: callers write through leo.io.torch_io
+from leo.io.torch_write import EXTRA, dense_weight, save_torchscript, to_module  # noqa: F401
 from leo.core.network import ARCHITECTURE_SOURCE, INPUT_SHAPE, Layer, Network, mlp, shape_text
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,6 @@ _KEY = re.compile(r"^(?P<prefix>.*?)(?P<index>\d+)\.(?P<kind>weight|bias)$")
 _WRAPPERS = ("state_dict", "model_state_dict", "model", "net")
 _SIMPLE = ("Linear", "ReLU", "Flatten", "Identity", "Dropout")
 STATE_DICT_SOURCE = "state_dict (assumed Linear-ReLU chain)"
-_EXTRA = "leo.json"  # leo's metadata inside the TorchScript archives it writes
 _NOT_A_MODEL = "is not a PyTorch checkpoint, TorchScript archive, torch.export program or ONNX model"
 
 
@@ -233,15 +234,15 @@ def _load_torchscript(path: Path, traced: bool, shapes: tuple[tuple[int, ...], .
     """A TorchScript archive. Its input shape: leo's metadata in the archives leo writes, or
     the example a traced module was traced on (``_restore_shapes`` puts its sizes back on
     the graph's input; torch stores the example since 2.0); a scripted one records none."""
-    extra = {_EXTRA: ""}
+    extra = {EXTRA: ""}
     try:
         module = _jit_load(path, extra, traced)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds here
         raise LeoInputError(f"cannot read TorchScript archive {path}: {_first_line(exc)}") from None
     shape = None
-    if extra[_EXTRA]:
+    if extra[EXTRA]:
         try:
-            shape = tuple(int(d) for d in json.loads(extra[_EXTRA]).get(INPUT_SHAPE) or ()) or None
+            shape = tuple(int(d) for d in json.loads(extra[EXTRA]).get(INPUT_SHAPE) or ()) or None
         except (ValueError, TypeError, AttributeError):
             raise LeoInputError(f"{path}: leo's metadata in the archive is damaged") from None
     from leo.io.graph import module_shape, traced_shape
@@ -296,129 +297,19 @@ def _checkpoint_error(path: Path, exc: BaseException, allow_pickle: bool) -> str
     return f"cannot read {path} as a PyTorch checkpoint: {_first_line(exc)}"
 
 
-class SkipBlock(nn.Module):
-    """One layer with several sources: z = bias + sum_i linears[i](outs[sources[i]])."""
-
-    def __init__(self, layer: Layer, dtype: torch.dtype) -> None:
-        super().__init__()
-        self.linears = nn.ModuleList()
-        for w in layer.weights.values():
-            lin = nn.Linear(w.shape[1], w.shape[0], bias=False, dtype=dtype)
-            with torch.no_grad():
-                lin.weight.copy_(torch.tensor(w, dtype=dtype))
-            self.linears.append(lin)
-        self.bias = nn.Parameter(torch.tensor(layer.bias, dtype=dtype))
-        self.sources: list[int] = [int(s) for s in layer.weights]
-        self.relu: bool = bool(layer.relu)
-
-    def forward(self, outs: list[torch.Tensor]) -> torch.Tensor:
-        z = self.bias
-        for i, lin in enumerate(self.linears):
-            z = z + lin(outs[self.sources[i]])
-        return torch.relu(z) if self.relu else z
-
-
-class SkipNet(nn.Module):
-    """A network with skip connections, scriptable so the archive needs no leo."""
-
-    def __init__(self, network: Network, dtype: torch.dtype = torch.float32) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList([SkipBlock(layer, dtype) for layer in network.layers])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = [x.flatten(1)]
-        for block in self.blocks:
-            outs.append(block(outs))
-        return outs[-1]
-
-
-class ConvBlock(nn.Module):
-    """A layer that is a convolution of each of its sources: z = bias + sum_i convs[i](x_i),
-    on flat tensors reshaped to the conv's input shape (asymmetric pads by F.pad). A bias
-    constant per channel of a one-source layer is the conv's own (``bias`` is then a zero
-    buffer); any other is a flat parameter ``bias``."""
-
-    def __init__(self, layer: Layer, kernels: dict[int, np.ndarray], dtype: torch.dtype) -> None:
-        from leo.reduction.structured import channel_bias
-
-        super().__init__()
-        st = layer.structure
-        per_channel = channel_bias(layer) if len(kernels) == 1 else None
-        n = len(st["kernel"])
-        pads = [int(p) for p in st["pads"]]
-        begin, end = pads[:n], pads[n:]
-        self.symmetric: bool = begin == end
-        self.pad: list[int] = [p for i in reversed(range(n)) for p in (begin[i], end[i])]  # F.pad's order
-        self.in_shape: list[int] = [int(d) for d in st["in_shape"]]
-        self.out_shape: list[int] = [int(d) for d in layer.shape]
-        # the conv's geometry again, plainly, so leo reads the archive back (``_from_convnet``)
-        self.pads: list[int] = pads
-        self.strides: list[int] = [int(v) for v in st["strides"]]
-        self.dilations: list[int] = [int(v) for v in st["dilations"]]
-        self.group: int = int(st["group"])
-        conv_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[n]
-        self.convs = nn.ModuleList()
-        for kernel in kernels.values():
-            conv = conv_type(self.in_shape[0], kernel.shape[0], tuple(kernel.shape[2:]),
-                             stride=tuple(int(v) for v in st["strides"]),
-                             padding=tuple(begin) if self.symmetric else 0,
-                             dilation=tuple(int(v) for v in st["dilations"]), groups=int(st["group"]),
-                             bias=per_channel is not None, dtype=dtype)
-            with torch.no_grad():
-                conv.weight.copy_(torch.tensor(kernel, dtype=dtype))
-                if per_channel is not None:
-                    conv.bias.copy_(torch.tensor(per_channel, dtype=dtype))
-            self.convs.append(conv)
-        if per_channel is None:
-            self.bias = nn.Parameter(torch.tensor(layer.bias, dtype=dtype))
-        else:
-            self.register_buffer("bias", torch.zeros(1, dtype=dtype))
-        self.sources: list[int] = [int(s) for s in kernels]
-        self.relu: bool = bool(layer.relu)
-
-    def forward(self, outs: list[torch.Tensor]) -> torch.Tensor:
-        z = self.bias
-        for i, conv in enumerate(self.convs):
-            x = outs[self.sources[i]].reshape([-1] + self.in_shape)
-            if not self.symmetric:
-                x = torch.nn.functional.pad(x, self.pad)
-            z = z + conv(x).flatten(1)
-        return torch.relu(z) if self.relu else z
-
-
-class ConvNet(nn.Module):
-    """A network with conv layers (``ConvBlock``) and dense ones (``SkipBlock``); scriptable,
-    so the archive needs no leo."""
-
-    def __init__(self, network: Network, dtype: torch.dtype = torch.float32) -> None:
-        from leo.reduction.structured import conv_kernels
-
-        super().__init__()
-        blocks: list[nn.Module] = []
-        for layer in network.layers:
-            kernels = conv_kernels(layer)
-            blocks.append(ConvBlock(layer, kernels, dtype) if kernels else SkipBlock(layer, dtype))
-        self.blocks = nn.ModuleList(blocks)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = [x.flatten(1)]
-        for block in self.blocks:
-            outs.append(block(outs))
-        return outs[-1]
-
-
-def _has_conv(network: Network) -> bool:
-    from leo.reduction.structured import conv_kernels
-
-    return any(layer.structure is not None and conv_kernels(layer) is not None for layer in network.layers)
-
+# -- leo's own archives (written by ``leo.io.torch_write``), read back --------------------
 
 def _from_convnet(module: nn.Module) -> Network:
     """The network of a ``ConvNet`` leo wrote, conv layers with their structure."""
     from leo.io.conv import Window, conv_matrix
 
-    layers = []
+    layers: list[Layer] = []
     for _, block in module.blocks.named_children():
+        if _kind(block) == "PoolBlock":
+            layers.extend(_from_pool_block(block, tuple(layers)))
+            continue
+        if _kind(block) == "PoolAlias":  # its layer came with the run's PoolBlock
+            continue
         if _kind(block) != "ConvBlock":
             layers.append(_from_skipnet_block(block))
             continue
@@ -440,51 +331,25 @@ def _from_convnet(module: nn.Module) -> Network:
     return Network(layers[0].weights[0].shape[1], tuple(layers))
 
 
+def _from_pool_block(block: nn.Module, before: tuple[Layer, ...]) -> list[Layer]:
+    """The layers a ``PoolBlock`` stands for: its MaxPool lowered as the ONNX reader lowers it."""
+    from leo.io.pool_export import PoolRun, lowered
+
+    first = len(before) + 1
+    run = PoolRun(int(block.source), first, first + int(block.levels), tuple(block.kernel), tuple(block.strides),
+                  tuple(block.pads), tuple(block.dilations), tuple(block.in_shape), (), "maxpool")
+    return lowered(run, before)[0]
+
+
 def _from_skipnet_block(block: nn.Module) -> Layer:
     linears = [lin for _, lin in block.linears.named_children()]
-    weights = {int(s): lin.weight.detach().to(torch.float64).numpy() for s, lin in zip(block.sources, linears)}
+    weights = {int(s): dense_weight(lin) for s, lin in zip(block.sources, linears)}
     return Layer(weights, block.bias.detach().to(torch.float64).numpy(), bool(block.relu))
 
 
 def _from_skipnet(module: nn.Module) -> Network:
     layers = []
     for _, block in module.blocks.named_children():  # scripted ModuleLists do not iterate
-        linears = [lin for _, lin in block.linears.named_children()]
-        weights = {int(s): lin.weight.detach().to(torch.float64).numpy()
-                   for s, lin in zip(block.sources, linears)}
-        layers.append(Layer(weights, block.bias.detach().to(torch.float64).numpy(), bool(block.relu)))
+        layers.append(_from_skipnet_block(block))
     first = layers[0].weights
     return Network(int(next(iter(first.values())).shape[1]), tuple(layers))
-
-
-def _flat_input(network: Network) -> bool:
-    shape = network.input_shape
-    return shape is not None and len(shape) == 1
-
-
-def to_module(network: Network, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """A ``ConvNet`` (nn.Conv2d layers) when a layer is a convolution, else a plain
-    ``nn.Sequential`` for an MLP, else a ``SkipNet``; all take the input shape the original
-    model took (a Flatten in front unless that input was a flat vector)."""
-    if _has_conv(network):
-        return ConvNet(network, dtype)
-    if not network.is_mlp:
-        return SkipNet(network, dtype)  # it flattens its input itself
-    mods: list[nn.Module] = [] if _flat_input(network) else [nn.Flatten()]
-    for k, layer in enumerate(network.layers):
-        w = layer.weights[k]
-        lin = nn.Linear(w.shape[1], w.shape[0], dtype=dtype)
-        with torch.no_grad():
-            lin.weight.copy_(torch.tensor(w, dtype=dtype))
-            lin.bias.copy_(torch.tensor(layer.bias, dtype=dtype))
-        mods.append(lin)
-        if layer.relu:
-            mods.append(nn.ReLU())
-    return nn.Sequential(*mods)
-
-
-def save_torchscript(network: Network, path: Path, dtype: torch.dtype = torch.float32) -> None:
-    """A TorchScript archive; leo's metadata (the input shape) rides along as an extra
-    file, so leo reads the archive back with the shape it was written with."""
-    extra = {_EXTRA: json.dumps({INPUT_SHAPE: list(network.input_shape or ()) or None})}
-    torch.jit.save(torch.jit.script(to_module(network, dtype)), str(path), _extra_files=extra)

@@ -20,11 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leo.core.spec import REGION_TOL, InputRegion, Inequality, OutputProperty, Query, RegionGroup
+from leo.core.deadline import Deadline
 from leo.core.domain import Box
-from leo.errors import LeoInputError
 from leo.core.network import Network
+from leo.core.spec import REGION_TOL, InputRegion, Inequality, OutputProperty, Query, RegionGroup
+from leo.errors import LeoInputError
 from leo.queries.property import CHECK_TOL, Answer, PropertyResult, Say, check_property
+from solvers.backend import Solver
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class QueryResult:
     inputs: dict[str, np.ndarray] | None
     outputs: dict[str, np.ndarray] | None
     seconds: float
-    how: str = ""
+    how: str = ""  # what decided each region (``leo.queries.strategies.How`` texts, joined)
     reason: str = ""
     x: np.ndarray | None = None  # all declared inputs, flat and concatenated
     y: np.ndarray | None = None  # all declared outputs, flat and concatenated
@@ -144,10 +146,12 @@ def _reduced(region: InputRegion, ties: _Ties) -> InputRegion | None:
 
 
 def check_query(query: Query, networks: Mapping[str, Network], time_limit: float, *, seed: int = 0,
-                compress_first: bool = False, progress: Say | None = None) -> QueryResult:
-    """Is some input of some case's region mapped into that case's unsafe rows?"""
+                compress_first: bool = False, progress: Say | None = None,
+                solver: Solver | str = Solver.HIGHS) -> QueryResult:
+    """Is some input of some case's region mapped into that case's unsafe rows? The MILPs of
+    ``leo.queries.property.check_property`` run in ``solver``."""
     t0 = time.perf_counter()
-    deadline = t0 + time_limit
+    deadline = Deadline.after(time_limit)
     nets = query_networks(query, networks)
     ties = _ties(query)
     if len(nets) == 1:
@@ -164,20 +168,20 @@ def check_query(query: Query, networks: Mapping[str, Network], time_limit: float
         region = _reduced(group.region, ties)
         if region is None:
             continue
-        share = max((deadline - time.perf_counter()) / (len(groups) - k), 1e-3)
+        share = max(deadline.left() / (len(groups) - k), 1e-3)
         if progress is not None and len(groups) > 1:
             progress(f"input region {k + 1} of {len(groups)} ({len(group.cases)} cases), up to {share:.1f} s")
         eps = _closeness(nets, ties, region, group.prop)
         if eps is not None:  # two networks on one input, "some |f_i - g_i| >= eps": shared units
-            from leo.core.product import closeness
+            from leo.queries.closeness import closeness
 
-            res = closeness(nets[0], nets[1], region.box(), eps, share, progress=progress)
+            res = closeness(nets[0], nets[1], region.box(), eps, share, progress=progress, solver=solver)
         else:
             # input splitting bounds sub-boxes of the box and cannot use the rows: on a polytope
             # smaller than its box it spends its share on sub-boxes outside the region
             res = check_property(net, region.box(), group.prop, time_limit=share, seed=seed,
                                  compress_first=compress_first, progress=progress, branch=region.is_box,
-                                 polytope=None if region.is_box else region.rows())
+                                 polytope=None if region.is_box else region.rows(), solver=solver)
         solves += res.solves
         if res.answer is Answer.SAT:
             return _confirmed(query, nets, ties, group, res, t0, solves)
@@ -196,10 +200,10 @@ def check_query(query: Query, networks: Mapping[str, Network], time_limit: float
 
 def _closeness(nets: Sequence[Network], ties: _Ties, region: InputRegion, prop: OutputProperty) -> float | None:
     """ε when the question is ε-closeness of two networks on one shared box input (the form of
-    equivalence benchmarks such as isomorphic_acasxu): ``leo.core.product.closeness`` answers it
+    equivalence benchmarks such as isomorphic_acasxu): ``leo.queries.closeness.closeness`` answers it
     with the shared-unit MILPs of ``leo check --exact``, which input splitting on the product
     cannot match (it bounds f and g apart). Otherwise None."""
-    from leo.core.product import closeness_eps
+    from leo.queries.closeness import closeness_eps
 
     if len(nets) != 2 or ties.groups != (0, 0) or not region.is_box or nets[0].output_dim != nets[1].output_dim:
         return None

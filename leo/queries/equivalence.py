@@ -18,12 +18,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leo.core.domain import Box
+from leo.core.choices import choose
+from leo.core.deadline import Deadline
+from leo.core.domain import Box, sample_points
 from leo.core.network import Layer, Network
+from leo.errors import LeoInputError
 from leo.stability.report import StabilityReport
 from leo.stability.analysis import StabilityOptions, analyse, bounds_and_states
 from leo.bounds.encoding import as_encoding, encode
-from solvers.backend import Model, new_model
+from solvers.backend import Model, Solver, new_model, unavailable
+from solvers.guard import Relaxation, check_relaxation
 from solvers.problem import ProblemBuilder
 from solvers.result import SolveResult, SolveStatus
 
@@ -58,15 +62,6 @@ class CheckResult:
         return self.verdict in (Verdict.PROVEN, Verdict.SAMPLED)
 
 
-def sample_points(box: Box, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Random points, plus all corners when there are at most 4096 of them."""
-    parts = [box.sample(n, rng), ((box.lower + box.upper) / 2)[None]]
-    corners = box.corners(limit=4096)
-    if corners is not None:
-        parts.append(corners)
-    return np.vstack(parts)
-
-
 #: The sampled comparison's batches hold at most this many float64 activations of the widest
 #: network at once (20,000 points of a 12,608-unit CNN lowering took 5 GB).
 BATCH_VALUES = 2**25
@@ -74,20 +69,19 @@ BATCH_VALUES = 2**25
 
 def compare_sampled(f: Network, g: Network, box: Box, n: int = 100_000, tolerance: float = 1e-4,
                     seed: int = 0, batch: int = 20_000, progress: Callable[[str], None] | None = None,
-                    deadline: float | None = None) -> CheckResult:
+                    deadline: Deadline = Deadline.never()) -> CheckResult:
     """f against g on ``n`` sampled points of the box (and its corners, when few). ``progress``
-    hears a line per batch; at ``deadline`` (``time.time()``) the comparison stops, and the
-    result counts the points compared (a sampling check either way, never a proof)."""
+    hears a line per batch; at ``deadline`` the comparison stops, and the result counts the
+    points compared (a sampling check either way, never a proof)."""
     rng = np.random.default_rng(seed)
     pts = sample_points(box, n, rng)
     width = max(sum(f.widths), sum(g.widths), 1)
     batch = max(1, min(batch, BATCH_VALUES // width))
     worst, where, out, done = 0.0, None, None, 0
-    size = min(batch, 256) if deadline is not None else batch  # a first small batch measures the pace
+    size = min(batch, 256) if deadline.bounded else batch  # a first small batch measures the pace
     while done < len(pts):
-        if deadline is not None and done:
-            left = deadline - time.time()
-            size = min(batch, int(left / max(per_point, 1e-9)))  # what still fits before the deadline
+        if deadline.bounded and done:
+            size = min(batch, int(deadline.left() / max(per_point, 1e-9)))  # what still fits before the deadline
             if size < 1:
                 break
         chunk = pts[done:done + size]
@@ -195,9 +189,35 @@ def _interval_difference(cost: np.ndarray, const: float, lower: np.ndarray, uppe
     return max(abs(float(top.sum()) + const), abs(float(bottom.sum()) + const)) + rounding
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """What every solve of one comparison runs under: a per-solve limit, the deadline of the
+    whole comparison, and the back-end."""
+
+    per_solve: float
+    deadline: Deadline
+    solver: Solver
+
+    def solve(self) -> float:
+        """The next solve's limit: the per-solve one, or less when the deadline comes first."""
+        return self.deadline.limit(self.per_solve)
+
+
+#: A solve is not started with less than this left before the deadline (it could prove nothing).
+MIN_SOLVE_SECONDS = 1e-3
+#: The stability analyses made here (for reports not given) share this much of the time left
+#: before the deadline; the matching LPs and the final MILPs get the rest.
+ANALYSIS_SHARE = 0.3
+
+
+def _out_of_time(where: str) -> CheckResult:
+    return CheckResult(Verdict.UNDECIDED, 0.0, 0, reason=f"the time limit ran out {where}")
+
+
 def _share_layer(f: Network, g: Network, joint: _Joint, m: int, pairs: list[tuple[int, int, int]],
-                 scale: np.ndarray, time_limit: float, tolerance: float) -> dict[int, tuple[int, float]]:
-    """g units of layer ``m`` proven equal to f units: {v: (f's output column, proven |z_g - z_f|)}."""
+                 scale: np.ndarray, limits: _Limits, tolerance: float) -> dict[int, tuple[int, float]]:
+    """g units of layer ``m`` proven equal to f units: {v: (f's output column, proven |z_g - z_f|)}.
+    At the deadline it stops matching: a unit left unmatched only keeps its binary."""
     model: Model | None = None
     found: dict[int, tuple[int, float]] = {}
     problem = joint.formulation
@@ -208,9 +228,11 @@ def _share_layer(f: Network, g: Network, joint: _Joint, m: int, pairs: list[tupl
         limit = max(MATCH_TOL * (1.0 + scale[v]), SHARE_FRACTION * tolerance)
         eps = _interval_difference(cost, const, problem.col_lower, problem.col_upper)
         if eps > limit and cost.any():  # too loose: bound the difference by LP over the joint relaxation
-            model = model or new_model(joint.formulation, relax=True)
-            low = model.minimise(cost, None, time_limit)
-            high = model.minimise(-cost, None, time_limit)
+            if limits.solve() < MIN_SOLVE_SECONDS:
+                break
+            model = model or new_model(joint.formulation, relax=True, solver=limits.solver)
+            low = model.minimise(cost, None, limits.solve())
+            high = model.minimise(-cost, None, limits.solve())
             if low.status is not SolveStatus.OPTIMAL or high.status is not SolveStatus.OPTIMAL:
                 continue
             eps = min(eps, max(abs(low.bound + const), abs(-high.bound + const)))
@@ -222,7 +244,8 @@ def _share_layer(f: Network, g: Network, joint: _Joint, m: int, pairs: list[tupl
 
 def compare_exact(f: Network, g: Network, box: Box, tolerance: float = 1e-4,
                   time_limit: float = 600.0, progress: Progress | None = None,
-                  reports: tuple[StabilityReport | None, StabilityReport | None] = (None, None)) -> CheckResult:
+                  reports: tuple[StabilityReport | None, StabilityReport | None] = (None, None),
+                  solver: Solver | str = Solver.HIGHS, deadline: Deadline = Deadline.never()) -> CheckResult:
     """Prove max |f - g| <= tolerance over the box, or find a point where it is not.
 
     Both networks are analysed first (stable units get no binary). Units of g whose
@@ -230,15 +253,16 @@ def compare_exact(f: Network, g: Network, box: Box, tolerance: float = 1e-4,
     layer (their weights compared over the joint model's columns, by LP where they
     differ); proven-equal units share f's variables, which leaves few binaries for the
     final MILPs that maximise f_i - g_i and g_i - f_i. The substitutions' tiny proven
-    errors are propagated and added to the final bound. ``time_limit`` is per solve.
+    errors are propagated and added to the final bound. ``time_limit`` is per solve; the
+    whole comparison (analyses, LPs, MILPs) stops at ``deadline`` (undecided, "time limit").
     ``reports``: analyses of f and of g over ``box`` already made (None: analysed here).
+    ``solver``: the LP/MILP back-end (a name converts; a missing one is bad input).
     """
     say = progress or (lambda _msg: None)
-    opts = StabilityOptions(time_limit=min(time_limit, 60.0))
-    if None in reports:
-        say("analysing both networks" if reports == (None, None) else "analysing a network")
-    fb, fs = bounds_and_states(f, box, reports[0] or analyse(f, box, opts))
-    gb, gs = bounds_and_states(g, box, reports[1] or analyse(g, box, opts))
+    limits = _Limits(time_limit, deadline, _backend(solver))
+    fb, fs, gb, gs = _analyses(f, g, box, reports, limits, say)
+    if deadline.passed():
+        return _out_of_time("in the networks' analyses")
     pts = sample_points(box, 512, np.random.default_rng(1))
     zf, zg = f.pre_activations(pts), g.pre_activations(pts)
     shared: dict[int, np.ndarray] = {}
@@ -249,11 +273,11 @@ def compare_exact(f: Network, g: Network, box: Box, tolerance: float = 1e-4,
         if m < len(g.layers) - 1:
             share = np.full(layer.width, -2)
             pairs = _candidates(zf, zg[m])
-            if pairs:
+            if pairs and not deadline.passed():
                 say(f"matching layer {m + 1} of g to f")
                 joint = _Joint(f, fb, fs, g, gb, gs, box, shared, m, False)
                 scale = np.abs(zg[m]).max(axis=0)
-                for v, (col, eps) in _share_layer(f, g, joint, m, pairs, scale, time_limit, tolerance).items():
+                for v, (col, eps) in _share_layer(f, g, joint, m, pairs, scale, limits, tolerance).items():
                     share[v] = col
                     err[v] = eps + err_z[v]
             shared[m] = share
@@ -264,7 +288,31 @@ def compare_exact(f: Network, g: Network, box: Box, tolerance: float = 1e-4,
         return CheckResult(Verdict.UNDECIDED, 0.0, 0, reason=f"the proven errors of the units matched between "
                            f"the networks add up to {slack:.3g} at the outputs, not below the tolerance")
     target = _lower(tolerance - slack, tolerance, slack)  # so that target + slack <= tolerance, in reals
-    return _maximise_difference(joint, tolerance, time_limit, target, slack, say)
+    return _maximise_difference(joint, tolerance, limits, target, slack, say)
+
+
+def _backend(solver: Solver | str) -> Solver:
+    """``solver`` as a ``Solver`` that can run here; a bad or missing one is bad input (one line)."""
+    chosen = choose(Solver, solver, "solver")
+    why = unavailable(chosen)
+    if why is not None:
+        raise LeoInputError(why)
+    return chosen
+
+
+def _analyses(f: Network, g: Network, box: Box, reports: tuple[StabilityReport | None, StabilityReport | None],
+              limits: _Limits, say: Progress) -> tuple[list, list, list, list]:
+    """Proven bounds and unit states of f and g (``reports``, or analyses made here, which
+    share ANALYSIS_SHARE of the time left before the deadline)."""
+    if None in reports:
+        say("analysing both networks" if reports == (None, None) else "analysing a network")
+    budget = None
+    if limits.deadline.bounded:
+        budget = max(ANALYSIS_SHARE * limits.deadline.left() / max(reports.count(None), 1), MIN_SOLVE_SECONDS)
+    opts = StabilityOptions(time_limit=min(limits.per_solve, 60.0), time_budget=budget, solver=limits.solver)
+    fb, fs = bounds_and_states(f, box, reports[0] or analyse(f, box, opts))
+    gb, gs = bounds_and_states(g, box, reports[1] or analyse(g, box, opts))
+    return fb, fs, gb, gs
 
 
 def _ulps(value: float, terms: tuple[float, ...]) -> float:
@@ -295,7 +343,7 @@ class _Side:
 
 
 def _solve_side(joint: _Joint, model: Model, i: int, sign: float, target: float, tolerance: float,
-                time_limit: float) -> _Side:
+                limits: _Limits) -> _Side:
     """Maximise sign * (f_i - g_i): first only asking "can it exceed target?" (the
     cutoff prunes, the first incumbent above it stops the solve); if that incumbent is
     not confirmed by the forward passes (a big-M / tolerance artefact), solve to
@@ -322,11 +370,11 @@ def _solve_side(joint: _Joint, model: Model, i: int, sign: float, target: float,
         res = SolveResult(SolveStatus.OPTIMAL, 0.0, 0.0, None, 0.0)
     else:
         t0 = time.perf_counter()
-        res = model.minimise(cost, threshold=threshold, time_limit=time_limit, on_point=on_point)
+        res = model.minimise(cost, threshold=threshold, time_limit=limits.solve(), on_point=on_point)
         if res.point is not None:
             confirm(res.point)
         if res.status is SolveStatus.INTERRUPTED and best[0] <= tolerance:
-            left = time_limit - (time.perf_counter() - t0)
+            left = min(limits.per_solve - (time.perf_counter() - t0), limits.deadline.left())
             if left > 0:
                 res = model.minimise(cost, threshold=None, time_limit=left, on_point=on_point)
                 if res.point is not None:
@@ -349,36 +397,35 @@ def _solve_side(joint: _Joint, model: Model, i: int, sign: float, target: float,
                f"networks' forward passes do not confirm it (slack of the MILP model: big-M tolerance, dropped "
                f"tiny weights)")
     else:
-        why = f"a solve failed ({side}: {res.status.value})"
+        why = f"a solve failed ({side}: {res.termination.value if res.termination else res.status.value})"
     return _Side(bound, False, diff=best[0], reason=why)
 
 
-def _maximise_difference(joint: _Joint, tolerance: float, time_limit: float, target: float, slack: float,
+def _maximise_difference(joint: _Joint, tolerance: float, limits: _Limits, target: float, slack: float,
                          say: Progress) -> CheckResult:
     """Maximise f_i - g_i and g_i - f_i for every output i, asking the MILP whether the
     difference can exceed ``target`` (the tolerance less the substitutions' proven error,
-    ``slack``); stop at a confirmed difference > tolerance."""
-    # The joint model holds every point of the box with both networks' values, so its LP relaxation
-    # is feasible; a solver that calls it infeasible is in numerical trouble and would call every
-    # cutoff solve infeasible too, i.e. "proven" (seen: the soak's residual pair 2329, a box with
-    # lower == upper in 4 of 6 inputs, where HiGHS called both the LP and the MILP infeasible though
-    # the forward pass satisfies every row exactly). An LP is cheap where a MILP's first feasible
-    # point is not (ACAS Xu: none in 60 s without a start).
-    sanity = new_model(joint.formulation, relax=True).minimise(np.zeros(joint.formulation.num_cols), None, time_limit)
-    if sanity.status is SolveStatus.TIME_LIMIT:
+    ``slack``); stop at a confirmed difference > tolerance, or at the deadline (undecided).
+    The joint model holds every point of the box with both networks' values, so the solver's
+    cutoff proofs count only once its LP relaxation is solved (``solvers.guard``)."""
+    if limits.solve() < MIN_SOLVE_SECONDS:
+        return _out_of_time("before the final MILPs")
+    sanity = check_relaxation(new_model(joint.formulation, relax=True, solver=limits.solver), limits.solve())
+    if sanity.state is Relaxation.UNDECIDED:
         return CheckResult(Verdict.UNDECIDED, 0.0, 0, reason="a solve hit the time limit (the joint model's LP "
                            "relaxation)")
-    if sanity.status is not SolveStatus.OPTIMAL:
-        return CheckResult(Verdict.UNDECIDED, 0.0, 0, reason="the solver called the joint model's LP relaxation, "
-                           f"which holds every point of the box, {sanity.status.value}: numerical trouble, so none "
-                           "of its answers is taken as a proof")
-    model = new_model(joint.formulation)
+    if sanity.in_trouble:
+        return CheckResult(Verdict.UNDECIDED, 0.0, 0, reason=sanity.why("the joint model's LP relaxation"))
+    model = new_model(joint.formulation, solver=limits.solver)
     outputs = joint.f.output_dim
     worst, seen, reason = 0.0, 0.0, ""
     for i in range(outputs):
         for sign in (1.0, -1.0):
+            if limits.solve() < MIN_SOLVE_SECONDS:
+                return CheckResult(Verdict.UNDECIDED, seen, 0, reason=reason or "the time limit ran out before "
+                                   f"every output's MILPs were solved (output {i} of 0-{outputs - 1} open)")
             say(f"maximising {'f-g' if sign > 0 else 'g-f'} at output {i} (outputs 0-{outputs - 1})")
-            side = _solve_side(joint, model, i, sign, target, tolerance, time_limit)
+            side = _solve_side(joint, model, i, sign, target, tolerance, limits)
             if side.point is not None:
                 return CheckResult(Verdict.REFUTED, side.diff, 0, side.point, i)
             worst, seen = max(worst, side.bound), max(seen, side.diff)

@@ -5,10 +5,15 @@ A property is the *unsafe* set, as in VNN-LIB: a disjunction of conjunctions of
 linear inequalities ``a . y <= c`` on the outputs ``y``. The answer (``Answer``) uses
 VNN-COMP's words: SAT means a counterexample exists (an input in the box whose output
 lies in the unsafe set: the property is VIOLATED), and always comes with a point that
-the network's own forward pass confirms; UNSAT (the property HOLDS) only when HiGHS
-proves every disjunct infeasible; TIMEOUT when the time limit ran out, UNKNOWN when a
+the network's own forward pass confirms; UNSAT (the property HOLDS) only when every
+disjunct is proven unreachable; TIMEOUT when the time limit ran out, UNKNOWN when a
 solve stopped without a proof or its point failed the forward pass. An interrupted
 solve proves nothing.
+
+How it is decided is a schedule (``leo.queries.schedules``: which strategies of
+``leo.queries.strategies`` and ``leo.queries.strategies_exact`` run, in what order, with
+what share of the time), run by ``leo.core.schedule.run_schedule`` on one deadline. The
+exact solve of one disjunct (a MILP through ``solvers.backend``) is here.
 """
 
 from __future__ import annotations
@@ -19,29 +24,27 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TextIO
 
 import numpy as np
-import scipy.sparse as sp
 
-from leo.bounds.propagate import LayerBounds
-from leo.core.spec import REGION_TOL, Inequality, OutputProperty  # noqa: F401  (the unsafe-set types, re-exported)
+from leo.core.deadline import Deadline
 from leo.core.domain import Box
+from leo.core.network import Network
+from leo.core.schedule import Run, StepRecord, run_schedule
+from leo.core.spec import REGION_TOL, Inequality, OutputProperty  # noqa: F401  (the unsafe-set types, re-exported)
 from leo.errors import LeoInputError
 from leo.exitcodes import ExitCode
-from leo.core.network import Network, excess_and_gradient
+from leo.queries.schedules import ANALYSIS_SHARE, RECHECK_SHARE, pick  # noqa: F401  (the shares, re-exported)
+from leo.queries.strategies_exact import MilpBase, disjunct_model
+from leo.queries.strategies import (CHECK_TOL, DisjunctOutcome, DisjunctStatus, Found, How, Polytope,  # noqa: F401
+                                    PropertyProblem, Say, StepName)
 from leo.stability.report import StabilityReport
-from leo.bounds.encoding import Encoding, build_prefix
-from solvers.highs_backend import solve_feasibility
-from solvers.problem import Problem, ProblemBuilder
+from solvers.backend import Solver
+from solvers.problem import Problem
 
-if TYPE_CHECKING:  # leo.stability.analysis (and its witnesses, branch and bound) import torch: only when a step needs it
-    from leo.stability.analysis import Progress
-
-#: A counterexample must put the outputs in the unsafe set up to this much.
-CHECK_TOL = 1e-6
-#: Linear input rows ``a @ x <= b`` (a polytope input region, inside its bounding box).
-Polytope = tuple[np.ndarray, np.ndarray]
+#: The outcome of one disjunct's exact solve (the name the tests and older callers use).
+_Outcome = DisjunctOutcome
 #: When the solver's point misses by more than CHECK_TOL (its feasibility tolerances
 #: at work), the disjunct is solved once more with every inequality tightened by this.
 RETRY_MARGIN = 1e-5
@@ -75,7 +78,7 @@ class PropertyResult:
     seconds: float
     output: np.ndarray | None = None  # net(counterexample), by the (original) network's forward pass
     disjunct: int | None = None  # which disjunct the counterexample satisfies
-    how: str = ""  # "sampling", "gradient search", "region walk", "milp", "milp-infeasible", "timeout", "unverified", ...
+    how: How | str = ""  # what decided it, or why it is open (a How; free text from other callers)
     solves: int = 0
     reason: str = ""  # for UNKNOWN / TIMEOUT: why nothing was decided, in words
     hidden_units: tuple[int, int] | None = None  # (before, after) when the network was compressed first
@@ -86,78 +89,88 @@ class PropertyResult:
         return {Answer.SAT: True, Answer.UNSAT: False}.get(self.answer)
 
 
-def _output_columns(network: Network, f: Encoding, out_bounds: LayerBounds, rows: ProblemBuilder) -> np.ndarray:
-    """Column of every output ``y_j`` (-1: constantly 0). A final ReLU gets the same
-    big-M encoding as hidden units (``ProblemBuilder.add_relu``)."""
-    z = f.z_cols[-1]
-    if not network.layers[-1].relu:
-        return np.asarray(z)
-    cols = np.full(z.size, -1)
-    for j, zj in enumerate(z):
-        l, u = float(out_bounds.lower[j]), float(out_bounds.upper[j])
-        if l >= 0:
-            cols[j] = zj
-        elif u > 0:
-            cols[j] = rows.add_relu(int(zj), l, u, int(f.z_rows[-1][j]), (f"p_h{j}", f"p_d{j}"))[0]
-    return cols
+# -- the exact solve of one disjunct ---------------------------------------------------------
+
+class Feasibility(enum.StrEnum):
+    """What a feasibility solve decided (anything else a solve returns says why it did not)."""
+
+    FEASIBLE = "feasible"
+    INFEASIBLE = "infeasible"  # proven
+    TIMEOUT = "timeout"
 
 
-def _disjunct_model(network: Network, base: Encoding, out_bounds: LayerBounds,
-                    a: np.ndarray, c: np.ndarray, polytope: Polytope | None = None) -> Problem:
-    """The MILP of one disjunct; a polytope input region adds its rows on the input columns
-    (exact: the box the rest of the model was built on is only its bounding box)."""
-    rows = ProblemBuilder(base)
-    y = _output_columns(network, base, out_bounds, rows)
-    live = y >= 0
-    for ai, ci in zip(a, c):
-        coo = sp.coo_matrix((ai[live], (np.zeros(int(live.sum()), dtype=int), y[live])), shape=(1, rows.num_cols))
-        rows.add_rows(coo, np.array([-np.inf]), np.array([float(ci)]))
-    if polytope is not None:
-        pa, pb = polytope
-        full = sp.csr_matrix(pa)
-        cols = sp.coo_matrix((np.ones(len(base.x_cols)), (np.arange(len(base.x_cols)), base.x_cols)),
-                             shape=(len(base.x_cols), rows.num_cols))
-        rows.add_rows((full @ cols).tocoo(), np.full(len(pb), -np.inf), np.asarray(pb, dtype=np.float64))
-    return rows.build()
+@dataclass(frozen=True)
+class _Task:
+    """One feasibility problem and the back-end that solves it."""
+
+    problem: Problem
+    solver: Solver
 
 
-def _solve(f: Problem, time_limit: float) -> tuple[str, np.ndarray | None]:
-    """Feasibility of ``f``: ("feasible", x), ("infeasible", None) or (why unknown, None);
-    "timeout" when HiGHS stopped at the time limit."""
-    return solve_feasibility(f, time_limit, threads=1)
+def _solve(task: _Task, time_limit: float) -> tuple[Feasibility | str, np.ndarray | None]:
+    """Feasibility of ``task.problem`` (every column bounded) through ``solvers.backend``'s
+    ``Model.feasibility``: (FEASIBLE, its point on ``x_cols``), (INFEASIBLE, None) on the
+    solver's proof, (TIMEOUT, None) when it stopped at the time limit, or (why unknown, None)."""
+    from solvers.backend import new_model
+    from solvers.result import Termination
+
+    r = new_model(task.problem, solver=task.solver).feasibility(max(time_limit, 1e-3))
+    if r.proven_infeasible:
+        return Feasibility.INFEASIBLE, None
+    if r.point is not None:
+        return Feasibility.FEASIBLE, np.asarray(r.point)
+    if r.termination is Termination.TIME_LIMIT:
+        return Feasibility.TIMEOUT, None
+    return f"solver status {r.termination.value}", None
 
 
-#: Progress messages: a callable that takes one line of text (the CLI prints it on stderr).
-Say = Callable[[str], None]
-#: Of the time left, the stability analysis (bounds and unit states for the MILP) gets this share.
-ANALYSIS_SHARE = 0.4
-#: On few inputs the analysis only supplies floors to the second input-splitting search, which
-#: needs no MILP-tight bounds: a smaller share.
-FEW_INPUTS_ANALYSIS_SHARE = 0.15
-#: On few inputs, the share of the time left after the analysis that the second branch-and-bound
-#: try (with the analysis's bounds as floors) gets before the MILPs, and the share of what is then
-#: left that it keeps back from the MILPs to go on afterwards.
-FLOORS_SHARE, SECOND_TRY_SHARE = 0.6, 0.5
-#: During the analysis, a progress line at least this often (seconds) even if nothing changes.
-PROGRESS_EVERY = 5.0
+#: The back-ends' names as their makers write them, for reasons.
+_SOLVER_NAMES = {Solver.HIGHS: "HiGHS", Solver.SCIP: "SCIP", Solver.GUROBI: "Gurobi"}
 
 
-class _AnalysisProgress:
-    """Turns the analysis's frequent progress events into a line per phase change."""
+def _solve_disjunct(p: PropertyProblem, base: MilpBase, i: int, seconds: float) -> DisjunctOutcome:
+    """Is disjunct ``i`` reachable? A solver point counts only when the judge's forward pass
+    agrees; one that fails is retried once on the disjunct (and the polytope) tightened by
+    RETRY_MARGIN."""
+    deadline = Deadline.after(seconds)
+    a, c = p.prop.rows(i)
+    n = len(p.prop.disjuncts)
+    solves = 0
+    for margin in (0.0, RETRY_MARGIN):
+        if deadline.passed():
+            return DisjunctOutcome(DisjunctStatus.TIMEOUT, reason=f"disjunct {i + 1} of {n}: the time limit ran out",
+                                   solves=solves)
+        tight = c - margin * np.maximum(1.0, np.abs(c))
+        rows = None if p.polytope is None else (p.polytope[0],
+                                                 p.polytope[1] - margin * np.maximum(1.0, np.abs(p.polytope[1])))
+        model = disjunct_model(p.network, base.encoding, base.out_bounds, a, tight, rows)
+        outcome, x = _solve(_Task(model, p.solver), deadline.left())
+        solves += 1
+        if outcome == Feasibility.INFEASIBLE:
+            if margin:  # only the tightened problem is infeasible: no proof either way
+                return DisjunctOutcome(DisjunctStatus.UNVERIFIED, reason=f"disjunct {i + 1} of {n}: the solver's point "
+                                       "fails the network's forward pass and the tightened problem is infeasible "
+                                       "(numerical trouble)", solves=solves)
+            return DisjunctOutcome(DisjunctStatus.INFEASIBLE, solves=solves)
+        if x is None:
+            timed = outcome == Feasibility.TIMEOUT
+            why = "the time limit ran out" if timed else f"{_SOLVER_NAMES[p.solver]} stopped with {outcome}"
+            return DisjunctOutcome(DisjunctStatus.TIMEOUT if timed else DisjunctStatus.SOLVER_STOPPED,
+                                   reason=f"disjunct {i + 1} of {n}: {why} without a proof", solves=solves)
+        x = np.clip(x, p.box.lower, p.box.upper)
+        hit = p.confirmed(x)
+        if hit is not None:
+            return DisjunctOutcome(DisjunctStatus.SAT, x, hit, solves=solves)
+    return DisjunctOutcome(DisjunctStatus.UNVERIFIED, reason=f"disjunct {i + 1} of {n}: the solver's points are not "
+                           "counterexamples by the network's forward pass (numerical trouble)", solves=solves)
 
-    def __init__(self, say: Say, label: str) -> None:
-        self.say, self.label = say, label
-        self.key: tuple[int, str] | None = None
-        self.last = 0.0
 
-    def __call__(self, p: Progress) -> None:
-        now = time.perf_counter()
-        if (p.layer, p.phase) == self.key and now - self.last < PROGRESS_EVERY:
-            return
-        self.key, self.last = (p.layer, p.phase), now
-        where = f"layer {p.layer}" if p.layer else "network-wide MILP"
-        self.say(f"{self.label}: {where}, {p.phase}, {p.decided}/{p.total} units decided")
+def _decide(p: PropertyProblem, base: MilpBase, i: int, seconds: float) -> DisjunctOutcome:
+    """The MILP strategy's exact solve of one disjunct (looked up here at call time)."""
+    return _solve_disjunct(p, base, i, seconds)
 
+
+# -- check_property: a schedule over the strategies ------------------------------------------
 
 def _check_sizes(network: Network, box: Box, prop: OutputProperty) -> None:
     if box.dim != network.input_dim:
@@ -167,336 +180,81 @@ def _check_sizes(network: Network, box: Box, prop: OutputProperty) -> None:
                             f"{network.output_dim}; check that the property file fits this network")
 
 
-def _analyse(network: Network, box: Box, deadline: float, seed: int, say: Say, label: str,
-             share: float = ANALYSIS_SHARE) -> StabilityReport:
-    """Stability analysis within ANALYSIS_SHARE of the time left (units it cannot decide
-    in time stay unstable, which costs the MILP binaries, never soundness)."""
-    from leo.stability.analysis import StabilityOptions, analyse
-
-    budget = max(share * (deadline - time.perf_counter()), 1e-3)
-    say(f"{label} (up to {budget:.1f} s)")
-    options = StabilityOptions(time_limit=budget, seed=seed, time_budget=budget)
-    return analyse(network, box, options, progress=_AnalysisProgress(say, label))
+#: What an UNSAT answer says decided it, by the step that closed the last disjunct.
+_PROVEN_BY = {StepName.INPUT_SPLIT: How.BRANCH_AND_BOUND, StepName.FLOORS_RACE: How.BRANCH_AND_BOUND,
+              StepName.LAST_RACE: How.BRANCH_AND_BOUND, StepName.RELU_SPLIT: How.RELU_SPLIT,
+              StepName.MILP: How.MILP_INFEASIBLE}
+#: An open disjunct's status, as the answer's ``how``.
+_OPEN_HOW = {DisjunctStatus.TIMEOUT: How.TIMEOUT, DisjunctStatus.UNVERIFIED: How.UNVERIFIED,
+             DisjunctStatus.SOLVER_STOPPED: How.SOLVER_STOPPED}
 
 
-#: Of the time left after the analysis, the re-analysis of the compressed network gets this share.
-RECHECK_SHARE = 0.05
-
-
-def _compressed(network: Network, box: Box, report: StabilityReport, deadline: float, seed: int,
-                say: Say) -> tuple[Network, StabilityReport, tuple[int, int]]:
-    """The network made smaller losslessly by ``report`` (the one analysis the MILPs would use
-    anyway, so compressing first costs only the reduction and a short re-analysis for the
-    smaller network's bounds: never a second full analysis), with that re-analysis."""
-    from leo.reduction.reduce import reduce
-    from leo.stability.analysis import StabilityOptions, analyse
-
-    small = reduce(network, report).network
-    sizes = (sum(network.hidden), sum(small.hidden))
-    say(f"compressed: hidden units {sizes[0]} -> {sizes[1]}")
-    budget = max(RECHECK_SHARE * (deadline - time.perf_counter()), 1e-3)
-    options = StabilityOptions(time_limit=budget, seed=seed, time_budget=budget)
-    return small, analyse(small, box, options, progress=_AnalysisProgress(say, "bounds of the compressed network")), \
-        sizes
-
-
-#: On few inputs, LP walks across linear regions (``leo.search.region_walk``) get this share of the
-#: time limit after the gradient search (one round of starts: about 2 s on ACAS Xu), and this share
-#: of the time left, for up to WALK_ROUNDS - 1 more rounds, when the first input-splitting search
-#: ends without an answer. ACAS Xu 1_9 property 7 (sat): no counterexample in 116 s before, found
-#: by one round in 5 of 8 seeds (WALK_STARTS).
-WALK_SHARE, WALK_AGAIN_SHARE, WALK_ROUNDS = 0.05, 0.1, 4
-#: A projected-gradient search for a counterexample gets this share of the time limit.
-ATTACK_SHARE = 0.1
-ATTACK_STARTS, ATTACK_STEPS = 16, 100
-
-
-def _attack(network: Network, box: Box, prop: OutputProperty, seconds: float, seed: int) -> np.ndarray:
-    """Candidate counterexamples from projected signed-gradient descent (PGD) on each
-    disjunct's excess (max over its rows of a . y - c), from random box points; one
-    candidate per disjunct tried. Only candidates: the caller confirms them by the forward pass."""
-    deadline = time.perf_counter() + seconds
-    rng = np.random.default_rng(seed + 1)
-    lo, hi = box.lower, box.upper
-    found: list[np.ndarray] = []
-    for i in range(len(prop.disjuncts)):
-        a, c = prop.rows(i)
-        if not len(c):
-            continue
-        x = box.sample(ATTACK_STARTS, rng)
-        best, best_val = x.copy(), np.full(ATTACK_STARTS, np.inf)
-        for step in range(ATTACK_STEPS):
-            if time.perf_counter() >= deadline:
-                return np.array(found).reshape(-1, box.dim)
-            excess, grad = excess_and_gradient(network, x, a, c)
-            better = excess < best_val
-            best[better], best_val[better] = x[better], excess[better]
-            if bool((best_val < 0).any()):
-                break
-            rate = 0.1 * 0.5 ** (4 * step // ATTACK_STEPS)  # 0.1 of the box, halved each quarter
-            x = np.minimum(np.maximum(x - rate * (hi - lo) * np.sign(grad), lo), hi)
-        found.append(best[int(best_val.argmin())].copy())
-    return np.array(found).reshape(-1, box.dim)
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """One disjunct: "infeasible" (proven), "sat" (a confirmed point), or why it is open."""
-
-    how: str  # "infeasible", "sat", "timeout", "unverified" or "solver status ..."
-    x: np.ndarray | None = None
-    disjunct: int | None = None
-    reason: str = ""
-    solves: int = 0
-
-
-def _solve_disjunct(network: Network, box: Box, base: Encoding, out_bounds: LayerBounds,
-                    prop: OutputProperty, i: int, seconds: float,
-                    confirmed: Callable[[np.ndarray], int | None], polytope: Polytope | None = None) -> _Outcome:
-    """Is disjunct ``i`` reachable? A solver point counts only when ``confirmed`` (the forward
-    pass) agrees; one that fails is retried once on the disjunct (and the polytope) tightened
-    by RETRY_MARGIN."""
-    deadline = time.perf_counter() + seconds
-    a, c = prop.rows(i)
-    n = len(prop.disjuncts)
-    solves = 0
-    for margin in (0.0, RETRY_MARGIN):
-        left = deadline - time.perf_counter()
-        if left <= 0:
-            return _Outcome("timeout", reason=f"disjunct {i + 1} of {n}: the time limit ran out", solves=solves)
-        tight = c - margin * np.maximum(1.0, np.abs(c))
-        rows = None if polytope is None else (polytope[0], polytope[1] - margin * np.maximum(1.0, np.abs(polytope[1])))
-        outcome, x = _solve(_disjunct_model(network, base, out_bounds, a, tight, rows), left)
-        solves += 1
-        if outcome == "infeasible":
-            if margin:  # only the tightened problem is infeasible: no proof either way
-                return _Outcome("unverified", reason=f"disjunct {i + 1} of {n}: the solver's point fails the "
-                                "network's forward pass and the tightened problem is infeasible (numerical trouble)",
-                                solves=solves)
-            return _Outcome("infeasible", solves=solves)
-        if x is None:
-            why = "the time limit ran out" if outcome == "timeout" else f"HiGHS stopped with {outcome}"
-            return _Outcome(outcome, reason=f"disjunct {i + 1} of {n}: {why} without a proof", solves=solves)
-        x = np.clip(x, box.lower, box.upper)
-        hit = confirmed(x)
-        if hit is not None:
-            return _Outcome("sat", x, hit, solves=solves)
-    return _Outcome("unverified", reason=f"disjunct {i + 1} of {n}: the solver's points are not counterexamples "
-                    "by the network's forward pass (numerical trouble)", solves=solves)
-
-
-#: Two input-splitting searches (without and with the analysis's bounds as floors) take turns in
-#: slices of this many seconds: neither is faster everywhere (ACAS Xu 1_4 property 1: 14 s with
-#: floors, no proof in 40 s without; 1_8 property 2 the other way round), and taking turns costs
-#: at most twice the faster one.
-RACE_SLICE = 2.0
-
-
-def _race(searchers: Sequence[Any], until: float) -> Any:
-    """The first PROVEN or COUNTEREXAMPLE of ``searchers`` (``leo.bab.input_split.Searcher``s that go on
-    from where they stopped) run in turns until ``until``; else the last result."""
-    from leo.bab.input_split import Status
-
-    live, last = list(searchers), None
-    while live and time.perf_counter() < until:
-        for s in list(live):
-            last = s.run(min(until, time.perf_counter() + RACE_SLICE))
-            if last.status in (Status.PROVEN, Status.COUNTEREXAMPLE):
-                return last
-            if last.status is not Status.TIMEOUT:
-                live.remove(s)
-    return last if last is not None else searchers[-1].run(until)
+def _result(run: Run[PropertyProblem], t0: float) -> PropertyResult:
+    """The answer a schedule's run gives: SAT on its evidence, UNSAT when nothing is open,
+    else TIMEOUT (some disjunct ran out of time) or UNKNOWN, with the first open reason."""
+    p, seconds, sizes = run.problem, time.perf_counter() - t0, run.problem.sizes
+    if isinstance(run.found, Found):
+        x = run.found.x
+        return PropertyResult(Answer.SAT, x, seconds, p.judge(x[None, :])[0], run.found.disjunct, run.found.how,
+                              run.solves, hidden_units=sizes)
+    closing = run.last_to_close()
+    if closing is not None:
+        return PropertyResult(Answer.UNSAT, None, seconds, how=_PROVEN_BY[closing.name], solves=run.solves,
+                              hidden_units=sizes)
+    outcomes = [run.why_open[i] for i in sorted(run.why_open) if isinstance(run.why_open[i], DisjunctOutcome)]
+    timed = [o for o in outcomes if o.how is DisjunctStatus.TIMEOUT]
+    if not outcomes:  # no step said why: the time ran out before the exact steps
+        return PropertyResult(Answer.TIMEOUT, None, seconds, how=How.TIMEOUT, solves=run.solves,
+                              reason="the time limit ran out", hidden_units=sizes)
+    first = (timed or outcomes)[0]
+    return PropertyResult(Answer.TIMEOUT if timed else Answer.UNKNOWN, None, seconds, how=_OPEN_HOW[first.how],
+                          solves=run.solves, reason=first.reason, hidden_units=sizes)
 
 
 def check_property(network: Network, box: Box, prop: OutputProperty, time_limit: float = 60.0,
                    *, report: StabilityReport | None = None, samples: int = 1024, seed: int = 0,
                    original: Network | None = None, compress_first: bool = False,
                    progress: Say | None = None, branch: bool = True,
-                   polytope: Polytope | None = None) -> PropertyResult:
+                   polytope: Polytope | None = None, solver: Solver | str = Solver.HIGHS,
+                   observe: Callable[[StepRecord], None] | None = None) -> PropertyResult:
     """Is there an input in ``box`` whose output lies in ``prop``'s unsafe set?
 
-    Random box points and a gradient search are tried first (cheap counterexamples;
-    ``samples=0`` skips them, the LP walks and the branch and bound, so that the MILP
-    decides), on few inputs LP walks across linear regions (``leo.search.region_walk``); then
-    branch and bound over the input box (``leo.bab.input_split``, unless ``branch=False``), which
-    may prove the property, find a confirmed counterexample, or exclude some disjuncts;
-    then, per disjunct still open, one MILP feasibility problem over the full network. ``time_limit`` is the
-    budget in seconds for all of it: the stability analysis that supplies bounds and unit
-    states (unless ``report`` is given) gets ANALYSIS_SHARE of it, the MILPs the rest; when
-    it runs out the answer is TIMEOUT. With ``compress_first`` the MILPs run on the network
-    made smaller losslessly by that analysis. A point is a counterexample only when the
-    forward pass of ``original`` (default: ``network``) puts it in the unsafe set; a solver
-    point that fails this is never SAT (the answer becomes UNKNOWN with the reason).
-    With ``polytope`` (rows ``a @ x <= b``) the inputs are those of ``box`` that satisfy
-    them: every proof on the box holds a fortiori, the MILPs carry the rows, and a point
-    counts only inside them (up to REGION_TOL).
+    The schedule (``leo.queries.schedules.pick``) depends on the inputs: random box points and
+    a gradient search first (cheap counterexamples; ``samples=0`` skips every search, so that
+    the MILP decides), on few inputs LP walks across linear regions and input-splitting branch
+    and bound (``leo.bab.input_split``, unless ``branch=False``), on images ReLU-split branch
+    and bound; then, per disjunct still open, one MILP feasibility problem over the full
+    network in ``solver`` (a ``solvers.backend.Solver``). ``time_limit`` is the budget in
+    seconds for all of it, the stability analysis that supplies bounds and unit states
+    (unless ``report`` is given) included; when it runs out the answer is TIMEOUT. With
+    ``compress_first`` the MILPs run on the network made smaller losslessly by that analysis.
+    A point is a counterexample only when the forward pass of ``original`` (default:
+    ``network``) puts it in the unsafe set; a solver point that fails this is never SAT (the
+    answer becomes UNKNOWN with the reason). With ``polytope`` (rows ``a @ x <= b``) the
+    inputs are those of ``box`` that satisfy them: every proof on the box holds a fortiori,
+    the MILPs carry the rows, and a point counts only inside them (up to REGION_TOL).
+    ``observe`` gets each schedule step's record as it ends.
     """
+    from leo.core.choices import choose
+    from solvers.backend import unavailable
+
     t0 = time.perf_counter()
-    deadline = t0 + time_limit
-    say: Say = progress or (lambda _line: None)
+    deadline = Deadline.after(time_limit)
     _check_sizes(network, box, prop)
-    judge = original if original is not None else network
     if original is not None:
         _check_sizes(original, box, prop)
-
-    def done(answer: Answer, how: str, x: np.ndarray | None = None, i: int | None = None,
-             solves: int = 0, reason: str = "", sizes: tuple[int, int] | None = None) -> PropertyResult:
-        y = judge(x[None, :])[0] if x is not None else None
-        return PropertyResult(answer, x, time.perf_counter() - t0, y, i, how, solves, reason, sizes)
-
-    def inside(x: np.ndarray) -> np.ndarray:
-        """Per row of ``x``: whether it satisfies the polytope's rows (all do without one)."""
-        if polytope is None:
-            return np.ones(len(x), dtype=bool)
-        return np.all(x @ polytope[0].T <= polytope[1] + REGION_TOL, axis=1)
-
-    def confirmed(x: np.ndarray) -> int | None:
-        """The disjunct that ``judge``'s forward pass puts ``x`` in, if it is in the box."""
-        if not box.contains(x, tol=0.0)[0] or not inside(x[None, :])[0]:
-            return None
-        hit = prop.violating(judge(x[None, :]), CHECK_TOL)
-        return None if hit is None else hit[1]
-
-    if samples > 0:
-        say(f"sampling {samples + 3} box points")
-        rng = np.random.default_rng(seed)
-        pts = np.vstack([box.sample(samples, rng), (box.lower + box.upper)[None, :] / 2, box.lower, box.upper])
-        pts = pts[inside(pts)]
-        hit = prop.violating(judge(pts), 0.0) if len(pts) else None
-        if hit is not None:
-            return done(Answer.SAT, "sampling", pts[hit[0]].copy(), hit[1])
+    solver = choose(Solver, solver, "solver")
+    why = unavailable(solver)
+    if why is not None:
+        raise LeoInputError(why)
+    problem = PropertyProblem(network, original if original is not None else network, box, prop, time_limit, _decide,
+                              seed, samples, progress or (lambda _line: None), solver,
+                              polytope, branch, compress_first, report)
     if not prop.disjuncts:
-        return done(Answer.UNSAT, "empty property")
-    if samples > 0:
-        say("gradient search for a counterexample")
-        for x in _attack(judge, box, prop, ATTACK_SHARE * time_limit, seed):
-            hit = confirmed(x)
-            if hit is not None:
-                return done(Answer.SAT, "gradient search", x, hit)
-    from leo.bab.input_split import SPLIT_INPUTS
-
-    rows = [prop.rows(i) for i in range(len(prop.disjuncts))]
-    walks = samples > 0 and box.dim <= SPLIT_INPUTS  # an LP per step: for few inputs
-    if walks:
-        from leo.search.region_walk import walk_search
-
-        say("LP walks across linear regions for a counterexample")
-        walked = walk_search(judge, box, rows, time.perf_counter() + WALK_SHARE * time_limit, confirmed, seed)
-        if walked is not None:
-            return done(Answer.SAT, "region walk", *walked)
-    proven: frozenset[int] = frozenset()  # disjuncts the branch and bound excluded on the whole box
-    if samples > 0 and branch:
-        from leo.bab.input_split import Searcher, Status, budget_share, property_goal
-
-        share = max(budget_share(box.dim) * (deadline - time.perf_counter()), 0.0)
-        say(f"branch and bound over the input box (up to {share:.1f} s)")
-        goal = property_goal(rows)
-        first = Searcher(network, box, goal, confirm=confirmed)
-        bab = first.run(time.perf_counter() + share)
-        say(f"branch and bound: {bab.status.value} after {bab.leaves} sub-boxes, "
-            f"{len(bab.proven)}/{len(prop.disjuncts)} disjuncts excluded")
-        if bab.status is Status.COUNTEREXAMPLE:
-            return done(Answer.SAT, "branch and bound", bab.x, bab.disjunct)
-        if bab.status is Status.PROVEN:
-            return done(Answer.UNSAT, "branch and bound")
-        proven = bab.proven
-    # few inputs: after the analysis, the first search and a second one with the analysis's bounds as floors
-    # take turns (_race), before the MILPs and again after them
-    second_try = samples > 0 and branch and box.dim <= SPLIT_INPUTS
-    searched, floors = network, None  # the network the search bounds (before any compression), its bounds
-    sizes = None
-    splits = samples > 0 and box.dim > SPLIT_INPUTS  # image-size inputs: ReLU splits with LP bounds before the MILPs
-    if report is None:
-        from leo.bab.relu_split import ANALYSIS_SCALE
-
-        # with ReLU splits to come, the analysis's share shrinks (its per-unit MILPs rarely finish on such inputs)
-        until = time.perf_counter() + ANALYSIS_SCALE * (deadline - time.perf_counter()) if splits else deadline
-        share = FEW_INPUTS_ANALYSIS_SHARE if second_try else ANALYSIS_SHARE
-        report = _analyse(network, box, until, seed, say, "stability analysis", share)
-    from leo.stability.analysis import bounds_and_states
-
-    floored = None  # the second input-splitting search, with the analysis's bounds as floors
-    if second_try:
-        from leo.bab.input_split import Searcher
-
-        floors = [(b.lower, b.upper) for b in bounds_and_states(network, box, report)[0][:-1]]
-        share = FLOORS_SHARE * (deadline - time.perf_counter())
-        say(f"branch and bound with the analysis's bounds (up to {share:.1f} s)")
-        floored = Searcher(searched, box, goal, confirm=confirmed, floors=floors)  # the first search's goal
-        floored.exclude(sorted(proven))
-        bab = _race((first, floored), time.perf_counter() + share)
-        say(f"branch and bound: {bab.status.value} after {bab.leaves} sub-boxes")
-        if bab.status is Status.COUNTEREXAMPLE:
-            return done(Answer.SAT, "branch and bound", bab.x, bab.disjunct)
-        if bab.status is Status.PROVEN:
-            return done(Answer.UNSAT, "branch and bound")
-        if walks and deadline > time.perf_counter():  # more walks, from fresh points, before the MILPs
-            say("more LP walks")
-            until = time.perf_counter() + WALK_AGAIN_SHARE * (deadline - time.perf_counter())
-            walked = walk_search(judge, box, rows, until, confirmed, seed, rounds=range(1, WALK_ROUNDS),
-                                 skip=sorted(proven))
-            if walked is not None:
-                return done(Answer.SAT, "region walk", *walked)
-    if compress_first:
-        network, report, sizes = _compressed(network, box, report, deadline, seed, say)
-    bounds, states = bounds_and_states(network, box, report)
-    if splits:
-        from leo.bab.relu_split import PROPERTY_SHARE, decide
-
-        split = decide(network, box, rows,
-                       [i for i in range(len(prop.disjuncts)) if i not in proven], bounds, states,
-                       time.perf_counter() + PROPERTY_SHARE * (deadline - time.perf_counter()), confirmed, say)
-        if split.x is not None:
-            return done(Answer.SAT, "relu-split", split.x, split.disjunct, sizes=sizes)
-        proven = proven | split.proven
-        if len(proven) == len(prop.disjuncts):
-            return done(Answer.UNSAT, "relu-split", sizes=sizes)
-    base = build_prefix(network, box, bounds, states, upto=len(network.layers) - 1)
-    n = len(prop.disjuncts)
-    undecided: dict[int, _Outcome] = {}
-    solves = 0
-    pending = [i for i in range(n) if i not in proven]
-    milp_end = deadline - SECOND_TRY_SHARE * (deadline - time.perf_counter()) if second_try else deadline
-    for again in (False, True):  # disjuncts that time out get a second go with the time the others left
-        timed_out: list[int] = []
-        for k, i in enumerate(pending):
-            left = milp_end - time.perf_counter()
-            if left <= 0:
-                out = _Outcome("timeout", reason=f"the time limit of {time_limit:g} s ran out before "
-                                                 f"disjunct {i + 1} of {n} was decided")
-            else:
-                share = left / (len(pending) - k)  # the disjuncts still to solve share what is left
-                say(f"MILP for disjunct {i + 1} of {n}{' (again)' if again else ''}, up to {share:.1f} s")
-                out = _solve_disjunct(network, box, base, bounds[-1], prop, i, share, confirmed, polytope)
-            solves += out.solves
-            if out.how == "sat":
-                return done(Answer.SAT, "milp", out.x, out.disjunct, solves, sizes=sizes)
-            if out.how == "infeasible":
-                undecided.pop(i, None)
-                continue
-            undecided[i] = out
-            if out.how == "timeout":
-                timed_out.append(i)
-        pending = timed_out
-        if not pending or milp_end - time.perf_counter() <= 0:
-            break
-    if undecided and floored is not None and deadline - time.perf_counter() > 0:
-        say(f"branch and bound with the analysis's bounds, on (up to {deadline - time.perf_counter():.1f} s)")
-        for searcher in (first, floored):
-            searcher.exclude([i for i in range(n) if i not in undecided])
-        bab = _race((first, floored), deadline)
-        say(f"branch and bound: {bab.status.value} after {bab.leaves} sub-boxes")
-        if bab.status is Status.COUNTEREXAMPLE:
-            return done(Answer.SAT, "branch and bound", bab.x, bab.disjunct, solves, sizes=sizes)
-        if bab.status is Status.PROVEN:
-            return done(Answer.UNSAT, "branch and bound", solves=solves, sizes=sizes)
-    if undecided:
-        left_open = sorted(undecided.items())
-        timed = [o for _, o in left_open if o.how == "timeout"]
-        first = (timed or [o for _, o in left_open])[0]
-        return done(Answer.TIMEOUT if timed else Answer.UNKNOWN, first.how, solves=solves, reason=first.reason,
-                    sizes=sizes)
-    return done(Answer.UNSAT, "milp-infeasible", solves=solves, sizes=sizes)
+        return PropertyResult(Answer.UNSAT, None, time.perf_counter() - t0, how=How.EMPTY_PROPERTY)
+    schedule = pick(box.dim, samples)
+    run = run_schedule(schedule, problem, frozenset(range(len(prop.disjuncts))), deadline, observe)
+    return _result(run, t0)
 
 
 # -- reporting: progress lines, the answer in words, the VNN-COMP results file -----------

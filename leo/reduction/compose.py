@@ -29,7 +29,9 @@ from leo.approx.dependence import DependenceOptions, dependence_elimination
 from leo.approx.linearity import LinearityOptions, linearity_fusion
 from leo.approx.pq_index import PQOptions, count_nonzero, pq_prune
 from leo.approx.report import ApproxReport, DataSplit, split_data
+from leo.core.choices import Form
 from leo.core.domain import Box
+from leo.core.verdicts import Verdict
 from leo.errors import LeoInputError
 from leo.core.network import Network
 from leo.reduction.reduce import Reduction
@@ -186,7 +188,8 @@ def _exact(state: _State) -> tuple[Network, StepReport, dict[int, list[int]] | N
     start = time.perf_counter()
     net = state.network
     seeds = None if state.split is None else state.split.x_fit
-    done = exact_step(net, state.box, state.options.stability, data=seeds, check_points=state.options.check_points)
+    done = exact_step(net, state.box, state.options.stability, data=seeds, check_points=state.options.check_points,
+                      form=Form.LEO)  # a chain's exact step keeps plain layers for the steps after it
     report, reduction, check = done.report, done.reduction, done.check
     out = reduction.network
     step = ExactReport(
@@ -299,6 +302,14 @@ def chain_summary(original: Network, final: Network, reports: Sequence[StepRepor
     return out
 
 
+def chain_report(methods: Sequence[str], original: Network, final: Network, reports: Sequence[StepReport],
+                 data: DataLike = None) -> dict[str, Any]:
+    """The report file an approximate chain writes in place of a certificate: says it is not
+    lossless, with the whole-chain numbers (``chain_summary``) and each step's own report."""
+    return {"kind": "leo approximate compression report", "lossless": False, "methods": list(methods),
+            "summary": chain_summary(original, final, reports, data), "steps": [r.to_json() for r in reports]}
+
+
 # -- what each step did, in words ---------------------------------------------------------
 def describe_step(report: StepReport) -> list[str]:
     """One line saying what a step did to the network (so a dense model that only had
@@ -344,6 +355,8 @@ def _removed_per_layer(rounds: Sequence[dict[str, Any]]) -> dict[int, int]:
 
 
 # -- interference ------------------------------------------------------------------------
+_STABLE = frozenset({Verdict.ACTIVE, Verdict.INACTIVE})
+
 def interference(network: Network, box: Box, data: DataLike, method: str = "pq-index",
                  options: ChainOptions = ChainOptions()) -> dict[str, Any]:
     """How much exact compression survives an approximate unit-removal step: stable units
@@ -362,8 +375,8 @@ def interference(network: Network, box: Box, data: DataLike, method: str = "pq-i
             continue
         was = {j: lb.proofs[j].verdict for j in range(lb.width)}
         for pos, orig in enumerate(units):
-            stable_before = was[orig] in ("active", "inactive")
-            stable_now = la.proofs[pos].verdict in ("active", "inactive")
+            stable_before = was[orig] in _STABLE
+            stable_now = la.proofs[pos].verdict in _STABLE
             survived_stable += stable_before
             still_stable += stable_before and stable_now
             newly_stable += (not stable_before) and stable_now

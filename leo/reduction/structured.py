@@ -4,10 +4,11 @@ A conv layer (one whose ``Layer.structure`` rebuilds its weights exactly) loses 
 output channels whose units are ALL proven stably inactive, and the layers reading it
 lose those input channels; a channel with some live units stays whole (a Conv must stay
 rectangular; its inactive units are zero on the box anyway). Dense layers are reduced
-as LEO does (``leo.reduction.reduce``'s helpers). A layer whose remaining units are all stably
-active is linear on the box: it is multiplied into the layers reading it when the
-product is smaller, counted as written (a conv by its kernel), and stays a conv when a
-conv rebuilds it exactly; otherwise it stays, without its ReLU.
+as LEO does. A layer whose remaining units are all stably active is linear on the box:
+it is multiplied into the layers reading it when the product is smaller, counted as
+written (a conv by its kernel), and stays a conv when a conv rebuilds it exactly;
+otherwise it stays, without its ReLU. This is ``STRUCTURED``, a policy of the one
+reduction loop (``leo.reduction.loop``), so its edits are logged steps like every form's.
 
 Every structure kept is verified: ``conv_kernel`` reads a kernel back from the dense
 matrix and requires the conv it defines to rebuild that matrix (to 1e-12 relative), so
@@ -23,10 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from leo.io.conv import Window
+from leo.core.choices import Form
 from leo.core.network import Layer, Network
-from leo.reduction.reduce import Reduction, _delete_units, _final_relu, _fold_dependent, _Layer, _merge_linear, _readers
-from leo.stability.report import ACTIVE, INACTIVE, StabilityReport
+from leo.core.verdicts import Verdict
+from leo.io.conv import Window, channel_bias
+from leo.reduction.editable import EditLayer
+from leo.reduction.loop import Policy, Run, delete_inactive, fold_dependent, merge, run_policy
+from leo.reduction.steps import DropChannels, DropRelu, Reduction
+from leo.stability.report import StabilityReport
+
+INACTIVE = Verdict.INACTIVE
 
 #: Largest |rebuilt - weight| accepted, relative to the largest |weight|.
 KERNEL_TOL = 1e-12
@@ -115,27 +122,13 @@ def conv_kernels(layer: Layer) -> dict[int, np.ndarray] | None:
     return out
 
 
-def channel_bias(layer: Layer) -> np.ndarray | None:
-    """The per-channel bias of a conv layer when its bias is constant within each channel."""
-    if layer.shape is None or len(layer.shape) < 2:
-        return None
-    b = layer.bias.reshape(layer.shape[0], -1)
-    return b[:, 0].copy() if np.array_equal(b, np.broadcast_to(b[:, :1], b.shape)) else None
-
-
 # -- the reduction ------------------------------------------------------------------------
-
-@dataclass
-class _SLayer(_Layer):
-    shape: tuple[int, ...] | None = None
-    structure: dict[str, Any] | None = None
-
 
 def _kernel_ok(weights: Mapping[int, np.ndarray], structure: dict[str, Any] | None) -> bool:
     return structure is not None and all(conv_kernel(w, structure) is not None for w in weights.values())
 
 
-def _params(weights: Mapping[int, np.ndarray], bias: np.ndarray, structure: dict[str, Any] | None) -> int:
+def _params(weights: Mapping[int, np.ndarray], bias: np.ndarray, structure: Mapping[str, Any] | None) -> int:
     """Parameters as written: a conv by its kernels (and a per-channel bias when it is one)."""
     if structure is None:
         return int(sum(w.size for w in weights.values()) + bias.size)
@@ -151,10 +144,11 @@ def _with_channels(structure: dict[str, Any], key: str, channels: int) -> dict[s
     return {**structure, key: [channels, *shape[1:]]}
 
 
-def _drop_channels(layers: list[_SLayer], k: int, channels: list[int]) -> bool:
+def _drop_channels(run: Run, k: int, channels: list[int], spatial: int) -> bool:
     """Delete output channels (positions) of conv layer k and the readers' input channels,
     when every structure involved still rebuilds its weights afterwards; else change nothing."""
-    ly = layers[k]
+    ed = run.ed
+    ly = ed.layer(k)
     c_all, per = ly.shape[0], ly.bias.size // ly.shape[0]
     units = np.concatenate([np.arange(c * per, (c + 1) * per) for c in channels])
     keep = np.setdiff1d(np.arange(ly.bias.size), units)
@@ -163,37 +157,32 @@ def _drop_channels(layers: list[_SLayer], k: int, channels: list[int]) -> bool:
     if not _kernel_ok({s: w[keep] for s, w in ly.weights.items()}, structure):
         return False
     reader_structures = []
-    for reader in _readers(layers, k + 1):
+    for reader in (ed.layer(r) for r in ed.readers(k)):
         new = None
         if reader.structure is not None:
             new = _with_channels(reader.structure, "in_shape", left)
-            weights = {s: (w[:, keep] if s == k + 1 else w) for s, w in reader.weights.items()}
+            weights = {s: (w[:, keep] if s == k else w) for s, w in reader.weights.items()}
             if not _kernel_ok(weights, new):
                 return False
         reader_structures.append((reader, new))
-    _delete_units(layers, k, units)
+    original = tuple(sorted(ly.origin[c * per] // spatial for c in channels))
+    run.apply(DropChannels(ly.name, original, spatial))
     ly.structure, ly.shape = structure, (left, *ly.shape[1:])
     for reader, new in reader_structures:
         reader.structure = new
     return True
 
 
-def _dead_channels(layers: list[_SLayer], k: int, spatial: int) -> list[int]:
-    """Delete the wholly inactive channels of conv layer k (all at once, else one by one);
-    their original channel indices."""
-    ly = layers[k]
+def _dead_channels(run: Run, k: int) -> None:
+    """Delete the wholly inactive channels of conv layer k (all at once, else one by one)."""
+    ly = run.ed.layer(k)
+    spatial = math.prod(run.original.layers[ly.name - 1].shape[1:])
     per = ly.bias.size // ly.shape[0]
-    dead = [c for c in range(ly.shape[0]) if all(s == INACTIVE for s in ly.status[c * per:(c + 1) * per])]
-    if not dead:
-        return []
-    original = {c: ly.origin[c * per] // spatial for c in range(ly.shape[0])}
-    if _drop_channels(layers, k, dead):
-        return [original[c] for c in dead]
-    done = []
+    dead = [c for c in range(ly.shape[0]) if all(s == INACTIVE for s in ly.state[c * per:(c + 1) * per])]
+    if not dead or _drop_channels(run, k, dead, spatial):
+        return
     for c in sorted(dead, reverse=True):  # from the end, so earlier positions stay valid
-        if _drop_channels(layers, k, [c]):
-            done.append(original[c])
-    return sorted(done)
+        _drop_channels(run, k, [c], spatial)
 
 
 def _composed(first: dict[str, Any], second: dict[str, Any]) -> list[dict[str, Any]]:
@@ -223,15 +212,16 @@ def _composed(first: dict[str, Any], second: dict[str, Any]) -> list[dict[str, A
     return [{**base, "group": g} for g in groups]
 
 
-def _merge_if_smaller(layers: list[_SLayer], k: int) -> bool:
+def _merge_if_smaller(run: Run, k: int) -> bool:
     """Multiply linear layer k into its readers when that is smaller as written (always for
     dense layers read only by dense ones, as LEO does); the readers stay convs where a
-    conv rebuilds the product."""
-    ly = layers[k]
+    conv rebuilds the product. Otherwise a ReLU layer keeps its units without the ReLU."""
+    ed = run.ed
+    ly = ed.layer(k)
     plans = []
-    for reader in _readers(layers, k + 1):
-        w = reader.weights[k + 1]
-        weights = {s: v for s, v in reader.weights.items() if s != k + 1}
+    for reader in (ed.layer(r) for r in ed.readers(k)):
+        w = reader.weights[k]
+        weights = {s: v for s, v in reader.weights.items() if s != k}
         for s, ws in ly.weights.items():
             weights[s] = weights[s] + w @ ws if s in weights else w @ ws
         bias = reader.bias + w @ ly.bias
@@ -245,34 +235,53 @@ def _merge_if_smaller(layers: list[_SLayer], k: int) -> bool:
             _params(r.weights, r.bias, r.structure) for r, *_ in plans)
         after = sum(_params(w, b, s) for _, w, b, s in plans)
         if after >= before:
+            if ly.relu:
+                run.apply(DropRelu(ly.name))
             return False
-    _merge_linear(layers, k)
+    merge(run, k)
     for reader, _, _, structure in plans:
         reader.structure = structure
     return True
 
 
-def _spoil_readers(layers: list[_SLayer], k: int) -> None:
+def _spoil_readers(run: Run, k: int) -> None:
     """Layer k's units changed one by one: its own and its readers' conv structure is gone."""
-    layers[k].shape, layers[k].structure = None, None
-    for reader in _readers(layers, k + 1):
-        reader.structure = None
+    ed = run.ed
+    ed.layer(k).shape, ed.layer(k).structure = None, None
+    for r in ed.readers(k):
+        ed.layer(r).structure = None
 
 
-def _start(network: Network, report: StabilityReport) -> list[_SLayer]:
-    layers = []
-    for i, layer in enumerate(network.layers, start=1):
-        lr = report.layer(i) if layer.relu else None
-        if lr is None and layer.relu:
-            raise ValueError(f"the report has no entry for ReLU layer {i}")
-        status = [p.verdict for p in lr.proofs] if lr else [ACTIVE] * layer.width
-        structure = dict(layer.structure) if conv_kernels(layer) is not None else None
-        layers.append(_SLayer({s: w.copy() for s, w in layer.weights.items()}, layer.bias.copy(), layer.relu,
-                              status, list(range(layer.width)), layer.shape, structure))
-    return layers
+def _is_conv_relu(ly: EditLayer) -> bool:
+    """A conv ReLU layer with some unit not stably inactive (one with none is deleted whole)."""
+    return ly.relu and ly.structure is not None and any(s != INACTIVE for s in ly.state)
 
 
-def _final_layer(ly: _SLayer) -> Layer:
+def _prepare(run: Run) -> None:
+    """Keep only the conv structures that rebuild their weights exactly; then delete dead
+    channels first, while every conv keeps its structure: merging a linear layer into a
+    conv (a MaxPool's output into the conv reading it) can leave it dense, and its dead
+    channels would then go unit by unit, unnamed, and stay in the user's pruned module."""
+    for ly, layer in zip(run.ed.layers, run.original.layers):
+        if conv_kernels(layer) is None:
+            ly.structure = None
+    for k in range(1, len(run.ed.layers)):
+        if _is_conv_relu(run.ed.layer(k)):
+            _dead_channels(run, k)
+
+
+def _units(run: Run, k: int) -> None:
+    """A conv layer's dead channels are gone and a channel with live units stays whole;
+    a dense layer is reduced as LEO does."""
+    if _is_conv_relu(run.ed.layer(k)):
+        return
+    if delete_inactive(run, k):
+        _spoil_readers(run, k)
+    if fold_dependent(run, k):
+        _spoil_readers(run, k)
+
+
+def _final_layer(ly: EditLayer) -> Layer:
     shape = ly.shape if ly.shape is not None and math.prod(ly.shape) == ly.bias.size else None
     layer = Layer(ly.weights, ly.bias, ly.relu, shape, ly.structure)
     if ly.structure is not None and conv_kernels(layer) is None:  # a safeguard: export only exact convs
@@ -280,72 +289,17 @@ def _final_layer(ly: _SLayer) -> Layer:
     return layer
 
 
-def _is_conv_relu(ly: _SLayer) -> bool:
-    """A conv ReLU layer with some unit not stably inactive (one with none is deleted whole)."""
-    return ly.relu and ly.structure is not None and any(s != INACTIVE for s in ly.status)
+def _finish(run: Run) -> Network:
+    return Network(run.ed.input_dim, tuple(_final_layer(ly) for ly in run.ed.layers), run.ed.metadata)
+
+
+#: Whole channels out, conv layers kept; dense layers as LEO.
+STRUCTURED = Policy(Form.STRUCTURED, _units, _merge_if_smaller, _prepare, _finish)
 
 
 def reduce_structured(network: Network, report: StabilityReport) -> Reduction:
     """The structured reduction of ``network`` (``report`` must come from analysing it)."""
-    layers = _start(network, report)
-    spatial = {i: (math.prod(ly.shape[1:]) if ly.shape else 1) for i, ly in enumerate(network.layers, start=1)}
-    n_orig = len(layers)
-    ids = list(range(1, n_orig + 1))
-    removed: dict[int, list[int]] = {i: [] for i in ids}
-    folded: dict[int, list[int]] = {i: [] for i in ids}
-    dead: dict[int, list[int]] = {i: [] for i in ids}
-    merged, linear, folds = [], [], []
-    worst = 0.0
-    # dead channels first, while every conv keeps its structure: merging a linear layer into
-    # a conv (a MaxPool's output into the conv reading it) can leave it dense, and its dead
-    # channels would then go unit by unit, unnamed, and stay in the user's pruned module
-    for k, ly in enumerate(layers[:-1]):
-        if _is_conv_relu(ly):
-            channels = _dead_channels(layers, k, spatial[ids[k]])
-            dead[ids[k]] += channels
-            removed[ids[k]] += [c * spatial[ids[k]] + j for c in channels for j in range(spatial[ids[k]])]
-    k = 0
-    while k < len(layers) - 1:
-        ly = layers[k]
-        if _is_conv_relu(ly):
-            pass  # its dead channels are gone; a channel with live units stays whole
-        elif ly.relu:
-            inactive = np.array([i for i, s in enumerate(ly.status) if s == INACTIVE], dtype=int)
-            removed[ids[k]] += [ly.origin[i] for i in inactive]
-            if inactive.size:
-                _spoil_readers(layers, k)
-            _delete_units(layers, k, inactive)
-            fold = _fold_dependent(layers, k, ids[k])
-            if fold is not None:
-                _spoil_readers(layers, k)
-                folds.append(fold)
-                folded[ids[k]] += fold.units
-                worst = max(worst, fold.residual)
-        if all(s == ACTIVE for s in ly.status) or not ly.relu:
-            if _merge_if_smaller(layers, k):
-                merged.append(ids[k])
-                del ids[k]
-                continue
-            if ly.relu:
-                ly.relu = False
-                linear.append(ids[k])
-        k += 1
-    _final_relu(layers[-1])
-    net = Network(network.input_dim, tuple(_final_layer(ly) for ly in layers), dict(network.metadata))
-    per_layer = range(1, n_orig + 1)
-    return Reduction(
-        network=net,
-        removed_inactive=tuple(tuple(sorted(removed[i])) for i in per_layer),
-        folded_active=tuple(tuple(sorted(folded[i])) for i in per_layer),
-        merged_layers=tuple(merged),
-        max_fold_residual=worst,
-        kept=tuple(tuple(ly.origin) for ly in layers),
-        folds=tuple(folds),
-        bypassed_active=tuple(() for _ in per_layer),
-        dead_channels=tuple(tuple(sorted(dead[i])) for i in per_layer),
-        linear_layers=tuple(linear),
-        form="structured",
-    )
+    return run_policy(network, report, STRUCTURED)
 
 
 def written_parameters(network: Network) -> int:
@@ -378,4 +332,34 @@ def describe(reduction: Reduction, original: Network | None = None) -> str:
     return text
 
 
-__all__ = ["channel_bias", "conv_kernel", "conv_kernels", "describe", "reduce_structured", "written_parameters"]
+@dataclass(frozen=True)
+class KeptActive:
+    """What became of the stably active units of a reduction (``leo`` and ``flat`` forms): each one
+    kept raises the rank of its layer's active rows, and a layer with unstable units cannot be
+    multiplied into the next, so the user is told why such units are still there."""
+
+    bypassed: int  # through skip connections (the flat form: every stably active unit leaves its ReLU)
+    folded: int  # into the next layer: their rows are combinations of others
+    kept: int  # in layers not merged, not folded
+
+    @classmethod
+    def of(cls, report: StabilityReport, reduction: Reduction) -> KeptActive:
+        merged = set(reduction.merged_layers)
+        kept = sum(len(set(lr.active) - set(reduction.folded_active[lr.layer - 1]))
+                   for lr in report.layers if lr.layer not in merged)
+        return cls(sum(len(u) for u in reduction.bypassed_active), sum(len(f) for f in reduction.folded_active), kept)
+
+    def line(self) -> str:
+        """The compress report's line ("" when there is nothing to say)."""
+        if self.bypassed:
+            return (f"{self.bypassed} stably active units bypassed (their linear maps reach the layers that read "
+                    "them through skip connections)")
+        if not self.kept and not self.folded:
+            return ""
+        return (f"{self.folded} stably active units folded into the next layer (their rows are combinations of "
+                f"others); {self.kept} kept: their rows are linearly independent, and their layers also hold "
+                "unstable units")
+
+
+__all__ = ["STRUCTURED", "KeptActive", "channel_bias", "conv_kernel", "conv_kernels", "describe", "reduce_structured",
+           "written_parameters"]

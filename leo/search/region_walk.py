@@ -15,10 +15,14 @@ random box points reached excess -1e-4 within 6 LPs.
 
 Only candidates come out of here: the caller confirms them by the network's forward pass.
 
-The stability analysis has its own walk for one unit (``leo.search.neighbourhood.region_walk``): it
-minimises one pre-activation with the MILP's proven unit states; this one minimises a
-largest-of-rows (an epigraph variable) on few inputs. Both take the region's affine maps from
-``leo.search.neighbourhood.affine_maps``.
+This is the one LP walk: the stability analysis walks one unit's pre-activation with it
+(``leo.search.neighbourhood.region_walk``: the units it proved stable keep their state and
+add no row), property checking walks a disjunct's largest-of-rows (an epigraph variable).
+Its LPs go through ``solvers`` (so ``--solver`` reaches them); on ACAS Xu 1_9 property 7,
+160 walks from the same starts (2026-12-06, alternating) ended at the same values as the
+same walk through scipy's ``linprog``, in 40.8 s against 47.9 s. The region's affine maps
+are ``leo.search.maps.affine_maps``.
+
 Tried on the 25 units the analysis left open on ACAS Xu 1_9 over property 7's box (60 s): walks
 from the best of 10^5 points showed 1 of them unstable; the others' walks ended at z -0.005 to
 -0.07 (most likely stable, so a walk is no help there).
@@ -26,15 +30,20 @@ from the best of 10^5 points showed 1 of them unstable; the others' walks ended 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linprog
+import scipy.sparse as sp
 
+from leo.core.deadline import Deadline
 from leo.core.domain import Box
 from leo.core.network import Network
-from leo.search.neighbourhood import affine_maps
+from leo.core.threads import highs_threads
+from leo.search.maps import affine_maps
+from solvers.backend import Solver, new_model
+from solvers.problem import Problem
+from solvers.result import SolveStatus
 
 #: Box points sampled for the walks' starts (the walk is local: the lowest points start).
 WALK_SAMPLES = 100_000
@@ -52,71 +61,154 @@ CROSS = 1e-7
 SAME = 1e-12
 
 
-def region(network: Network, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The network on ``x``'s linear region: ``(A, b, P, q)`` with outputs ``A u + b`` for
-    every ``u`` in the region ``{u : P u <= q}`` (one row per ReLU: z >= 0 where x's unit
-    is on, z <= 0 where it is off). The maps are the analysis's (``leo.search.neighbourhood.affine_maps``)."""
-    n = network.input_dim
-    pattern = [(z[0] > 0).astype(np.float64) for z in network.pre_activations(x[None, :])]
-    maps = affine_maps(network, len(network.layers) - 1, pattern)
+#: A row whose dual exceeds this at an LP optimum is a wall the optimum sits on.
+WALL_DUAL = 1e-9
+
+#: Per layer, a fixed ReLU state per unit (1 passes, 0 blocks) or NaN: free (its sign is the point's,
+#: and its sign row bounds the region). The stability analysis fixes the units it proved stable.
+Fixed = Sequence[np.ndarray]
+
+
+def _pattern(network: Network, x: np.ndarray, upto: int, fixed: Fixed | None) -> tuple[list[np.ndarray],
+                                                                                      list[np.ndarray]]:
+    """Per layer ``0..upto``: the ReLU state at ``x`` (fixed units keep theirs), and which units are free."""
+    zs = network.pre_activations(x[None, :], upto)
+    pattern, free = [], []
+    for k, z in enumerate(zs):
+        seen = (z[0] > 0).astype(np.float64)
+        f = np.full(seen.size, np.nan) if fixed is None or k >= len(fixed) else np.asarray(fixed[k], dtype=float)
+        pattern.append(np.where(np.isnan(f), seen, f))
+        free.append(np.isnan(f))
+    return pattern, free
+
+
+def _region(network: Network, upto: int, pattern: list[np.ndarray], free: list[np.ndarray],
+            output: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(A, b, P, q)``: the values ``A u + b`` (layer ``upto``'s pre-activation, or its output
+    with ``output``) for every ``u`` of the region ``{u : P u <= q}`` (a row per free ReLU
+    before ``upto``, and of ``upto`` itself with ``output``: z >= 0 where on, z <= 0 where off)."""
+    maps = affine_maps(network, upto, pattern)
     rows, rhs = [], []
-    for layer, (m_z, c_z), on in zip(network.layers, maps, pattern):
-        if layer.relu:
-            sign = np.where(on > 0, -1.0, 1.0)  # on: -(M u + m) <= 0; off: M u + m <= 0
-            rows.append(sign[:, None] * m_z)
-            rhs.append(-sign * c_z)
+    for k, (layer, (m_z, c_z)) in enumerate(zip(network.layers[: upto + 1], maps)):
+        if layer.relu and (k < upto or output):
+            sign = np.where(pattern[k] > 0, -1.0, 1.0)[free[k]]  # on: -(M u + m) <= 0; off: M u + m <= 0
+            rows.append(sign[:, None] * m_z[free[k]])
+            rhs.append(-sign * c_z[free[k]])
     a_out, b_out = maps[-1]
-    if network.layers[-1].relu:  # affine_maps gives pre-activations: the last ReLU's pattern applies too
-        a_out, b_out = a_out * pattern[-1][:, None], b_out * pattern[-1]
+    if output and network.layers[upto].relu:  # affine_maps gives pre-activations: the last ReLU's pattern applies
+        a_out, b_out = a_out * pattern[upto][:, None], b_out * pattern[upto]
+    n = network.input_dim
     if not rows:
         return a_out, b_out, np.zeros((0, n)), np.zeros(0)
     return a_out, b_out, np.vstack(rows), np.concatenate(rhs)
 
 
-def excess(network: Network, x: np.ndarray, a: np.ndarray, c: np.ndarray) -> float:
-    """The disjunct's excess at ``x`` by the forward pass (<= 0: inside)."""
-    return float((network(x[None, :])[0] @ a.T - c).max())
+def region(network: Network, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The network on ``x``'s linear region: ``(A, b, P, q)`` with outputs ``A u + b`` for
+    every ``u`` in the region ``{u : P u <= q}`` (one row per ReLU: z >= 0 where x's unit
+    is on, z <= 0 where it is off). The maps are the analysis's (``leo.search.neighbourhood.affine_maps``)."""
+    last = len(network.layers) - 1
+    return _region(network, last, *_pattern(network, x, last, None), output=True)
 
 
-def descend(network: Network, box: Box, a: np.ndarray, c: np.ndarray, x: np.ndarray, deadline: float,
-            steps: int = WALK_STEPS, stall: int = WALK_STALL) -> tuple[np.ndarray, float]:
-    """Walk from ``x`` to lower values of the disjunct ``a y <= c``'s excess; stops at a
-    point inside it (excess < 0 by the forward pass), after ``steps`` LPs, after ``stall``
-    LPs in a row without a lower value, at a region with no way down, or at ``deadline``.
-    Returns the lowest point seen and its excess (both by the forward pass)."""
-    lo, hi = box.lower, box.upper
-    n, m = box.dim, len(c)
-    best_x, best = x.copy(), excess(network, x, a, c)
-    bounds = [(float(l), float(h)) for l, h in zip(lo, hi)] + [(None, None)]
+@dataclass(frozen=True)
+class Walk:
+    """Where a walk went: every LP optimum, the lowest point seen and its value (both by the
+    forward pass), and the LPs solved."""
+
+    points: tuple[np.ndarray, ...]
+    x: np.ndarray
+    value: float
+    lps: int
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a walk lowers: ``max_r (g_r . v + h_r)`` where ``v`` is layer ``layer``'s
+    pre-activation (None: the network's output)."""
+
+    g: np.ndarray
+    h: np.ndarray
+    layer: int | None = None
+
+    def value(self, network: Network, x: np.ndarray) -> float:
+        """At ``x``, by the forward pass."""
+        if self.layer is None:
+            v = network(x[None, :])[0]
+        else:
+            v = network.pre_activations(x[None, :], self.layer)[-1][0]
+        return float((self.g @ v + self.h).max())
+
+
+def _region_lp(network: Network, box: Box, target: Target, x: np.ndarray, fixed: Fixed | None, seconds: float,
+               solver: Solver | str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The lowest point of the target on ``x``'s region (an LP through ``solvers``: ``min t`` s.t.
+    ``g_r . (A u + b) + h_r <= t``, the region's rows, the box), and the region rows it binds on."""
+    upto = len(network.layers) - 1 if target.layer is None else target.layer
+    pattern, free = _pattern(network, x, upto, fixed)
+    a_out, b_out, p, q = _region(network, upto, pattern, free, output=target.layer is None)
+    n, m = box.dim, len(target.h)
+    g = target.g @ a_out
+    matrix = sp.csr_matrix(np.vstack([np.hstack([g, -np.ones((m, 1))]), np.hstack([p, np.zeros((len(q), 1))])]))
+    upper = np.concatenate([-(target.g @ b_out + target.h), q])
+    problem = Problem(matrix=matrix, row_lower=np.full(len(upper), -np.inf), row_upper=upper,
+                      col_lower=np.append(box.lower, -np.inf), col_upper=np.append(box.upper, np.inf),
+                      integer=np.zeros(n + 1, dtype=bool), names=tuple(f"x_{i}" for i in range(n)) + ("t",),
+                      x_cols=np.arange(n))
+    lp = new_model(problem, relax=True, threads=highs_threads(), solver=solver)
     cost = np.zeros(n + 1)
     cost[-1] = 1.0
+    res = lp.minimise(cost, threshold=None, time_limit=seconds)
+    if res.status is not SolveStatus.OPTIMAL or res.point is None:
+        return None  # not optimal (a time limit, a degenerate region): the walk ends here
+    walls = np.flatnonzero(np.abs(lp.row_duals()[m:]) > WALL_DUAL)
+    return np.clip(res.point, box.lower, box.upper), p[walls]
+
+
+def walk(network: Network, box: Box, target: Target, x: np.ndarray, deadline: Deadline, *,
+         fixed: Fixed | None = None, steps: int = WALK_STEPS, stall: int = WALK_STALL,
+         solver: Solver | str = Solver.HIGHS) -> Walk:
+    """Walk from ``x`` to lower values of ``target``: per step the LP of the current point's
+    region, then a step just across the walls its optimum binds on. Stops at a value < 0, after
+    ``steps`` LPs, after ``stall`` LPs in a row without a lower value, at a region with no way
+    down, or at ``deadline``."""
+    lo, hi = box.lower, box.upper
+    best_x, best = x.copy(), target.value(network, x)
+    points: list[np.ndarray] = []
     since = 0
     for _ in range(steps):
-        left = deadline - time.perf_counter()
-        if best < 0 or left <= 0 or since >= stall:
+        if best < 0 or deadline.passed() or since >= stall:
             break
-        a_out, b_out, p, q = region(network, x)
-        g = a @ a_out  # row r: g_r . u + (a_r . b - c_r) <= t
-        a_ub = np.vstack([np.hstack([g, -np.ones((m, 1))]), np.hstack([p, np.zeros((len(q), 1))])])
-        b_ub = np.concatenate([c - a @ b_out, q])
-        lp = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs", options={"time_limit": left})
-        if lp.status != 0:  # not optimal (a time limit, a degenerate region): the walk ends here
+        solved = _region_lp(network, box, target, x, fixed, deadline.left(), solver)
+        if solved is None:
             break
-        u = np.clip(lp.x[:n], lo, hi)
-        value = excess(network, u, a, c)
+        u, walls = solved
+        points.append(u)
+        value = target.value(network, u)
         since = 0 if value < best - SAME else since + 1
         if value < best:
             best_x, best = u, value
-        duals = lp.ineqlin.marginals[m:]
-        tight = np.flatnonzero(np.abs(duals) > 0)
-        if not len(tight):  # no boundary holds the optimum down: no neighbour is lower by this step
-            break
-        out = p[tight].sum(axis=0)  # leave the region across its binding rows
+        out = walls.sum(axis=0) if len(walls) else np.zeros(box.dim)  # leave the region across its walls
         norm = np.linalg.norm(out)
-        if not norm > 0:
+        if not norm > 0:  # no wall holds the optimum down: no neighbour is lower by this step
             break
         x = np.clip(u + CROSS * (hi - lo) * out / norm, lo, hi)
-    return best_x, best
+    return Walk(tuple(points), best_x, best, len(points))
+
+
+def excess(network: Network, x: np.ndarray, a: np.ndarray, c: np.ndarray) -> float:
+    """The disjunct's excess at ``x`` by the forward pass (<= 0: inside)."""
+    return Target(np.atleast_2d(a), -np.asarray(c, dtype=np.float64)).value(network, x)
+
+
+def descend(network: Network, box: Box, a: np.ndarray, c: np.ndarray, x: np.ndarray, deadline: Deadline,
+            steps: int = WALK_STEPS, stall: int = WALK_STALL,
+            solver: Solver | str = Solver.HIGHS) -> tuple[np.ndarray, float]:
+    """``walk`` to lower values of the disjunct ``a y <= c``'s excess; returns the lowest point
+    seen and its excess (both by the forward pass)."""
+    target = Target(np.atleast_2d(np.asarray(a, dtype=np.float64)), -np.asarray(c, dtype=np.float64))
+    w = walk(network, box, target, x, deadline, steps=steps, stall=stall, solver=solver)
+    return w.x, w.value
 
 
 def starts(values: np.ndarray, count: int) -> np.ndarray:
@@ -134,9 +226,9 @@ def starts(values: np.ndarray, count: int) -> np.ndarray:
 
 
 def walk_search(network: Network, box: Box, disjuncts: Sequence[tuple[np.ndarray, np.ndarray]],
-                deadline: float, confirm: Callable[[np.ndarray], int | None], seed: int = 0,
+                deadline: Deadline, confirm: Callable[[np.ndarray], int | None], seed: int = 0,
                 rounds: range = range(1), samples: int = WALK_SAMPLES, per_disjunct: int = WALK_STARTS,
-                skip: Sequence[int] = ()) -> tuple[np.ndarray, int] | None:
+                skip: Sequence[int] = (), solver: Solver | str = Solver.HIGHS) -> tuple[np.ndarray, int] | None:
     """Per round, walks from the lowest of ``samples`` fresh random box points (round ``r``
     draws with seed ``seed + r``), up to ``per_disjunct`` per disjunct, the disjuncts taken
     in turn; the first point that ``confirm`` (the caller's forward pass) puts in the unsafe
@@ -150,12 +242,12 @@ def walk_search(network: Network, box: Box, disjuncts: Sequence[tuple[np.ndarray
                 for i in live}
         while any(todo.values()):
             for i in live:
-                if time.perf_counter() >= deadline:
+                if deadline.passed():
                     return None
                 if not todo[i]:
                     continue
                 a, c = disjuncts[i]
-                x, value = descend(network, box, a, c, pts[todo[i].pop(0)], deadline)
+                x, value = descend(network, box, a, c, pts[todo[i].pop(0)], deadline, solver=solver)
                 if value <= 0:
                     hit = confirm(x)
                     if hit is not None:

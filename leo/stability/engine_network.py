@@ -23,12 +23,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from leo.bounds.encoding import Encoding, build_prefix
+from leo.core.deadline import Deadline
 from leo.stability.prove import MIN_SOLVE_SECONDS
 from leo.stability.report import UnitProof
-from leo.stability.stages import MILP, Counts, NetworkProblem, NetworkResult, Progress, ProgressFn
+from leo.stability.stages import Counts, NetworkProblem, NetworkResult, Phase, Progress, ProgressFn
 from leo.core.threads import highs_threads
 from leo.core.verdicts import Method, Verdict
 from solvers.backend import new_model
+from solvers.guard import check_relaxation
 from solvers.problem import with_columns
 from solvers.result import SolveStatus
 
@@ -83,11 +85,16 @@ def solve_network(problem: NetworkProblem, progress: ProgressFn | None = None) -
     counts = Counts()
     proofs: dict[tuple[int, int], UnitProof] = {}
     fallback: dict[tuple[int, int], UnitProof] = {}
+    if p.deadline.limit(p.options.time_limit) >= MIN_SOLVE_SECONDS:  # solvers.guard: else cutoffs read as proofs
+        relaxation = new_model(encoding, relax=True, threads=highs_threads(), solver=p.options.solver)
+        counts = Counts(lps=1)
+        if check_relaxation(relaxation, p.deadline.limit(p.options.time_limit)).in_trouble:
+            return NetworkResult(proofs, fallback, np.zeros((0, p.box.dim)), counts)
     found: list[np.ndarray] = []
     points: list[np.ndarray] = []
     while live.any():
         found.clear()
-        left = min(p.options.time_limit, _seconds_left(p.deadline))
+        left = p.deadline.limit(p.options.time_limit)
         if left < MIN_SOLVE_SECONDS:
             break  # the budget is spent: what is open stays open (the orchestrator marks it)
         res = model.minimise(cost, threshold=-0.5, time_limit=left, on_point=lambda v: found.append(v.copy()))
@@ -122,13 +129,9 @@ def solve_network(problem: NetworkProblem, progress: ProgressFn | None = None) -
     return NetworkResult(proofs, fallback, found_points, counts)
 
 
-def _seconds_left(deadline: float | None) -> float:
-    return np.inf if deadline is None else max(deadline - time.time(), 0.0)
-
-
 def _report(progress: Callable[[Progress], None] | None, n: int, live: np.ndarray, t0: float,
-            deadline: float | None) -> None:
+            deadline: Deadline) -> None:
     if progress is not None:
         done = n - int(live.sum())
-        progress(Progress(0, done, n, {str(Method.MILP_NETWORK): done}, time.perf_counter() - t0, MILP,
-                          None if deadline is None else _seconds_left(deadline)))
+        progress(Progress(0, done, n, {str(Method.MILP_NETWORK): done}, time.perf_counter() - t0, Phase.MILP,
+                          deadline.left() if deadline.bounded else None))

@@ -5,13 +5,13 @@ one early-stopped question per open unit. It runs wherever ``leo.stability.paral
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from leo.bounds.encoding import Encoding, assignment
+from leo.core.deadline import Deadline
 from leo.search.neighbourhood import find_crossing
 from leo.core.network import Network
 from leo.stability.stages import Counts, StabilityOptions
@@ -19,6 +19,7 @@ from leo.core.threads import resolve, using_threads
 from leo.core.verdicts import Method
 from solvers.backend import Model, new_model
 from solvers.cuts import LoopResult, Separator, cut_loop
+from solvers.guard import check_relaxation
 from solvers.result import SolveResult, SolveStatus
 
 #: Share of a task's time limit the cut loop may take before the MILP gets the rest.
@@ -58,7 +59,7 @@ class TaskResult:
 
 
 def prove(network: Network, encoding: Encoding, layer: int, tasks: list[Task],
-          options: StabilityOptions, deadline: float | None = None,
+          options: StabilityOptions, deadline: Deadline = Deadline.never(),
           on_result: Callable[[TaskResult], None] | None = None) -> list[TaskResult]:
     """Solve ``tasks`` on one persistent model of the prefix; runs in any worker.
 
@@ -68,7 +69,7 @@ def prove(network: Network, encoding: Encoding, layer: int, tasks: list[Task],
     With ``options.neighbourhood`` a task still open then gets a neighbourhood search for
     a crossing (``leo.search.neighbourhood``) before its MILP.
 
-    ``deadline`` (``time.time()``) bounds the whole list: each task gets an equal share
+    ``deadline`` bounds the whole list: each task gets an equal share
     of the time left among the tasks left (what a quick one leaves, later ones get),
     and nothing runs past it. ``on_result`` sees each result as it comes (progress).
     Runs with ``options.threads`` (a worker process too)."""
@@ -89,18 +90,16 @@ class _Prover:
         self.separator = Separator(encoding) if use_cuts else None
 
     def _in_trouble(self, limit: float) -> bool:
-        """Whether the solver calls the prefix's LP relaxation infeasible. Every box point with
-        the network's values satisfies it, so such a solver is in numerical trouble, and its
-        cutoff solves would read as proofs ("nothing below the margin"): none may count (seen
-        in ``leo.queries.equivalence`` on a box with lower == upper in 4 of 6 inputs). A time-out
-        proves nothing either way, and the tasks go on as usual."""
+        """Whether the solver fails the prefix's LP relaxation (``solvers.guard``: every box point
+        satisfies it, so its cutoff solves would read as proofs). A time-out proves nothing either
+        way, and the tasks go on as usual."""
         lp = self.lp or new_model(self.encoding, relax=True, threads=resolve(self.options.threads),
                                   solver=self.options.solver)
-        return lp.minimise(np.zeros(self.encoding.num_cols), None, limit).status is SolveStatus.ERROR
+        return check_relaxation(lp, limit).in_trouble
 
-    def run(self, tasks: list[Task], deadline: float | None,
+    def run(self, tasks: list[Task], deadline: Deadline,
             on_result: Callable[[TaskResult], None] | None) -> list[TaskResult]:
-        left = self.options.time_limit if deadline is None else deadline - time.time()
+        left = deadline.left() if deadline.bounded else self.options.time_limit
         checked = bool(tasks) and left >= MIN_SOLVE_SECONDS
         if checked and self._in_trouble(min(self.options.time_limit, left)):
             results = [TaskResult(t.unit, t.direction, False, -np.inf, False, (), 0.0) for t in tasks]
@@ -113,7 +112,7 @@ class _Prover:
             results[0] = replace(results[0], counts=results[0].counts + Counts(lps=1))
         return results
 
-    def _run(self, tasks: list[Task], deadline: float | None,
+    def _run(self, tasks: list[Task], deadline: Deadline,
              on_result: Callable[[TaskResult], None] | None) -> list[TaskResult]:
         results: list[TaskResult] = []
         known_both: set[int] = set()
@@ -124,8 +123,8 @@ class _Prover:
                 results.append(TaskResult(task.unit, task.direction, False, -np.inf, False, (), 0.0))
                 continue
             limit = self.options.time_limit
-            if deadline is not None:
-                left = deadline - time.time()
+            if deadline.bounded:
+                left = deadline.left()
                 if left < MIN_SOLVE_SECONDS:
                     results.append(TaskResult(task.unit, task.direction, False, -np.inf, True, (), 0.0,
                                               Method.BUDGET))

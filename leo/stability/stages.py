@@ -9,21 +9,25 @@ returns what it proved, the points it found and what it ran (``LayerResult``,
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from leo.bounds.propagate import LayerBounds
+from leo.core.choices import Engine, choose
+from leo.core.deadline import Deadline
 from leo.core.domain import Box
-from leo.errors import LeoInputError
 from leo.core.network import Network
-from leo.stability.report import UnitProof
 from leo.core.threads import DEFAULT_THREADS
 from leo.core.verdicts import Verdict
-from solvers.backend import SOLVERS
+from leo.errors import LeoInputError
+from leo.stability.report import UnitProof
+from solvers.backend import Solver
 
-ENGINES = ("unit", "network")
+#: The engines' names, for help texts.
+ENGINES = tuple(e.value for e in Engine)
 #: The branch-and-bound phase's auto setting (``branch=None``) turns it on up to this many
 #: inputs: splitting the input box pays on ACAS Xu's five, rarely on images.
 BRANCH_INPUTS = 16
@@ -46,24 +50,24 @@ class StabilityOptions:
     seed: int = 0
     workers: int = 1  # processes for the per-unit MILP phase
     scheduler: str | None = None  # a Dask scheduler address, for the per-unit MILP phase
-    engine: str = "unit"  # "unit" or "network"
+    engine: Engine = Engine.UNIT  # one MILP per unit, or one network-wide MILP (a string converts)
     cuts: bool = True  # ideal-formulation cuts on the LP relaxation before each MILP (--no-cuts)
     neighbourhood: bool = True  # neighbourhood search for a crossing before each MILP (--no-search)
     lp_bounds: bool = False  # LP-relaxation bounds for earlier layers before a layer's MILPs (--lp-bounds)
     time_budget: float | None = None  # seconds for the whole analysis; None: no limit but time_limit per solve
     threads: int = DEFAULT_THREADS  # torch and HiGHS threads during the analysis (leo.core.threads); 0: one per core
-    solver: str = "highs"  # the MILP back-end (solvers.backend)
+    solver: Solver = Solver.HIGHS  # the MILP back-end (solvers.backend; a string converts)
     branch: bool | None = None  # input-splitting branch and bound before the MILPs (--branch); None: auto (BRANCH_INPUTS, BRANCH_BINARIES)
+    relu_split: bool = False  # ReLU-split branch and bound per open unit before its MILP (leo.stability.relu_phase)
 
     def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise LeoInputError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+        # frozen: the converted choices go in through object.__setattr__ (strings stay accepted)
+        object.__setattr__(self, "engine", choose(Engine, self.engine, "engine"))
+        object.__setattr__(self, "solver", choose(Solver, self.solver, "solver"))
         if self.time_budget is not None and not self.time_budget > 0:
             raise LeoInputError(f"the time budget must be positive, got {self.time_budget}")
         if self.threads < 0:
             raise LeoInputError(f"threads must be 0 (one per core) or positive, got {self.threads}")
-        if self.solver not in SOLVERS:
-            raise LeoInputError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
 
     def branches(self, input_dim: int, binaries: int) -> bool:
         """Whether the branch-and-bound phase runs on a layer of a network with ``input_dim``
@@ -73,10 +77,22 @@ class StabilityOptions:
         return self.branch
 
 
-#: What a progress event can say the analysis is doing, cheapest first.
-BOUNDS, WITNESSES, LOCAL_SEARCH, LP, MILP, DONE = "bounds", "witnesses", "local search", "LP", "MILP", "done"
-BRANCH = "branch and bound"  # input-splitting branch and bound (leo.bab.input_split), before the MILPs
-PHASES = (BOUNDS, WITNESSES, LOCAL_SEARCH, LP, BRANCH, MILP, DONE)
+class Phase(enum.StrEnum):
+    """What a progress event can say the analysis is doing, in the order a layer runs them
+    (a display prints the value)."""
+
+    BOUNDS = "bounds"
+    WITNESSES = "witnesses"
+    LOCAL_SEARCH = "local search"
+    LP = "LP"
+    BRANCH = "branch and bound"  # input-splitting branch and bound (leo.bab.input_split), before the MILPs
+    RELU_SPLIT = "ReLU split"  # ReLU-split branch and bound per unit (leo.bab.relu_split), before the MILPs
+    MILP = "MILP"
+    DONE = "done"
+
+
+#: The phases in the order a layer runs them.
+PHASES = tuple(Phase)
 
 
 @dataclass(frozen=True)
@@ -92,7 +108,7 @@ class Progress:
     total: int
     how: dict[str, int]
     seconds: float
-    phase: str = DONE
+    phase: Phase = Phase.DONE
     eta: float | None = None
 
 
@@ -105,8 +121,8 @@ class LayerProblem:
     proven bounds of layers ``0..layer``, ``states`` the verdicts of the layers before
     (UNSTABLE where open); ``units`` the open units, ``directions`` the question left
     per unit (+1 "is it active?", -1 "is it inactive?"), ``starts`` a box point per unit
-    to warm-start from (the witness closest to answering "no"). ``deadline``
-    (``time.time()``) bounds every solve; None: only ``options.time_limit`` per solve."""
+    to warm-start from (the witness closest to answering "no"). ``deadline`` bounds every
+    solve (``Deadline.never()``: only ``options.time_limit`` per solve)."""
 
     network: Network
     box: Box
@@ -117,7 +133,7 @@ class LayerProblem:
     directions: np.ndarray
     starts: np.ndarray
     options: StabilityOptions
-    deadline: float | None
+    deadline: Deadline
 
 
 @dataclass(frozen=True)
@@ -162,7 +178,7 @@ class NetworkProblem:
     seen_min: np.ndarray
     seen_max: np.ndarray
     options: StabilityOptions
-    deadline: float | None
+    deadline: Deadline
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import numpy as np
 
 from leo.errors import LeoInputError
 from leo.io.conv import TooLarge
+from leo.io.sparse import dense_from_flat
 from leo.io.onnx.table import NOT_PIECEWISE_LINEAR, UnknownVersion, handler_for, supported_ops
 from leo.io.onnx.values import Affine, Graph, Node, to_float
 from leo.io.shape import HOW_TO_GIVE_SHAPE
@@ -102,6 +103,42 @@ def _opset(model: Any) -> int:
     return max(versions) if versions else DEFAULT_OPSET
 
 
+def _sparse_initializers(graph: Any) -> dict[str, np.ndarray]:
+    """The graph's sparse initializers, dense (leo's weights are dense matrices), by the
+    name of their values; indices flat (row-major) or one row of coordinates per value."""
+    from onnx import numpy_helper
+
+    out = {}
+    for t in graph.sparse_initializer:
+        shape = tuple(int(d) for d in t.dims)
+        values = to_float(numpy_helper.to_array(t.values))
+        index = numpy_helper.to_array(t.indices).astype(np.int64)
+        try:
+            if index.ndim == 2:
+                index = np.ravel_multi_index(tuple(index.T), shape) if index.size else index.reshape(-1)
+            out[t.values.name] = dense_from_flat(shape, index, values)
+        except ValueError as exc:
+            raise LeoInputError(f"sparse initializer '{t.values.name}': {exc}") from None
+    return out
+
+
+def _last_uses(graph: Any) -> dict[int, list[str]]:
+    """Per node, the tensors no later node reads (nor the graph's output): the walk drops
+    them after it, so a conv's dense matrix is not held twice (by its tensor and by the layer
+    made of it) while the rest of a large network is read."""
+    last: dict[str, int] = {}
+    for i, node in enumerate(graph.node):
+        for t in [*node.input, *node.output]:
+            if t:
+                last[t] = i
+    keep = {o.name for o in graph.output}
+    out: dict[int, list[str]] = {}
+    for t, i in last.items():
+        if t not in keep:
+            out.setdefault(i, []).append(t)
+    return out
+
+
 def load_onnx(path: str | Path, input_shape: tuple[int, ...] | None = None) -> Network:
     """The network of an ONNX file; unsupported ops raise LeoInputError naming them.
     ``input_shape`` fills feature dimensions the file leaves open."""
@@ -129,6 +166,7 @@ def network_from_onnx(model: Any, source: str = "onnx", batch: int | None = None
 
     graph = model.graph
     inits = {t.name: to_float(numpy_helper.to_array(t)) for t in graph.initializer}
+    inits.update(_sparse_initializers(graph))
     real = [i for i in graph.input if i.name not in inits]
     if len(real) != 1:
         raise LeoInputError(f"the ONNX graph has {len(real)} inputs that are not initializers "
@@ -140,6 +178,7 @@ def network_from_onnx(model: Any, source: str = "onnx", batch: int | None = None
                     and _first_dim(real[0]) == 1)
     g.values.update(inits)
     opset = _opset(model)
+    done = _last_uses(graph)
     for i, node in enumerate(graph.node):
         name = node.name or (node.output[0] if node.output else f"#{i}")
         op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
@@ -161,6 +200,8 @@ def network_from_onnx(model: Any, source: str = "onnx", batch: int | None = None
         for out_name, value in zip(node.output, outputs):
             if out_name:
                 g.values[out_name] = value
+        for t in done.get(i, ()):
+            g.values.pop(t, None)
     out_name = graph.output[0].name
     out = g.values.get(out_name)
     if isinstance(out, np.ndarray):

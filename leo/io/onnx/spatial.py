@@ -184,6 +184,13 @@ def global_average_pool(g: Graph, node: Node) -> list[Value]:
     return [linear(g, node, x, matrix, np.zeros(matrix.shape[0]), (x.shape[0], *window.out_spatial))]
 
 
+def _geometry(window: Window, x: Affine) -> dict[str, list[int]]:
+    """A MaxPool's window as its ReLU layers record it (names apart from a conv's ``kernel``)."""
+    return {"pool_kernel": list(window.kernel), "pool_strides": list(window.strides),
+            "pool_pads": list(window.pads_begin + window.pads_end), "pool_dilations": list(window.dilations),
+            "pool_in_shape": [int(d) for d in x.shape]}
+
+
 def max_pool(g: Graph, node: Node) -> list[Value]:
     """max over the window, exactly: candidates paired level by level, each level one ReLU
     layer of differences, max(a, b) = a + relu(b - a)."""
@@ -203,8 +210,9 @@ def max_pool(g: Graph, node: Node) -> list[Value]:
         pairs = [(candidates[i], candidates[i + 1]) for i in range(0, len(candidates) - 1, 2)]
         diffs = stack([b.plus(negate(a)) for a, b in pairs], (len(pairs) * pairs[0][0].size,))  # type: ignore[misc]
         r = g.emit(diffs, relu=True)
-        # marked so reports tell these ReLU layers from the user's hidden layers (leo.stability.report.internal_op)
-        g.layers[-1] = replace(g.layers[-1], structure={"op": "MaxPool", "node": node.name})
+        # marked so reports tell these ReLU layers from the user's hidden layers (leo.stability.report.internal_op),
+        # with the pool's geometry, so writers can write the pool again (leo.io.pool_export)
+        g.layers[-1] = replace(g.layers[-1], structure={"op": "MaxPool", "node": node.name, **_geometry(window, x)})
         n = pairs[0][0].size
         merged = [a.plus(r.rows(np.arange(i * n, (i + 1) * n), shape)) for i, (a, _) in enumerate(pairs)]
         candidates = merged + candidates[2 * len(pairs):]
