@@ -116,11 +116,13 @@ def _without_unit(net: Network, k: int, unit: int) -> Network:
 
 
 @pytest.mark.parametrize("suffix", [".onnx", ".pt"])
-def test_a_changed_pool_is_written_by_its_nonzeros(traced, tmp_path, suffix):
+def test_a_changed_pool_is_written_by_its_nonzeros(traced, tmp_path, suffix, monkeypatch):
     """A pool that lost a unit is no MaxPool: its layers and the layers reading it are written
     sparsely, so the file is proportional to the nonzeros (12 bytes each at most, plus the
     conv kernels and a little structure), not to the dense matrices; it still computes the
-    network's function and reads back the same."""
+    network's function and reads back the same. (This model's matrices are below the size
+    from which a user's are written sparsely: the threshold is lowered to reach that path.)"""
+    monkeypatch.setattr("leo.io.sparse.SPARSE_MIN_BYTES", 0)
     _, _, original = traced
     net = _without_unit(original, 2, 5)
     assert 2 not in pool_runs(net)
@@ -135,9 +137,10 @@ def test_a_changed_pool_is_written_by_its_nonzeros(traced, tmp_path, suffix):
     assert _same_layers(net, load_network(out))
 
 
-def test_sparse_skip_network_round_trips_in_float64(tmp_path):
+def test_sparse_skip_network_round_trips_in_float64(tmp_path, monkeypatch):
     """A skip network of mostly-zero matrices in float64: sparse initializers and sparse
-    TorchScript buffers keep every entry exactly."""
+    TorchScript buffers keep every entry exactly (the size threshold lowered to reach them)."""
+    monkeypatch.setattr("leo.io.sparse.SPARSE_MIN_BYTES", 0)
     rng = np.random.default_rng(3)
 
     def sparse(rows: int, cols: int) -> np.ndarray:
@@ -202,3 +205,18 @@ def test_a_residual_add_keeps_its_convolutions(tmp_path, suffix):
     if suffix == ".onnx":
         ops = [n.op_type for n in onnx.load(str(out)).graph.node]
         assert ops.count("Conv") >= 4 and ops.count("MatMul") == 1
+
+
+def test_small_matrices_stay_dense_for_other_readers(tmp_path):
+    """Below SPARSE_MIN_BYTES a mostly-zero matrix is written as a dense initializer, which every
+    ONNX consumer reads (Marabou's parser reads ``graph.initializer`` only)."""
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=(30, 40)) * (rng.uniform(size=(30, 40)) < 0.05)
+    net = Network(40, (Layer({0: w}, rng.normal(size=30), True), Layer({1: rng.normal(size=(5, 30))}, np.zeros(5), False)))
+    out = save_network(net, tmp_path / "m.onnx")
+    graph = onnx.load(str(out)).graph
+    assert len(graph.sparse_initializer) == 0 and len(graph.initializer) >= 2
+    pts = rng.uniform(size=(200, 40)).astype(np.float32)
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": pts})[0]
+    assert np.abs(got - net(pts.astype(np.float64))).max() <= 1e-4
+

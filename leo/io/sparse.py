@@ -15,9 +15,18 @@ import numpy as np
 from leo.io.conv import check_size
 
 
+#: Matrices whose dense form is smaller than this are written dense whatever their nonzeros:
+#: every ONNX consumer reads dense initializers, while several verifiers do not read sparse ones
+#: (Marabou's ONNX parser looks weights up in ``graph.initializer`` only, and failed on a flat
+#: compression of a small MNIST CNN), and below this size the dense form costs little.
+SPARSE_MIN_BYTES = 1 << 20
+
+
 def smaller_sparse(matrix: np.ndarray, value_bytes: int, index_bytes: int) -> bool:
-    """Whether (index, value) pairs of the nonzeros take fewer bytes than the dense matrix."""
-    return np.count_nonzero(matrix) * (value_bytes + index_bytes) < matrix.size * value_bytes
+    """Whether to write ``matrix`` by its nonzeros: its dense form is at least SPARSE_MIN_BYTES and
+    (index, value) pairs of the nonzeros take fewer bytes."""
+    dense = matrix.size * value_bytes
+    return dense >= SPARSE_MIN_BYTES and np.count_nonzero(matrix) * (value_bytes + index_bytes) < dense
 
 
 def dense_from_flat(shape: tuple[int, ...], flat_index: np.ndarray, values: np.ndarray) -> np.ndarray:
