@@ -1,4 +1,4 @@
-"""VNN-COMP 2021 instances: leo, leo --compress-first, Marabou and nnenum side by side.
+"""VNN-COMP 2021 instances: leo, leo --compress-first, leo --solver scip, Marabou and nnenum side by side.
 
 Every row of ``$LEO_DATA/vnncomp2021/results_2021.csv`` (default ``../shared/data``) with
 the competition's time-out (116 s ACAS Xu, 120 s mnistfc; ``--cap S`` lowers them for a
@@ -44,7 +44,7 @@ GRACE = 30.0
 QUICK = [("ACASXU_run2a_1_7_batch_2000.onnx", "prop_3.vnnlib"),
          ("ACASXU_run2a_1_1_batch_2000.onnx", "prop_3.vnnlib"),
          ("mnist-net_256x2.onnx", "prop_2_0.03.vnnlib")]
-TOOLS = ("leo", "leo_compress_first", "marabou", "nnenum")
+TOOLS = ("leo", "leo_compress_first", "leo_scip", "marabou", "nnenum")
 #: nnenum's first result line in VNN-COMP's words.
 NNENUM_ANSWERS = {"holds": "unsat", "violated": "sat", "timeout": "timeout", "unknown": "unknown"}
 ANSWERS = ("sat", "unsat", "unknown", "timeout")
@@ -74,13 +74,15 @@ def _run(cmd: list[str], limit: float) -> tuple[str, float, str]:
         return "", time.perf_counter() - t0, "killed"
 
 
-def run_leo(inst: dict[str, Any], timeout: float, compress_first: bool) -> dict[str, Any]:
+def run_leo(inst: dict[str, Any], timeout: float, compress_first: bool, solver: str = "highs") -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "result.txt"
         cmd = [sys.executable, "-m", "leo.cli.main", "property", str(inst["onnx_path"]), str(inst["vnnlib_path"]),
                "--time-limit", str(timeout), "--results", str(results), "-q"]
         if compress_first:
             cmd.append("--compress-first")
+        if solver != "highs":
+            cmd += ["--solver", solver]
         out, seconds, err = _run(cmd, timeout + GRACE)
         answer = results.read_text().split()[0] if results.is_file() else ""
     if answer not in ANSWERS:
@@ -147,6 +149,8 @@ def run_instance(inst: dict[str, Any], cap: float | None, tools: tuple[str, ...]
         row["leo"] = run_leo(inst, timeout, False)
     if "leo_compress_first" in tools:
         row["leo_compress_first"] = run_leo(inst, timeout, True)
+    if "leo_scip" in tools:  # the same schedule with SCIP for every LP and MILP (extra leo[scip])
+        row["leo_scip"] = run_leo(inst, timeout, False, "scip")
     if "marabou" in tools:
         row["marabou"] = run_marabou(inst, timeout)
     if "nnenum" in tools and nnenum is not None:
