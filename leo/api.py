@@ -136,7 +136,8 @@ class Compression:
         inputs = (self.original.metadata.get(SOURCE_PATH), self.certificate["original"]["path"])
         out = check_output_path(path, inputs, overwrite, Replace.OVERWRITE)
         side = Path(certificate) if certificate is not None else certificate_path(out)
-        kept = original_path(out) if self.certificate["original"]["path"] is None else None  # no file behind it
+        kept = (original_path(out, self.original)  # no file behind it
+                if self.certificate["original"]["path"] is None else None)
         plan_outputs([out, side] + ([kept] if kept else []), inputs, overwrite, Replace.OVERWRITE)
         cert = self.certificate
         if kept is not None:
@@ -149,9 +150,14 @@ class Compression:
         return out, side
 
 
-def original_path(out: Path) -> Path:
-    """Where ``Compression.save`` writes an in-memory original: ``small.onnx`` -> ``small.original.onnx``."""
-    return out.with_name(f"{out.stem}.original{out.suffix}")
+def original_path(out: Path, original: Network | None = None) -> Path:
+    """Where ``Compression.save`` writes an in-memory original: ``small.onnx`` -> ``small.original.onnx``,
+    except that a network with shaped (convolutional) layers goes to ``.pt``: float64 ONNX is
+    written as MatMuls (onnxruntime has no float64 Conv), which drops the channel layout that
+    the audit needs to replay a structured form's dead channels."""
+    shaped = original is not None and any(ly.shape is not None for ly in original.layers)
+    suffix = ".pt" if shaped and out.suffix == ".onnx" else out.suffix
+    return out.with_name(f"{out.stem}.original{suffix}")
 
 
 def compress(model: ModelLike, lower: Any, upper: Any, options: StabilityOptions = StabilityOptions(),

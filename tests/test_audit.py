@@ -364,3 +364,21 @@ def test_audit_shares_no_code_with_the_prover(module):
 def test_the_audit_is_split_into_its_modules():
     names = {p.name for p in (Path(leo.__file__).parent / "certify").glob("audit*.py")}
     assert {"audit.py", "audit_bounds.py", "audit_claims.py", "audit_replay.py"} <= names
+
+
+def test_in_memory_conv_module_structured_to_onnx_audits(tmp_path):
+    """A structured compression of an in-memory conv module saved as ONNX: the original copy keeps
+    its channel layout (written as ``.pt``: float64 ONNX has no Conv), so the audit can replay
+    the dead channels; it failed with "dead channels listed, but no channels" before."""
+    from leo.certify.audit import audit
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3), torch.nn.ReLU(),
+                                 torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    with torch.no_grad():
+        module[0].bias[:2] = -50.0  # two dead channels on [0, 0.1]
+    result = leo.compress(module, 0.0, 0.1, form="structured", input_shape=(1, 8, 8))
+    out, cert_path = result.save(tmp_path / "r.onnx")
+    cert = json.loads(cert_path.read_text())
+    assert Path(cert["original"]["path"]).name == "r.original.pt"
+    assert audit(cert_path).code == 0
