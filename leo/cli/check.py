@@ -19,14 +19,15 @@ from solvers.backend import Solver
 def bound_text(bound: float) -> str:
     """A proven upper bound as people read it, never below it: rounded UP to 3 significant
     digits (``.3g`` rounds to nearest, which can print less than what was proven); a bound
-    below the smallest normal float (a zero raised by a few ulps of rounding guard) is 0 with
-    the guard said, not ``3.95e-323``."""
+    below the smallest normal float (a zero raised by a few ulps of rounding guard) is 0, said to
+    be the bound on the networks' exact-arithmetic functions (their float evaluations, and so the
+    sampled maximum, differ by rounding), not ``3.95e-323``."""
     from decimal import ROUND_CEILING, Decimal
 
     if bound <= 0.0:
         return f"{bound:.3g}"
     if bound < np.finfo(np.float64).tiny:
-        return "0 (up to float rounding below 2.3e-308)"
+        return "0 in exact arithmetic (float evaluations differ by rounding)"
     text = f"{bound:.3g}"
     if float(text) < bound:  # rounded down: round the exact decimal value of the float up instead
         exact = Decimal(bound)
