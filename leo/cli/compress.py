@@ -37,7 +37,8 @@ BIGGER = 2.0
                    "active ones bypassed through skip connections, only unstable units keep a ReLU (REDNet's "
                    "form, for verifiers); structured: conv channels whose units are all stably inactive "
                    "deleted whole, conv layers kept as convolutions (ONNX Conv nodes, nn.Conv2d), dense layers "
-                   "as leo. leo and flat are written as dense layers (MatMul/Add/Relu).")
+                   "as leo. leo and flat write a layer the reduction left unchanged as its Conv or MaxPool, "
+                   "the others as matrices (MatMul/Add/Relu, sparse where mostly zero).")
 @force_option
 @approx_option_flags
 def compress(model: str, domain: Domain, output: str, certificate: str | None, float64: bool, method: str,

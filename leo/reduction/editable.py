@@ -50,6 +50,7 @@ class Editable:
         """``states``: per 1-based layer, what is proven about each unit."""
         self.input_dim = network.input_dim
         self.metadata = dict(network.metadata)
+        self.original = network.layers  # what ``network()`` compares a layer against
         states = states or {}
         self.layers: list[EditLayer] = [
             EditLayer({s: np.array(w, dtype=np.float64) for s, w in ly.weights.items()},
@@ -74,9 +75,27 @@ class Editable:
     def num_parameters(self) -> int:
         return int(sum(ly.bias.size + sum(w.size for w in ly.weights.values()) for ly in self.layers))
 
+    def unchanged(self, ly: EditLayer) -> bool:
+        """Whether ``ly`` computes, from the same original sources, exactly the affine map
+        its original layer did (same units, weights and bias, value for value): only then
+        do the original's ``shape`` and conv/pool ``structure`` still describe it."""
+        before = self.original[ly.name - 1]
+        if ly.width != before.width or not np.array_equal(ly.bias, before.bias):
+            return False
+        sources = {(0 if s == 0 else self.layers[s - 1].name): w for s, w in ly.weights.items()}
+        return (sources.keys() == before.weights.keys()
+                and all(np.array_equal(w, before.weights[s]) for s, w in sources.items()))
+
     def network(self) -> Network:
-        return Network(self.input_dim, tuple(Layer(ly.weights, ly.bias, ly.relu) for ly in self.layers),
-                       self.metadata)
+        """The working copy as a Network; a layer keeps its original ``shape`` and ``structure``
+        only while ``unchanged`` (the writers then write it as a Conv or MaxPool again)."""
+        def written(ly: EditLayer) -> Layer:
+            before = self.original[ly.name - 1]
+            if (before.shape is None and before.structure is None) or not self.unchanged(ly):
+                return Layer(ly.weights, ly.bias, ly.relu)
+            return Layer(ly.weights, ly.bias, ly.relu, before.shape, before.structure)
+
+        return Network(self.input_dim, tuple(written(ly) for ly in self.layers), self.metadata)
 
     # -- edits ---------------------------------------------------------------------
     def delete_units(self, k: int, units: np.ndarray | list[int]) -> None:

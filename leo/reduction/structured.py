@@ -10,9 +10,12 @@ written (a conv by its kernel), and stays a conv when a conv rebuilds it exactly
 otherwise it stays, without its ReLU. This is ``STRUCTURED``, a policy of the one
 reduction loop (``leo.reduction.loop``), so its edits are logged steps like every form's.
 
-Every structure kept is verified: ``conv_kernel`` reads a kernel back from the dense
-matrix and requires the conv it defines to rebuild that matrix (to 1e-12 relative), so
-an export as a Conv node is exact or does not happen.
+Every structure kept is verified by the writers' own test, ``leo.io.conv.conv_kernel``: it
+reads a kernel back from the dense matrix and requires the conv it defines to rebuild that
+matrix exactly, entry for entry. No tolerance: a layer this form keeps as a conv is then
+always written as a Conv node, and the Conv computes the very matrix that was certified
+(a kernel accepted up to a tolerance would be written as a matrix, or would write a
+slightly different function than the one the audit replays).
 """
 
 from __future__ import annotations
@@ -27,100 +30,13 @@ import numpy as np
 from leo.core.choices import Form
 from leo.core.network import Layer, Network
 from leo.core.verdicts import Verdict
-from leo.io.conv import Window, channel_bias
+from leo.io.conv import channel_bias, conv_kernel, conv_kernels
 from leo.reduction.editable import EditLayer
 from leo.reduction.loop import Policy, Run, delete_inactive, fold_dependent, merge, run_policy
 from leo.reduction.steps import DropChannels, DropRelu, Reduction
 from leo.stability.report import StabilityReport
 
 INACTIVE = Verdict.INACTIVE
-
-#: Largest |rebuilt - weight| accepted, relative to the largest |weight|.
-KERNEL_TOL = 1e-12
-
-
-# -- kernels back from matrices ---------------------------------------------------------
-
-def _window(structure: Mapping[str, Any]) -> Window:
-    kernel = tuple(int(k) for k in structure["kernel"])
-    n = len(kernel)
-    pads = [int(p) for p in structure["pads"]]
-    return Window(tuple(int(d) for d in structure["in_shape"][1:]), kernel,
-                  tuple(int(s) for s in structure["strides"]), tuple(pads[:n]), tuple(pads[n:]),
-                  tuple(int(d) for d in structure["dilations"]))
-
-
-def _taps(weight_shape: tuple[int, int], structure: Mapping[str, Any]) -> tuple[np.ndarray, ...] | None:
-    """Row, column, kernel-entry index and validity of every tap of the conv, all (M, Cg, K, O);
-    None when the structure's shapes do not fit the matrix."""
-    try:
-        window = _window(structure)
-        channels, out_channels = int(structure["in_shape"][0]), int(structure["out_shape"][0])
-        group = int(structure.get("group", 1))
-        out_spatial = tuple(int(d) for d in structure["out_shape"][1:])
-    except (KeyError, TypeError, ValueError, IndexError):
-        return None
-    if (structure.get("op") != "Conv" or group < 1 or channels % group or out_channels % group
-            or out_channels == 0 or window.out_spatial != out_spatial or len(window.kernel) != len(out_spatial)):
-        return None
-    n_in, n_out = math.prod(window.in_spatial), math.prod(out_spatial)
-    if weight_shape != (out_channels * n_out, channels * n_in):
-        return None
-    index, valid = window.taps()  # (K, O)
-    cg = channels // group
-    oc = np.arange(out_channels)
-    ic = (oc // (out_channels // group))[:, None] * cg + np.arange(cg)[None, :]  # (M, Cg)
-    rows = oc[:, None, None, None] * n_out + np.arange(n_out)[None, None, None, :]
-    cols = ic[:, :, None, None] * n_in + index[None, None]
-    entry = (np.arange(out_channels * cg * index.shape[0]).reshape(out_channels, cg, index.shape[0], 1))
-    shape = (out_channels, cg, *index.shape)
-    return (np.broadcast_to(rows, shape), np.broadcast_to(cols, shape), np.broadcast_to(entry, shape),
-            np.broadcast_to(valid[None, None], shape))
-
-
-def conv_kernel(weight: np.ndarray, structure: Mapping[str, Any] | None) -> np.ndarray | None:
-    """The (M, C/group, *kernel) kernel whose conv (``structure``) is ``weight``, read from
-    the taps; None unless that conv rebuilds ``weight`` exactly (1e-12 relative)."""
-    if structure is None:
-        return None
-    taps = _taps(weight.shape, structure)
-    if taps is None:
-        return None
-    rows, cols, entry, valid = taps
-    m, cg, n_k = rows.shape[:3]
-    values = np.zeros(m * cg * n_k)
-    first = valid.argmax(axis=3)  # an output position where each tap lies inside the input
-    mi, ci, ki = np.indices((m, cg, n_k))
-    seen = valid[mi, ci, ki, first]
-    values[entry[mi, ci, ki, 0][seen]] = weight[rows[mi, ci, ki, first][seen], cols[mi, ci, ki, first][seen]]
-    r, c = rows[valid], cols[valid]  # distinct (row, col) pairs: a tap reads one input per position
-    scale = float(np.abs(weight).max(initial=0.0))
-    if np.abs(weight[r, c] - values[entry[valid]]).max(initial=0.0) > KERNEL_TOL * scale:
-        return None
-    hits = np.count_nonzero(weight[r, c])
-    if np.count_nonzero(weight) != hits:  # an entry no tap reaches is not zero
-        residual = np.array(weight, dtype=np.float64, copy=True)
-        residual[r, c] = 0.0
-        if float(np.abs(residual).max()) > KERNEL_TOL * scale:
-            return None
-    return values.reshape(m, cg, *[int(k) for k in structure["kernel"]])
-
-
-def conv_kernels(layer: Layer) -> dict[int, np.ndarray] | None:
-    """Per source, the kernel of a layer that is a conv of each of its sources (see
-    ``conv_kernel``); None when any is not, or the layer records no structure."""
-    if layer.structure is None:
-        return None
-    if layer.shape is None or tuple(layer.structure.get("out_shape", ())) != tuple(layer.shape):
-        return None  # exporters shape the conv's output by ``layer.shape``
-    out = {}
-    for s, w in layer.weights.items():
-        kernel = conv_kernel(w, layer.structure)
-        if kernel is None:
-            return None
-        out[s] = kernel
-    return out
-
 
 # -- the reduction ------------------------------------------------------------------------
 
@@ -216,6 +132,8 @@ def _merge_if_smaller(run: Run, k: int) -> bool:
     """Multiply linear layer k into its readers when that is smaller as written (always for
     dense layers read only by dense ones, as LEO does); the readers stay convs where a
     conv rebuilds the product. Otherwise a ReLU layer keeps its units without the ReLU."""
+    if _intact_pool(run, k):  # a MaxPool's output layer: multiplied in, the pool would be written as matrices
+        return False
     ed = run.ed
     ly = ed.layer(k)
     plans = []
@@ -270,10 +188,26 @@ def _prepare(run: Run) -> None:
             _dead_channels(run, k)
 
 
+def _intact_pool(run: Run, k: int) -> bool:
+    """Layer k is one of a MaxPool's layers (its ReLU levels or its output) and still computes
+    exactly what the reader made of the pool: the writers write such layers as one MaxPool
+    node (``leo.io.pool_export``), far smaller than any of their units removed."""
+    ly = run.ed.layer(k)
+    layers = run.original.layers
+
+    def pool(name: int) -> bool:
+        st = layers[name - 1].structure
+        return st is not None and st.get("op") == "MaxPool"
+
+    output = not layers[ly.name - 1].relu and ly.name > 1 and pool(ly.name - 1)  # the level before it pools
+    return (pool(ly.name) or output) and run.ed.unchanged(ly)
+
+
 def _units(run: Run, k: int) -> None:
-    """A conv layer's dead channels are gone and a channel with live units stays whole;
+    """A conv layer's dead channels are gone and a channel with live units stays whole; an
+    intact MaxPool's layers stay whole (its stable units compute the pool all the same);
     a dense layer is reduced as LEO does."""
-    if _is_conv_relu(run.ed.layer(k)):
+    if _is_conv_relu(run.ed.layer(k)) or _intact_pool(run, k):
         return
     if delete_inactive(run, k):
         _spoil_readers(run, k)
@@ -281,7 +215,12 @@ def _units(run: Run, k: int) -> None:
         _spoil_readers(run, k)
 
 
-def _final_layer(ly: EditLayer) -> Layer:
+def _final_layer(run: Run, ly: EditLayer) -> Layer:
+    """The layer as written: its conv structure where a conv still rebuilds it exactly, else
+    its original structure (a MaxPool's levels) where the layer is unchanged, else none."""
+    if ly.structure is None and run.ed.unchanged(ly):
+        before = run.original.layers[ly.name - 1]
+        return Layer(ly.weights, ly.bias, ly.relu, before.shape, before.structure)
     shape = ly.shape if ly.shape is not None and math.prod(ly.shape) == ly.bias.size else None
     layer = Layer(ly.weights, ly.bias, ly.relu, shape, ly.structure)
     if ly.structure is not None and conv_kernels(layer) is None:  # a safeguard: export only exact convs
@@ -290,7 +229,7 @@ def _final_layer(ly: EditLayer) -> Layer:
 
 
 def _finish(run: Run) -> Network:
-    return Network(run.ed.input_dim, tuple(_final_layer(ly) for ly in run.ed.layers), run.ed.metadata)
+    return Network(run.ed.input_dim, tuple(_final_layer(run, ly) for ly in run.ed.layers), run.ed.metadata)
 
 
 #: Whole channels out, conv layers kept; dense layers as LEO.
