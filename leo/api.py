@@ -152,12 +152,14 @@ class Compression:
 
 def original_path(out: Path, original: Network | None = None) -> Path:
     """Where ``Compression.save`` writes an in-memory original: ``small.onnx`` -> ``small.original.onnx``,
-    except that a network with shaped (convolutional) layers goes to ``.pt``: float64 ONNX is
-    written as MatMuls (onnxruntime has no float64 Conv), which drops the channel layout that
-    the audit needs to replay a structured form's dead channels."""
+    except that a network with shaped (convolutional) layers beside an ONNX output goes to
+    ``small.onnx.original.pt`` (not ``small.original.pt``, which a ``small.pt`` output's own copy
+    takes): float64 ONNX is written as MatMuls (onnxruntime has no float64 Conv), which drops
+    the channel layout that the audit needs to replay a structured form's dead channels."""
     shaped = original is not None and any(ly.shape is not None for ly in original.layers)
-    suffix = ".pt" if shaped and out.suffix == ".onnx" else out.suffix
-    return out.with_name(f"{out.stem}.original{suffix}")
+    if shaped and out.suffix == ".onnx":
+        return out.with_name(f"{out.name}.original.pt")
+    return out.with_name(f"{out.stem}.original{out.suffix}")
 
 
 def compress(model: ModelLike, lower: Any, upper: Any, options: StabilityOptions = StabilityOptions(),

@@ -380,5 +380,5 @@ def test_in_memory_conv_module_structured_to_onnx_audits(tmp_path):
     result = leo.compress(module, 0.0, 0.1, form="structured", input_shape=(1, 8, 8))
     out, cert_path = result.save(tmp_path / "r.onnx")
     cert = json.loads(cert_path.read_text())
-    assert Path(cert["original"]["path"]).name == "r.original.pt"
+    assert Path(cert["original"]["path"]).name == "r.onnx.original.pt"
     assert audit(cert_path).code == 0
